@@ -1,0 +1,443 @@
+"""``TransferCNNClassifier``: two-phase transfer learning of a pretrained CNN, as a scikit-learn classifier."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+
+import keras
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.model_selection import train_test_split
+from sklearn.utils import check_random_state
+from sklearn.utils.class_weight import compute_class_weight
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_consistent_length, check_is_fitted, column_or_1d
+
+from .backbones import get_backbone
+from .images import as_image_batch
+from .model import BACKBONE_LAYER, POOLING_CHOICES, build_transfer_model, set_backbone_trainable
+
+__all__ = ["TransferCNNClassifier"]
+
+OPTIMIZERS = {
+    "adam": keras.optimizers.Adam,
+    "adamw": keras.optimizers.AdamW,
+    "sgd": lambda learning_rate: keras.optimizers.SGD(learning_rate, momentum=0.9),
+    "rmsprop": keras.optimizers.RMSprop,
+}
+
+
+def _make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
+    return OPTIMIZERS[name](learning_rate=learning_rate)
+
+
+class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
+    """A pretrained CNN with a new head, retrained in two phases, for facial expressions.
+
+    ``fit`` runs the *short retraining* (backbone frozen, only the head learns) and then the
+    *long retraining* (backbone unfrozen, everything learns at a lower rate). Images stay at
+    their stored size and dtype in memory; resizing, gray to RGB and the backbone's
+    preprocessing run per batch inside the Keras graph.
+
+    Parameters
+    ----------
+    backbone : str, default='vggface'
+        A name from :func:`skfer.list_backbones`.
+    weights : str, path or None, default='default'
+        ``'default'`` for the backbone's pretrained weights (downloaded once, hash-checked),
+        another of its source names, a local weight file, or None for random initialisation.
+    input_size : int or None, default=None
+        Side of the square backbone input in pixels; None uses the backbone's default (224
+        for most). Smaller is much faster on a CPU.
+    head : sequence of int, default=(1024, 1024)
+        Hidden units of the head's Dense layers, each followed by dropout.
+    dropout : float, default=0.5
+        Dropout rate in the head.
+    pooling : {'avg', 'max', 'flatten'}, default='avg'
+        How the backbone's feature map becomes a vector.
+    short_epochs : int, default=5
+        Epochs of the short retraining (frozen backbone).
+    short_learning_rate : float, default=1e-3
+        Learning rate of the short retraining.
+    long_epochs : int, default=20
+        Epochs of the long retraining; 0 runs the short phase alone.
+    long_learning_rate : float, default=1e-4
+        Learning rate of the long retraining.
+    unfreeze_blocks : int or None, default=None
+        Blocks of the backbone trained in the long phase, counted from the top; None: all.
+    batchnorm_training : bool, default=False
+        Let BatchNorm layers update their statistics in the long phase. The default keeps the
+        pretrained statistics, which fine-tuning on small gray faces otherwise destroys.
+    augmentation : bool, default=False
+        Random mirror, shift, rotation and zoom of training images.
+    optimizer : {'adam', 'adamw', 'sgd', 'rmsprop'}, default='adam'
+        Optimizer of both phases (SGD with momentum 0.9).
+    batch_size : int, default=64
+        Images per gradient step and per prediction batch.
+    class_weight : None, 'balanced' or dict, default=None
+        Weights of the classes in the loss; 'balanced' uses ``n / (k * count)``.
+    validation_fraction : float or None, default=0.1
+        Share of the training data held out (stratified) for early stopping when
+        ``fit`` gets no ``validation_data``; None holds out nothing.
+    patience : int or None, default=5
+        Epochs without a better validation accuracy before a phase stops; the best weights are
+        restored. None disables early stopping.
+    random_state : int, RandomState or None, default=None
+        Seeds the head's initialisation, the validation split, the shuffling and the
+        augmentation. Identical seeds give identical models on a CPU.
+    verbose : int, default=1
+        0 silent; 1 a line per phase and per epoch; 2 Keras' progress bar per batch.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        Class labels, sorted; the columns of :meth:`predict_proba`.
+    n_features_in_ : int
+        Pixels per image (H * W * C) seen in ``fit``.
+    image_shape_ : tuple of int
+        ``(H, W, C)`` of the training images.
+    model_ : keras.Model
+        The trained network.
+    history_ : dict of str to list
+        Per epoch across both phases: ``loss``, ``accuracy`` and, with validation data,
+        ``val_loss``, ``val_accuracy``; ``phase`` names the phase of each epoch.
+    long_phase_start_ : int
+        Index of the first epoch of the long phase in ``history_`` (the number of short-phase
+        epochs that ran).
+    """
+
+    def __init__(
+        self,
+        backbone: str = "vggface",
+        *,
+        weights="default",
+        input_size: int | None = None,
+        head: Sequence[int] = (1024, 1024),
+        dropout: float = 0.5,
+        pooling: str = "avg",
+        short_epochs: int = 5,
+        short_learning_rate: float = 1e-3,
+        long_epochs: int = 20,
+        long_learning_rate: float = 1e-4,
+        unfreeze_blocks: int | None = None,
+        batchnorm_training: bool = False,
+        augmentation: bool = False,
+        optimizer: str = "adam",
+        batch_size: int = 64,
+        class_weight=None,
+        validation_fraction: float | None = 0.1,
+        patience: int | None = 5,
+        random_state=None,
+        verbose: int = 1,
+    ):
+        self.backbone = backbone
+        self.weights = weights
+        self.input_size = input_size
+        self.head = head
+        self.dropout = dropout
+        self.pooling = pooling
+        self.short_epochs = short_epochs
+        self.short_learning_rate = short_learning_rate
+        self.long_epochs = long_epochs
+        self.long_learning_rate = long_learning_rate
+        self.unfreeze_blocks = unfreeze_blocks
+        self.batchnorm_training = batchnorm_training
+        self.augmentation = augmentation
+        self.optimizer = optimizer
+        self.batch_size = batch_size
+        self.class_weight = class_weight
+        self.validation_fraction = validation_fraction
+        self.patience = patience
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ scikit-learn API
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = True
+        tags.input_tags.three_d_array = True
+        tags.input_tags.allow_nan = False
+        tags.classifier_tags.multi_class = True
+        tags.classifier_tags.poor_score = True
+        tags.non_deterministic = False
+        return tags
+
+    def fit(self, X, y, *, validation_data=None):
+        """Train the network in two phases.
+
+        Parameters
+        ----------
+        X : array-like
+            Training images, ``(n, H*W)``, ``(n, H, W)``, ``(n, H, W, 1)`` or ``(n, H, W, 3)``,
+            pixel intensities in 0..255.
+        y : array-like of shape (n,)
+            Class labels of any type.
+        validation_data : tuple (X_val, y_val), optional
+            Held-out data for early stopping and the validation curves; replaces
+            ``validation_fraction``.
+
+        Returns
+        -------
+        self : TransferCNNClassifier
+        """
+        self._check_params()
+        images = as_image_batch(X)
+        y = column_or_1d(y, warn=True)
+        check_consistent_length(images, y)
+        check_classification_targets(y)
+        self.classes_, targets = np.unique(y, return_inverse=True)
+        if len(self.classes_) < 2:
+            raise ValueError(
+                f"{type(self).__name__} needs at least 2 classes to learn; y holds only one "
+                f"class. Received: classes={self.classes_.tolist()}"
+            )
+        self.image_shape_ = images.shape[1:]
+        self.n_features_in_ = int(np.prod(self.image_shape_))
+        self._flat_input = np.asarray(X).ndim == 2
+
+        rng = check_random_state(self.random_state)
+        seed = int(rng.randint(np.iinfo(np.int32).max))
+        keras.utils.set_random_seed(seed)
+        train, validation = self._split_validation(images, targets, validation_data, seed)
+
+        spec = get_backbone(self.backbone)
+        weights = spec.default_weights if self.weights == "default" else self.weights
+        self.model_ = build_transfer_model(
+            spec,
+            channels=self.image_shape_[-1],
+            n_classes=len(self.classes_),
+            input_size=self.input_size or spec.default_input_size,
+            weights=weights,
+            head=tuple(self.head),
+            dropout=self.dropout,
+            pooling=self.pooling,
+            augmentation=self.augmentation,
+            batchnorm_training=self.batchnorm_training,
+            seed=seed % 100_000,
+        )
+        self.history_ = {"phase": []}
+        self.long_phase_start_ = 0
+        fit_kwargs = {
+            "batch_size": self.batch_size,
+            "validation_data": validation,
+            "class_weight": self._class_weights(targets),
+            "verbose": {0: 0, 1: 2}.get(self.verbose, 1),
+        }
+        self._run_phase("short", train, fit_kwargs, trainable_blocks=0)
+        self.long_phase_start_ = len(self.history_["phase"])
+        if self.long_epochs > 0:
+            self._run_phase("long", train, fit_kwargs, trainable_blocks=self.unfreeze_blocks)
+        return self
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Class probabilities, one column per entry of ``classes_``.
+
+        Parameters
+        ----------
+        X : array-like
+            Images in the layouts accepted by :meth:`fit`.
+
+        Returns
+        -------
+        ndarray of shape (n, n_classes)
+        """
+        images = self._check_predict_input(X)
+        return self.model_.predict(images, batch_size=self.batch_size, verbose=0).astype(
+            np.float64
+        )
+
+    def predict(self, X) -> np.ndarray:
+        """Most probable class of each image.
+
+        Parameters
+        ----------
+        X : array-like
+            Images in the layouts accepted by :meth:`fit`.
+
+        Returns
+        -------
+        ndarray of shape (n,)
+        """
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+    # ------------------------------------------------------------------ training steps
+
+    def _check_params(self) -> None:
+        get_backbone(self.backbone)
+        if self.pooling not in POOLING_CHOICES:
+            raise ValueError(
+                f"pooling must be one of {POOLING_CHOICES}. Received: pooling={self.pooling!r}"
+            )
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(
+                f"optimizer must be one of {sorted(OPTIMIZERS)}. "
+                f"Received: optimizer={self.optimizer!r}"
+            )
+        for name in ("short_epochs", "long_epochs"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or value < 0:
+                raise ValueError(f"{name} must be an integer >= 0. Received: {name}={value!r}")
+        if self.short_epochs + self.long_epochs == 0:
+            raise ValueError(
+                "short_epochs and long_epochs are both 0: nothing would be trained. "
+                "Received: short_epochs=0, long_epochs=0"
+            )
+        if self.validation_fraction is not None and not 0 < self.validation_fraction < 1:
+            raise ValueError(
+                "validation_fraction must be in (0, 1), or None to hold out nothing. "
+                f"Received: validation_fraction={self.validation_fraction!r}"
+            )
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1). Received: dropout={self.dropout!r}")
+        if any(int(units) < 1 for units in self.head):
+            raise ValueError(f"head must list positive layer widths. Received: head={self.head!r}")
+
+    def _split_validation(self, images, targets, validation_data, seed):
+        """The training arrays and Keras' ``validation_data`` (or None)."""
+        if validation_data is not None:
+            X_val, y_val = validation_data
+            val_images = self._check_predict_input(X_val, name="validation_data[0]")
+            y_val = column_or_1d(y_val)
+            check_consistent_length(val_images, y_val)
+            unknown = np.setdiff1d(y_val, self.classes_)
+            if unknown.size:
+                raise ValueError(
+                    f"validation_data holds labels absent from y; use the same classes. "
+                    f"Received: unknown labels {unknown[:10].tolist()}"
+                )
+            return (images, targets), (val_images, np.searchsorted(self.classes_, y_val))
+        if self.validation_fraction is None:
+            return (images, targets), None
+        counts = np.bincount(targets)
+        n_validation = int(np.ceil(self.validation_fraction * len(targets)))
+        if counts.min() < 2 or n_validation < len(self.classes_):
+            rarest = self.classes_[np.argmin(counts)]
+            raise ValueError(
+                f"Too few samples for a stratified validation split of "
+                f"validation_fraction={self.validation_fraction}: class {rarest!r} has "
+                f"{counts.min()} sample(s) and the split needs at least one per class in each "
+                f"part. Pass more data, validation_data=(X_val, y_val), or "
+                f"validation_fraction=None. Received: {len(targets)} samples, "
+                f"{len(self.classes_)} classes"
+            )
+        X_train, X_val, y_train, y_val = train_test_split(
+            images, targets, test_size=n_validation, stratify=targets, random_state=seed
+        )
+        return (X_train, y_train), (X_val, y_val)
+
+    def _class_weights(self, targets):
+        if self.class_weight is None:
+            return None
+        if isinstance(self.class_weight, str):
+            if self.class_weight != "balanced":
+                raise ValueError(
+                    "class_weight must be None, 'balanced' or a dict {label: weight}. "
+                    f"Received: class_weight={self.class_weight!r}"
+                )
+            weights = compute_class_weight(
+                "balanced", classes=np.arange(len(self.classes_)), y=targets
+            )
+            return dict(enumerate(weights.tolist()))
+        missing = [c for c in self.class_weight if c not in set(self.classes_.tolist())]
+        if missing:
+            raise ValueError(
+                f"class_weight names labels that are not in y. Received: {missing[:10]}"
+            )
+        return {
+            int(np.searchsorted(self.classes_, label)): float(weight)
+            for label, weight in self.class_weight.items()
+        }
+
+    def _run_phase(self, phase, train, fit_kwargs, *, trainable_blocks):
+        """Compile and fit one phase; append its epochs to ``history_``."""
+        epochs = self.short_epochs if phase == "short" else self.long_epochs
+        if epochs == 0:
+            return
+        spec = get_backbone(self.backbone)
+        if phase == "short":
+            self.model_.get_layer(BACKBONE_LAYER).trainable = False
+            learning_rate = self.short_learning_rate
+        else:
+            set_backbone_trainable(self.model_, spec.block_ends, trainable_blocks)
+            learning_rate = self.long_learning_rate
+        self.model_.compile(
+            optimizer=_make_optimizer(self.optimizer, learning_rate),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+            jit_compile=False,
+        )
+        callbacks = []
+        if self.patience is not None and fit_kwargs["validation_data"] is not None:
+            callbacks.append(
+                keras.callbacks.EarlyStopping(
+                    monitor="val_accuracy",
+                    mode="max",
+                    patience=self.patience,
+                    restore_best_weights=True,
+                )
+            )
+        if self.verbose:
+            trainable = sum(int(np.prod(w.shape)) for w in self.model_.trainable_weights)
+            print(
+                f"[skfer] {phase} retraining of {spec.name}: up to {epochs} epoch(s) at "
+                f"learning rate {learning_rate:g}, {trainable:,} trainable parameters"
+            )
+        X_train, y_train = train
+        done = len(self.history_["phase"])
+        history = self.model_.fit(
+            X_train,
+            y_train,
+            epochs=done + epochs,
+            initial_epoch=done,
+            shuffle=True,
+            callbacks=callbacks,
+            **fit_kwargs,
+        )
+        for key, values in history.history.items():
+            self.history_.setdefault(key, [np.nan] * done).extend(float(v) for v in values)
+        self.history_["phase"].extend([phase] * len(history.epoch))
+
+    def _check_predict_input(self, X, name: str = "X") -> np.ndarray:
+        check_is_fitted(self, "model_")
+        images = as_image_batch(X, name=name)
+        if self._flat_input and np.asarray(X).ndim == 2:
+            if images.shape[1:] != self.image_shape_:
+                n_features = int(np.prod(images.shape[1:]))
+                raise ValueError(
+                    f"X has {n_features} features, but {type(self).__name__} is expecting "
+                    f"{self.n_features_in_} features as input (flat rows of "
+                    f"{self.image_shape_[0]}x{self.image_shape_[1]} images)."
+                )
+        if images.shape[-1] != self.image_shape_[-1]:
+            raise ValueError(
+                f"{name} has {images.shape[-1]}-channel images but the model was fitted on "
+                f"{self.image_shape_[-1]}-channel images; convert them (gray: mean over "
+                f"channels; RGB: np.repeat(X, 3, axis=-1)). Received: shape={images.shape}"
+            )
+        return images
+
+    # ------------------------------------------------------------------ pickling
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        model = state.pop("model_", None)
+        if model is not None:
+            with tempfile.TemporaryDirectory() as directory:
+                path = os.path.join(directory, "model.keras")
+                model.save(path)
+                with open(path, "rb") as handle:
+                    state["_model_keras_bytes"] = handle.read()
+        return state
+
+    def __setstate__(self, state):
+        payload = state.pop("_model_keras_bytes", None)
+        super().__setstate__(state)
+        if payload is not None:
+            with tempfile.TemporaryDirectory() as directory:
+                path = os.path.join(directory, "model.keras")
+                with open(path, "wb") as handle:
+                    handle.write(payload)
+                self.model_ = keras.models.load_model(path, safe_mode=True)

@@ -1,0 +1,94 @@
+"""Validation of image arrays: shapes, dtypes and value ranges, with errors that say the fix."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+__all__ = ["as_image_batch"]
+
+IMAGE_LAYOUTS = "(n, H*W) flat square rows, (n, H, W), (n, H, W, 1) or (n, H, W, 3)"
+
+
+def as_image_batch(X, *, name: str = "X") -> np.ndarray:
+    """Return ``X`` as an ``(n, H, W, C)`` batch of pixel intensities in 0..255.
+
+    Integer and boolean input becomes ``uint8`` (values must lie in 0..255); float input stays
+    (as float32) and must be finite. Flat rows must have a square length, as the FER2013 CSV
+    gives them. Nothing is clipped, rounded or dropped: a value that does not fit is an error.
+    The caller's array is never modified.
+
+    Parameters
+    ----------
+    X : array-like
+        Images in one of the layouts ``(n, H*W)``, ``(n, H, W)``, ``(n, H, W, 1)``,
+        ``(n, H, W, 3)``.
+    name : str
+        Name used in error messages.
+
+    Raises
+    ------
+    ValueError
+        On a wrong number of dimensions or channels, non-square flat rows, an empty batch,
+        NaN or infinite values, or integers outside 0..255.
+    TypeError
+        On non-numeric data.
+    """
+    try:
+        array = np.asarray(X)
+    except Exception as error:  # ragged nested lists and the like
+        raise ValueError(
+            f"{name} must be an array of images in {IMAGE_LAYOUTS}. Received: {error}"
+        ) from error
+    if array.dtype.kind == "O":
+        try:
+            array = array.astype(np.float64)
+        except (TypeError, ValueError) as error:
+            raise TypeError(
+                f"{name} must hold numbers (pixel intensities 0..255); convert it with "
+                f"np.asarray(X, dtype=np.uint8). Received: argument must be a string or a real "
+                f"number, not {error}"
+            ) from error
+    if array.dtype.kind not in "biuf":
+        raise TypeError(
+            f"{name} must hold numbers (pixel intensities 0..255); convert it with "
+            f"np.asarray(X, dtype=np.uint8). Received: dtype={array.dtype}"
+        )
+    if array.ndim == 2:
+        side = math.isqrt(array.shape[1])
+        if side * side != array.shape[1] or side == 0:
+            raise ValueError(
+                f"{name} has flat rows of {array.shape[1]} values, which is not a square "
+                f"image; pass images as (n, H, W) or (n, H, W, C) arrays instead. "
+                f"Received: shape={array.shape}"
+            )
+        array = array.reshape(array.shape[0], side, side, 1)
+    elif array.ndim == 3:
+        array = array[..., np.newaxis]
+    elif array.ndim != 4 or array.shape[-1] not in (1, 3):
+        raise ValueError(
+            f"{name} must be images in {IMAGE_LAYOUTS}. Received: shape={array.shape}"
+        )
+    if array.shape[0] == 0:
+        raise ValueError(
+            f"{name} holds 0 sample(s) (shape={array.shape}) while a minimum of 1 is required."
+        )
+    if min(array.shape[1:3]) == 0:
+        raise ValueError(f"{name} holds images of size 0. Received: shape={array.shape}")
+    if array.dtype.kind == "f":
+        if not np.isfinite(array).all():
+            raise ValueError(
+                f"Input {name} contains NaN or infinity; replace or drop those images first. "
+                f"Received: {int(np.size(array) - np.isfinite(array).sum())} non-finite values"
+            )
+        return array.astype(np.float32, copy=False)
+    if array.dtype != np.uint8:
+        low, high = array.min(), array.max()
+        if low < 0 or high > 255:
+            raise ValueError(
+                f"{name} holds integers outside 0..255, the range of 8-bit pixels; rescale "
+                f"them or pass floats. Received: min={low}, max={high}"
+            )
+        array = array.astype(np.uint8)
+    return array

@@ -1,0 +1,139 @@
+"""The Keras graph of a transfer-learned classifier: input adapter, backbone, pooling, head."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+
+from .backbones import BackboneSpec
+from .layers import BackboneInput, BackbonePreprocessing, FrozenStatisticsBackbone
+
+__all__ = ["BACKBONE_LAYER", "POOLING_CHOICES", "build_transfer_model", "set_backbone_trainable"]
+
+BACKBONE_LAYER = "backbone"
+POOLING_CHOICES = ("avg", "max", "flatten")
+
+
+def _augmentation_layers(seed: int) -> list[keras.layers.Layer]:
+    """Mild geometric augmentation for faces: mirror, shift, rotate, zoom (training only)."""
+    return [
+        keras.layers.RandomFlip("horizontal", seed=seed, name="augment_flip"),
+        keras.layers.RandomTranslation(0.1, 0.1, seed=seed + 1, name="augment_shift"),
+        keras.layers.RandomRotation(0.05, seed=seed + 2, name="augment_rotate"),
+        keras.layers.RandomZoom(0.1, seed=seed + 3, name="augment_zoom"),
+    ]
+
+
+def build_transfer_model(
+    spec: BackboneSpec,
+    *,
+    channels: int,
+    n_classes: int,
+    input_size: int,
+    weights=None,
+    head: Sequence[int] = (1024, 1024),
+    dropout: float = 0.5,
+    pooling: str = "avg",
+    augmentation: bool = False,
+    batchnorm_training: bool = False,
+    seed: int = 0,
+    cache_dir=None,
+) -> keras.Model:
+    """Build ``images -> class probabilities`` around the backbone ``spec``.
+
+    The model takes images of any height and width with ``channels`` channels (1 or 3) in
+    0..255, in any numeric dtype; casting, gray to RGB, resizing to ``input_size`` and the
+    backbone's preprocessing happen per batch inside the graph.
+
+    Parameters
+    ----------
+    spec : BackboneSpec
+        The backbone to build.
+    channels : int
+        Channels of the stored images (1 gray or 3 RGB).
+    n_classes : int
+        Width of the softmax output.
+    input_size : int
+        Side of the square backbone input in pixels.
+    weights : str, path or None
+        Passed to :meth:`BackboneSpec.build`.
+    head : sequence of int
+        Units of the hidden Dense layers of the head; each is followed by ``Dropout(dropout)``.
+    dropout : float
+        Dropout rate of the head.
+    pooling : {'avg', 'max', 'flatten'}
+        How the backbone's feature map becomes a vector.
+    augmentation : bool
+        Add random flip, shift, rotation and zoom, active only in training.
+    batchnorm_training : bool
+        See :class:`~skfer.layers.FrozenStatisticsBackbone`.
+    seed : int
+        Seed of the head's initialisers and the augmentation.
+    """
+    backbone = spec.build(input_size, weights, cache_dir=cache_dir)
+    inputs = keras.Input(shape=(None, None, channels), name="images")
+    x = inputs
+    if augmentation:
+        for layer in _augmentation_layers(seed):
+            x = layer(x)
+    x = BackboneInput(input_size, name="backbone_input")(x)
+    preprocessing = spec.preprocessing
+    x = BackbonePreprocessing(
+        bgr=preprocessing.bgr,
+        scale=preprocessing.scale,
+        mean=preprocessing.mean,
+        std=preprocessing.std,
+        name="preprocessing",
+    )(x)
+    x = FrozenStatisticsBackbone(backbone, batchnorm_training, name=BACKBONE_LAYER)(x)
+    if pooling == "avg":
+        x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    elif pooling == "max":
+        x = keras.layers.GlobalMaxPooling2D(name="pool")(x)
+    else:
+        x = keras.layers.Flatten(name="pool")(x)
+    for index, units in enumerate(head, start=1):
+        x = keras.layers.Dense(
+            units,
+            activation="relu",
+            kernel_initializer=keras.initializers.HeUniform(seed=seed + 10 + index),
+            name=f"head_dense_{index}",
+        )(x)
+        x = keras.layers.Dropout(dropout, seed=seed + 20 + index, name=f"head_dropout_{index}")(x)
+    outputs = keras.layers.Dense(
+        n_classes,
+        activation="softmax",
+        kernel_initializer=keras.initializers.GlorotUniform(seed=seed + 30),
+        name="predictions",
+    )(x)
+    return keras.Model(inputs, outputs, name=f"skfer_{spec.name}")
+
+
+def set_backbone_trainable(model: keras.Model, block_ends: Sequence[str], blocks: int | None):
+    """Make the backbone of ``model`` trainable: all of it, or its top ``blocks`` blocks.
+
+    Parameters
+    ----------
+    model : keras.Model
+        A model from :func:`build_transfer_model`.
+    block_ends : sequence of str
+        The backbone's block boundaries (:attr:`BackboneSpec.block_ends`).
+    blocks : int or None
+        None trains every backbone layer; ``0`` none; ``N`` the layers after the end of
+        block ``len(block_ends) - N``.
+    """
+    wrapper = model.get_layer(BACKBONE_LAYER)
+    wrapper.trainable = True
+    layers = wrapper.backbone.layers
+    if blocks is None:
+        for layer in layers:
+            layer.trainable = True
+        return
+    if blocks >= len(block_ends):
+        first_trainable = 0
+    else:
+        names = [layer.name for layer in layers]
+        first_trainable = names.index(block_ends[len(block_ends) - blocks - 1]) + 1
+    for position, layer in enumerate(layers):
+        layer.trainable = position >= first_trainable
