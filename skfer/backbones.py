@@ -203,6 +203,8 @@ def check_weight_file(path: Path, source: WeightSource | None) -> None:
 
 def fetch_weights(source: WeightSource, *, cache_dir=None) -> Path:
     """Download ``source`` once into the Keras cache, check its hash, and return its path."""
+    if cache_dir is not None:
+        os.makedirs(cache_dir, exist_ok=True)  # Keras falls back to /tmp for a missing dir
     try:
         path = keras.utils.get_file(
             source.file_name,

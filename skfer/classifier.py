@@ -422,7 +422,7 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
     # ------------------------------------------------------------------ pickling
 
     def __getstate__(self):
-        state = super().__getstate__()
+        state = dict(super().__getstate__())  # object.__getstate__ returns __dict__ itself
         model = state.pop("model_", None)
         if model is not None:
             with tempfile.TemporaryDirectory() as directory:

@@ -35,3 +35,56 @@ def mobilenet_imagenet_weights() -> Path:
 @pytest.fixture(scope="session")
 def mobilenet_face_weights() -> Path:
     return shared_path("weights/retinaface_mobilenet025_widerface/retinaface_mobilenet025.h5")
+
+
+def _tiny_cnn(input_shape):
+    """Two conv blocks with BatchNorm: a backbone that traces and trains in well under a second."""
+    import keras
+
+    inputs = keras.Input(shape=input_shape)
+    x = inputs
+    for block, filters in enumerate((8, 16), start=1):
+        x = keras.layers.Conv2D(filters, 3, strides=2, padding="same", name=f"conv{block}")(x)
+        x = keras.layers.BatchNormalization(name=f"conv{block}_bn")(x)
+        x = keras.layers.ReLU(name=f"conv{block}_relu")(x)
+    return keras.Model(inputs, x, name="tiny_cnn")
+
+
+def _register_tiny_backbone():
+    from skfer.backbones import TF_MODE, BackboneSpec, list_backbones, register_backbone
+
+    if "tiny_test_cnn" not in list_backbones():
+        register_backbone(
+            BackboneSpec(
+                name="tiny_test_cnn",
+                builder=_tiny_cnn,
+                preprocessing=TF_MODE,
+                default_input_size=16,
+                min_input_size=8,
+                block_ends=("conv1_relu", "conv2_relu"),
+                description="test-only backbone",
+            )
+        )
+
+
+_register_tiny_backbone()
+
+TINY = dict(
+    backbone="tiny_test_cnn",
+    weights=None,
+    head=(8,),
+    short_epochs=1,
+    long_epochs=1,
+    short_learning_rate=1e-2,
+    long_learning_rate=1e-3,
+    batch_size=16,
+    validation_fraction=None,
+    verbose=0,
+    random_state=0,
+)
+
+
+@pytest.fixture
+def tiny_params() -> dict:
+    """Parameters of a TransferCNNClassifier on the tiny test backbone: fits in about a second."""
+    return dict(TINY)

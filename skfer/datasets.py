@@ -1,0 +1,454 @@
+"""Load FER2013 from the Kaggle CSV (plain or gzip) or the Kaggle image-folder layout.
+
+The CSV parser is vectorised with numpy: the file is decompressed in pieces on the main
+thread while a worker thread parses whole lines of the previous pieces, so a full
+FER2013 CSV loads in about the time it takes to decompress it. Every row is validated;
+a bad row raises ``ValueError`` naming its CSV line, never a silent drop or coercion.
+"""
+
+from __future__ import annotations
+
+import os
+import zlib
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+from sklearn.utils import Bunch
+
+FER2013_CLASSES: tuple[str, ...] = (
+    "angry",
+    "disgust",
+    "fear",
+    "happy",
+    "sad",
+    "surprise",
+    "neutral",
+)
+SPLIT_ATTRIBUTES = {"Training": "train", "PublicTest": "public_test", "PrivateTest": "private_test"}
+
+_SIDE = 48
+_N_PIXELS = _SIDE * _SIDE
+_HEADER = ("emotion", "pixels", "Usage")
+_SPLITS = tuple(SPLIT_ATTRIBUTES)
+_GZIP_MAGIC = b"\x1f\x8b"
+_PIECE_BYTES = 1 << 20  # bytes of a plain CSV handed to the parser at a time
+_GZIP_BLOCK_BYTES = 1 << 18  # compressed bytes inflated at a time (about 1 MB of CSV)
+_MAX_PENDING = 4  # parsed pieces that may wait in the queue (bounds memory)
+_EMOTION_CODES = {str(code).encode(): code for code in range(len(FER2013_CLASSES))}
+_USAGE_CODES = {name.encode(): code for code, name in enumerate(_SPLITS)}
+_NEWLINE, _CR, _SPACE, _COMMA = ord("\n"), ord("\r"), ord(" "), ord(",")
+_PIXEL_COLUMNS = np.arange(_N_PIXELS)
+_FOLDER_SPLITS = {"train": "Training", "test": "PublicTest"}
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+class _Layout(NamedTuple):
+    """Where the three FER2013 columns sit in a CSV row."""
+
+    n_columns: int
+    emotion: int
+    pixels: int
+    usage: int
+    source: str
+
+
+def load_fer2013(path: str | os.PathLike, *, splits: Sequence[str] | None = None) -> Bunch:
+    """Load FER2013 from a Kaggle CSV (``.csv`` or gzip) or a Kaggle image folder.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The Kaggle ``fer2013.csv`` (plain or gzip, detected by its magic bytes), or a
+        folder laid out as ``<path>/{train,test}/<class>/*.png|jpg|jpeg``.
+    splits : sequence of str, optional
+        Splits to return, by Usage name (``"Training"``, ``"PublicTest"``,
+        ``"PrivateTest"``) or attribute name (``"train"``, ...). Default: all present.
+
+    Returns
+    -------
+    sklearn.utils.Bunch
+        One attribute per split present (``train``, ``public_test``, ``private_test``),
+        each a Bunch with ``images`` (uint8, ``(n, 48, 48)``), ``target`` (int64, class
+        index into ``class_names``), ``rows`` (int64, 0-based CSV data row, or index in
+        sorted file order for folders) and ``usage``; plus ``splits``, ``class_names``,
+        ``source`` and ``DESCR``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        If the data are malformed (the message names the line or file), or a requested
+        split is unknown or absent.
+    """
+    source = os.fspath(path)
+    wanted = _check_splits(splits)
+    location = Path(source)
+    if not location.exists():
+        raise FileNotFoundError(
+            f"FER2013 data not found at '{source}'. Pass the path of the Kaggle fer2013.csv "
+            "(or .csv.gz) or of a folder with train/ and test/ image subfolders."
+        )
+    if location.is_dir():
+        images, target, usage, rows = _read_image_folder(location)
+    else:
+        images, target, usage, rows = _read_csv(location)
+    present = tuple(name for code, name in enumerate(_SPLITS) if np.any(usage == code))
+    if wanted is None:
+        wanted = present
+    missing = [name for name in wanted if name not in present]
+    if missing:
+        raise ValueError(
+            f"Split(s) {missing} requested but not in '{source}', which holds {list(present)}. "
+            f"Request only splits that are present. Received: splits={list(splits or ())}"
+        )
+    result = Bunch(class_names=FER2013_CLASSES, source=source)
+    kept = tuple(name for name in _SPLITS if name in wanted)
+    for name in kept:
+        mask = usage == _SPLITS.index(name)
+        result[SPLIT_ATTRIBUTES[name]] = Bunch(
+            images=np.ascontiguousarray(images[mask]),
+            target=target[mask].astype(np.int64),
+            rows=rows[mask].astype(np.int64),
+            usage=name,
+        )
+    result.splits = kept
+    counts = ", ".join(f"{name} ({result[SPLIT_ATTRIBUTES[name]].target.size})" for name in kept)
+    result.DESCR = (
+        "FER2013 facial-expression recognition data: 48x48 grayscale face images labelled "
+        f"with one of {len(FER2013_CLASSES)} emotions ({', '.join(FER2013_CLASSES)}), "
+        f"loaded from '{source}'. Splits: {counts}."
+    )
+    return result
+
+
+def _check_splits(splits: Sequence[str] | None) -> tuple[str, ...] | None:
+    """Map requested split names (Usage or attribute names) to Usage names."""
+    if splits is None:
+        return None
+    if isinstance(splits, str):
+        splits = [splits]
+    by_attribute = {attribute: name for name, attribute in SPLIT_ATTRIBUTES.items()}
+    names = []
+    for split in splits:
+        name = by_attribute.get(split, split)
+        if name not in SPLIT_ATTRIBUTES:
+            raise ValueError(
+                f"Unknown FER2013 split {split!r}. Use one of {list(SPLIT_ATTRIBUTES)} "
+                f"(or {list(by_attribute)}). Received: splits={list(splits)}"
+            )
+        names.append(name)
+    if not names:
+        raise ValueError("splits= is empty; name at least one split or pass None for all.")
+    return tuple(names)
+
+
+def _received(value: str, limit: int = 80) -> str:
+    """Return the ``Received: ...`` tail of an error message, truncated to ``limit``."""
+    if len(value) > limit:
+        value = value[:limit] + "..."
+    return f"Received: {value!r}"
+
+
+# ----------------------------------------------------------------------------- CSV
+
+
+def _iter_pieces(path: Path) -> Iterator[bytes]:
+    """Yield the (decompressed) bytes of ``path`` in pieces of up to about a megabyte."""
+    with open(path, "rb") as file:
+        if file.read(2) != _GZIP_MAGIC:
+            file.seek(0)
+            while piece := file.read(_PIECE_BYTES):
+                yield piece
+            return
+        file.seek(0)
+        inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)  # gzip; checks the CRC
+        try:
+            while block := file.read(_GZIP_BLOCK_BYTES):
+                while block:
+                    if inflater.eof:  # another gzip member follows
+                        inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+                    if piece := inflater.decompress(block):
+                        yield piece
+                    block = inflater.unused_data
+        except zlib.error as error:
+            raise ValueError(
+                f"'{path}' is not a valid gzip file ({error}). Re-download or re-compress it. "
+                + _received(path.name)
+            ) from error
+        if not inflater.eof:
+            raise ValueError(
+                f"'{path}' is a truncated gzip file. Re-download or re-compress it. "
+                + _received(path.name)
+            )
+
+
+def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Parse a FER2013 CSV into ``(images, target, usage code, rows)`` for all rows."""
+    pieces = _iter_pieces(path)
+    head = b""
+    for piece in pieces:
+        head += piece
+        if b"\n" in head:
+            break
+    if not head.strip():
+        raise ValueError(
+            f"'{path}' is empty; expected a CSV with the header 'emotion,pixels,Usage'. "
+            f"Re-download the file. Received: {path.name!r}"
+        )
+    header, _, rest = head.partition(b"\n")
+    layout = _parse_header(header, str(path))
+    results = []
+    with ThreadPoolExecutor(max_workers=1) as worker:
+        queue: deque[Future] = deque()
+        next_line = 2
+        ready, tail = b"", rest
+
+        def submit(chunk: bytes) -> None:
+            nonlocal next_line
+            queue.append(worker.submit(_parse_chunk, chunk, layout, next_line))
+            next_line += chunk.count(b"\n")
+            if len(queue) > _MAX_PENDING:
+                results.append(queue.popleft().result())
+
+        for piece in pieces:
+            if ready and not piece.isspace():  # hold back blank lines that may end the file
+                submit(ready)
+                ready = b""
+            cut = piece.rfind(b"\n") + 1
+            if cut:
+                ready, tail = b"".join((ready, tail, memoryview(piece)[:cut])), piece[cut:]
+            else:
+                tail += piece
+        last = (ready + tail).rstrip()
+        if last:
+            submit(last + b"\n")
+        results.extend(future.result() for future in queue)
+    if not results:
+        raise ValueError(
+            f"'{path}' has a header but no data rows; expected one row per image after "
+            f"line 1. Received: {header.decode('utf-8', 'replace')!r}"
+        )
+    images = np.concatenate([images for images, _, _ in results]).reshape(-1, _SIDE, _SIDE)
+    target = np.concatenate([target for _, target, _ in results])
+    usage = np.concatenate([usage for _, _, usage in results])
+    return images, target, usage, np.arange(target.size, dtype=np.int64)
+
+
+def _parse_header(header: bytes, source: str) -> _Layout:
+    """Locate the ``emotion``, ``pixels`` and ``Usage`` columns (case-insensitive)."""
+    text = header.decode("utf-8-sig", "replace").strip()
+    names = [name.strip().strip('"').lower() for name in text.split(",")]
+    missing = [column for column in _HEADER if column.lower() not in names]
+    if missing:
+        raise ValueError(
+            f"'{source}' line 1: the CSV header lacks column(s) {missing}; expected the "
+            f"Kaggle FER2013 header '{','.join(_HEADER)}'. Fix the header line. " + _received(text)
+        )
+    emotion, pixels, usage = (names.index(column.lower()) for column in _HEADER)
+    return _Layout(len(names), emotion, pixels, usage, source)
+
+
+def _parse_chunk(
+    chunk: bytes, layout: _Layout, first_line: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Parse whole CSV lines (``chunk`` ends with a newline) into pixels, labels, usage.
+
+    Every line is checked with vectorised numpy; a line that fails any fast check is
+    re-parsed by :func:`_parse_row`, which either accepts it (leading zeros, tabs) or
+    raises the error for it. ``first_line`` is the 1-based CSV line number of the first
+    line.
+    """
+    data = np.frombuffer(chunk, dtype=np.uint8)
+    digit = data - np.uint8(ord("0"))
+    # Two leading pad slots let the 3-digit window below look back from position 0.
+    padded_is_digit = np.zeros(data.size + 2, dtype=bool)
+    is_digit = padded_is_digit[2:]
+    np.less(digit, 10, out=is_digit)
+    special = np.flatnonzero(~is_digit & (data != _SPACE))  # commas, newlines, letters...
+    kinds = data[special]
+    newlines = special[kinds == _NEWLINE]
+    commas = np.append(special[kinds == _COMMA], data.size - 1)  # guard for short lines
+    line_start = np.concatenate(([0], newlines[:-1] + 1))
+    line_end = newlines - (data[newlines - 1] == _CR)
+    comma_before = np.searchsorted(commas[:-1], line_start)
+    split_ok = np.searchsorted(commas[:-1], newlines) - comma_before == layout.n_columns - 1
+    last_comma = commas.size - 1
+
+    def field(column: int) -> tuple[np.ndarray, np.ndarray]:
+        left = (
+            line_start
+            if column == 0
+            else commas[np.minimum(comma_before + column - 1, last_comma)] + 1
+        )
+        right = (
+            line_end
+            if column == layout.n_columns - 1
+            else commas[np.minimum(comma_before + column, last_comma)]
+        )
+        return np.where(split_ok, left, line_start), np.where(split_ok, right, line_start)
+
+    def codes(column: int, table: dict[bytes, int]) -> np.ndarray:
+        left, right = field(column)
+        found = [
+            table.get(chunk[a:b], -1) for a, b in zip(left.tolist(), right.tolist(), strict=True)
+        ]
+        return np.array(found, dtype=np.int8)
+
+    emotion = codes(layout.emotion, _EMOTION_CODES)
+    usage = codes(layout.usage, _USAGE_CODES)
+    pixel_start, pixel_end = field(layout.pixels)
+    n_special = np.searchsorted(special, pixel_end) - np.searchsorted(special, pixel_start)
+    # Blank out the digits outside the pixel fields, so that every number left is a pixel.
+    outside_start = np.concatenate(([0], pixel_end))
+    outside_size = np.concatenate((pixel_start, [data.size])) - outside_start
+    offset = outside_start - np.cumsum(outside_size) + outside_size
+    is_digit[np.arange(outside_size.sum()) + np.repeat(offset, outside_size)] = False
+
+    token_end = np.flatnonzero(is_digit[:-1] > is_digit[1:])  # last digit of each number
+    first_token = np.searchsorted(token_end, pixel_start)
+    n_tokens = np.searchsorted(token_end, pixel_end) - first_token
+    bad = ~split_ok | (n_special > 0) | (n_tokens != _N_PIXELS) | (emotion < 0) | (usage < 0)
+    # Numbers of 4+ digits do not fit the 3-digit window: send their lines to _parse_row.
+    pairs = is_digit[:-1] & is_digit[1:]
+    bad[np.searchsorted(newlines, np.flatnonzero(pairs[:-2] & pairs[2:]))] = True
+
+    # value[p]: the number (of at most 3 digits) whose last digit is at position p
+    padded_digit = np.zeros(data.size + 2, dtype=np.uint8)
+    np.multiply(digit, is_digit, out=padded_digit[2:])
+    value = np.multiply(padded_digit[:-2], padded_is_digit[1:-1], dtype=np.uint16)
+    value *= 100
+    value += padded_digit[2:]
+    value += padded_digit[1:-1] * np.uint8(10)
+    good = ~bad
+    if good.all():  # the usual case: the numbers are exactly the pixels, row after row
+        pixels = value[token_end].reshape(-1, _N_PIXELS)
+    else:
+        pixels = value[token_end[first_token[good, None] + _PIXEL_COLUMNS]]
+    images = np.empty((newlines.size, _N_PIXELS), dtype=np.uint8)
+    images[good] = pixels
+    bad[good] = pixels.max(axis=1) > 255
+    for line in np.flatnonzero(bad):
+        text = chunk[line_start[line] : newlines[line]]
+        images[line], emotion[line], usage[line] = _parse_row(text, layout, first_line + line)
+    return images, emotion, usage
+
+
+def _parse_row(line: bytes, layout: _Layout, line_number: int) -> tuple[np.ndarray, int, int]:
+    """Parse one CSV line in pure Python, raising a precise ``ValueError`` if it is bad."""
+    where = f"'{layout.source}' line {line_number} (data row {line_number - 2})"
+    text = line.decode("utf-8", "replace").rstrip("\r")
+    fields = text.split(",")
+    if len(fields) != layout.n_columns:
+        raise ValueError(
+            f"{where} has {len(fields)} comma-separated field(s); expected "
+            f"{layout.n_columns} as in the header. Fix or remove the row. " + _received(text)
+        )
+    emotion = fields[layout.emotion].strip()
+    if not (emotion.isascii() and emotion.isdigit() and int(emotion) < len(FER2013_CLASSES)):
+        raise ValueError(
+            f"{where}: emotion must be an integer label 0..{len(FER2013_CLASSES) - 1} "
+            f"({', '.join(FER2013_CLASSES)}). Fix or remove the row. " + _received(emotion)
+        )
+    tokens = fields[layout.pixels].split()
+    for index, token in enumerate(tokens):
+        if not (token.isascii() and token.isdigit()):
+            raise ValueError(
+                f"{where}: pixel {index} is not a number; pixels must be space-separated "
+                f"integers 0..255. Fix or remove the row. " + _received(token)
+            )
+    if len(tokens) != _N_PIXELS:
+        raise ValueError(
+            f"{where} has {len(tokens)} pixel values; expected {_N_PIXELS} "
+            f"({_SIDE}x{_SIDE}). Fix or remove the row. " + _received(fields[layout.pixels])
+        )
+    values = np.array([int(token) for token in tokens])
+    if values.max() > 255:
+        index = int(values.argmax())
+        raise ValueError(
+            f"{where}: pixel {index} is {values[index]}; pixel values must be integers "
+            f"0..255. Fix or remove the row. " + _received(tokens[index])
+        )
+    usage = fields[layout.usage].strip()
+    if usage not in SPLIT_ATTRIBUTES:
+        raise ValueError(
+            f"{where}: unknown Usage; expected one of {list(SPLIT_ATTRIBUTES)}. Fix or "
+            f"remove the row. " + _received(usage)
+        )
+    return values.astype(np.uint8), int(emotion), _SPLITS.index(usage)
+
+
+# ---------------------------------------------------------------------- image folder
+
+
+def _read_image_folder(root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Read ``<root>/{train,test}/<class>/*`` into ``(images, target, usage code, rows)``."""
+    import tensorflow as tf
+
+    valid = ", ".join(FER2013_CLASSES)
+    files = []  # (relative path, split, class index)
+    for split_dir in _visible(root):
+        if not split_dir.is_dir():
+            continue
+        default_split = _FOLDER_SPLITS.get(split_dir.name.lower())
+        if default_split is None:
+            raise ValueError(
+                f"Unexpected folder '{split_dir}' in the FER2013 image folder; expected only "
+                f"'train' and 'test' subfolders, each with one folder per class ({valid}). "
+                + _received(split_dir.name)
+            )
+        for class_dir in _visible(split_dir):
+            label = class_dir.name.lower()
+            if not class_dir.is_dir() or label not in FER2013_CLASSES:
+                raise ValueError(
+                    f"Unknown class folder '{class_dir}'; FER2013 class folders are named "
+                    f"{valid} (any case). Rename or remove it. " + _received(class_dir.name)
+                )
+            for file in _visible(class_dir):
+                if file.suffix.lower() not in _IMAGE_SUFFIXES or not file.is_file():
+                    raise ValueError(
+                        f"'{file}' is not a {'/'.join(_IMAGE_SUFFIXES)} image file; the class "
+                        "folders may hold only images. Remove or convert it. "
+                        + _received(file.name)
+                    )
+                prefix = file.name.partition("_")[0]
+                split = prefix if prefix in SPLIT_ATTRIBUTES else default_split
+                files.append((file.relative_to(root).as_posix(), split, label))
+    if not files:
+        raise ValueError(
+            f"No images found under '{root}'; expected the Kaggle FER2013 layout "
+            f"<folder>/train/<class>/*.png|jpg|jpeg and <folder>/test/<class>/*. "
+            + _received(str(root))
+        )
+    files.sort()
+    images = np.empty((len(files), _SIDE, _SIDE), dtype=np.uint8)
+    for index, (relative, _, _) in enumerate(files):
+        file = root / relative
+        try:
+            image = tf.io.decode_image(
+                file.read_bytes(), channels=1, expand_animations=False
+            ).numpy()
+        except tf.errors.OpError as error:
+            raise ValueError(
+                f"Cannot decode image '{file}' ({error.message.strip()}). Replace or remove "
+                "the file. " + _received(file.name)
+            ) from error
+        if image.shape[:2] != (_SIDE, _SIDE):
+            raise ValueError(
+                f"Image '{file}' is {image.shape[1]}x{image.shape[0]} pixels; FER2013 images "
+                f"must be {_SIDE}x{_SIDE} (this loader does not resize). Resize or remove it. "
+                + _received(file.name)
+            )
+        images[index] = image[:, :, 0]
+    target = np.array([FER2013_CLASSES.index(label) for _, _, label in files], dtype=np.int64)
+    usage = np.array([_SPLITS.index(split) for _, split, _ in files], dtype=np.int8)
+    return images, target, usage, np.arange(len(files), dtype=np.int64)
+
+
+def _visible(folder: Path) -> list[Path]:
+    """Return the entries of ``folder`` not starting with a dot, sorted by name."""
+    return sorted(entry for entry in folder.iterdir() if not entry.name.startswith("."))

@@ -1,0 +1,138 @@
+"""TransferCNNClassifier inside scikit-learn: clone, search, cross-validation, pipelines, pickling."""
+
+from __future__ import annotations
+
+import io
+import pickle
+
+import joblib
+import numpy as np
+import pytest
+from conftest import TINY
+from sklearn.base import clone, is_classifier
+from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_score
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from skfer import TransferCNNClassifier
+
+
+def _blobs(n=96, size=12, seed=0):
+    """Two kinds of images a CNN separates at once: bright top half vs bright bottom half."""
+    rng = np.random.default_rng(seed)
+    y = np.array(["frown", "smile"])[np.arange(n) % 2]
+    X = rng.integers(0, 60, (n, size, size)).astype(np.uint8)
+    half = size // 2
+    X[y == "smile", :half] += 180
+    X[y == "frown", half:] += 180
+    return X, y
+
+
+def test_is_a_classifier_with_explicit_tags():
+    clf = TransferCNNClassifier()
+    assert is_classifier(clf)
+    tags = clf.__sklearn_tags__()
+    assert tags.estimator_type == "classifier" and not tags.input_tags.allow_nan
+    assert TransferCNNClassifier.__mro__[1].__name__ == "ClassifierMixin"
+
+
+def test_fit_predict_with_string_labels_and_flat_rows(tiny_params):
+    X, y = _blobs()
+    clf = TransferCNNClassifier(**{**tiny_params, "short_epochs": 4, "long_epochs": 2}).fit(
+        X.reshape(len(X), -1), y
+    )
+    assert list(clf.classes_) == ["frown", "smile"]
+    assert clf.n_features_in_ == 144 and clf.image_shape_ == (12, 12, 1)
+    proba = clf.predict_proba(X.reshape(len(X), -1))
+    assert proba.shape == (len(X), 2) and np.allclose(proba.sum(axis=1), 1, atol=1e-5)
+    assert set(clf.predict(X.reshape(len(X), -1))) <= {"frown", "smile"}
+    assert clf.score(X.reshape(len(X), -1), y) > 0.9
+    assert clf.history_["phase"] == ["short"] * 4 + ["long"] * 2 and clf.long_phase_start_ == 4
+
+
+def test_clone_of_fitted_and_unfitted(tiny_params):
+    X, y = _blobs()
+    clf = TransferCNNClassifier(**tiny_params)
+    assert clone(clf).get_params() == clf.get_params()
+    clf.fit(X, y)
+    fresh = clone(clf)
+    assert not hasattr(fresh, "model_") and fresh.get_params() == clf.get_params()
+    clf.set_params(head=(4, 4))
+    assert clf.get_params()["head"] == (4, 4)
+
+
+@pytest.mark.parametrize("dump", ["joblib", "pickle"])
+def test_round_trip_keeps_the_trained_model(tiny_params, dump):
+    X, y = _blobs()
+    clf = TransferCNNClassifier(**tiny_params).fit(X, y)
+    before = clf.predict_proba(X)
+    if dump == "joblib":
+        buffer = io.BytesIO()
+        joblib.dump(clf, buffer)
+        buffer.seek(0)
+        restored = joblib.load(buffer)
+    else:
+        restored = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_array_equal(restored.predict_proba(X), before)
+    assert restored.history_ == clf.history_ and restored.model_ is not clf.model_
+
+
+def test_grid_search_over_head_and_learning_rate(tiny_params):
+    X, y = _blobs()
+    search = GridSearchCV(
+        TransferCNNClassifier(**tiny_params),
+        {"head": [(4,), (8,)], "short_learning_rate": [1e-3, 1e-2]},
+        cv=2,
+    )
+    search.fit(X, y)
+    assert len(search.cv_results_["params"]) == 4
+    assert search.best_estimator_.predict(X).shape == (len(X),)
+
+
+def test_cross_val_score_is_stratified(tiny_params):
+    X, y = _blobs()
+    scores = cross_val_score(TransferCNNClassifier(**tiny_params), X, y, cv=3)
+    assert scores.shape == (3,)
+    # is_classifier() is what makes cv=3 stratified; check the splits it implies.
+    for _, test in StratifiedKFold(3).split(X, y):
+        assert abs((y[test] == "smile").mean() - 0.5) < 0.1
+
+
+def test_pipeline_with_a_preprocessing_step(tiny_params):
+    X, y = _blobs()
+    invert = FunctionTransformer(lambda images: 255 - images)
+    pipe = Pipeline([("invert", invert), ("cnn", TransferCNNClassifier(**tiny_params))])
+    pipe.fit(X, y)
+    assert pipe.predict_proba(X).shape == (len(X), 2)
+    assert pipe.named_steps["cnn"].classes_.tolist() == ["frown", "smile"]
+
+
+def test_fit_does_not_mutate_the_callers_arrays(tiny_params):
+    X, y = _blobs()
+    X_copy, y_copy = X.copy(), y.copy()
+    TransferCNNClassifier(**tiny_params).fit(X, y)
+    np.testing.assert_array_equal(X, X_copy)
+    np.testing.assert_array_equal(y, y_copy)
+
+
+def test_same_random_state_gives_identical_predictions(tiny_params):
+    X, y = _blobs()
+    first = TransferCNNClassifier(**tiny_params).fit(X, y).predict_proba(X)
+    second = TransferCNNClassifier(**tiny_params).fit(X, y).predict_proba(X)
+    np.testing.assert_array_equal(first, second)
+
+
+# Checks that cannot pass for an image classifier, each with the reason.
+EXPECTED_FAILED_CHECKS = {
+    "check_fit2d_1feature": "1 pixel per row is not an image (flat rows must be square images).",
+    "check_fit2d_1sample": "a held-out validation split needs more than one sample.",
+}
+
+
+@parametrize_with_checks(
+    [TransferCNNClassifier(**TINY)],
+    expected_failed_checks=lambda estimator: EXPECTED_FAILED_CHECKS,
+)
+def test_scikit_learn_estimator_checks(estimator, check):
+    check(estimator)
