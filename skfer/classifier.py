@@ -184,16 +184,17 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         self : TransferCNNClassifier
         """
         self._check_params()
-        images = as_image_batch(X)
         y = column_or_1d(y, warn=True)
-        check_consistent_length(images, y)
         check_classification_targets(y)
-        self.classes_, targets = np.unique(y, return_inverse=True)
-        if len(self.classes_) < 2:
+        classes, targets = np.unique(y, return_inverse=True)
+        if len(classes) < 2:
             raise ValueError(
                 f"{type(self).__name__} needs at least 2 classes to learn; y holds only one "
-                f"class. Received: classes={self.classes_.tolist()}"
+                f"class. Received: classes={classes.tolist()}"
             )
+        images = as_image_batch(X)
+        check_consistent_length(images, y)
+        self.classes_ = classes
         self.image_shape_ = images.shape[1:]
         self.n_features_in_ = int(np.prod(self.image_shape_))
         self._flat_input = np.asarray(X).ndim == 2
@@ -261,7 +262,8 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         -------
         ndarray of shape (n,)
         """
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        proba = self.predict_proba(X)
+        return self.classes_[np.argmax(proba, axis=1)]
 
     # ------------------------------------------------------------------ training steps
 

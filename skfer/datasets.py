@@ -2,8 +2,10 @@
 
 The CSV parser is vectorised with numpy: the file is decompressed in pieces on the main
 thread while a worker thread parses whole lines of the previous pieces, so a full
-FER2013 CSV loads in about the time it takes to decompress it. Every row is validated;
-a bad row raises ``ValueError`` naming its CSV line, never a silent drop or coercion.
+FER2013 CSV loads in about the time it takes to decompress it. Every row is validated:
+a row that the fast path cannot take is re-parsed in pure Python, which accepts it
+(leading zeros, tabs, padded fields) or raises a ``ValueError`` naming its CSV line.
+Nothing is silently dropped or coerced.
 """
 
 from __future__ import annotations
@@ -104,7 +106,7 @@ def load_fer2013(path: str | os.PathLike, *, splits: Sequence[str] | None = None
     if missing:
         raise ValueError(
             f"Split(s) {missing} requested but not in '{source}', which holds {list(present)}. "
-            f"Request only splits that are present. Received: splits={list(splits or ())}"
+            f"Request only splits that are present. Received: splits={splits!r}"
         )
     result = Bunch(class_names=FER2013_CLASSES, source=source)
     kept = tuple(name for name in _SPLITS if name in wanted)
@@ -231,7 +233,7 @@ def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarra
     if not results:
         raise ValueError(
             f"'{path}' has a header but no data rows; expected one row per image after "
-            f"line 1. Received: {header.decode('utf-8', 'replace')!r}"
+            "line 1. " + _received(header.decode("utf-8", "replace").strip())
         )
     images = np.concatenate([images for images, _, _ in results]).reshape(-1, _SIDE, _SIDE)
     target = np.concatenate([target for _, target, _ in results])

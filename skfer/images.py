@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from sklearn.utils import check_array
 
 __all__ = ["as_image_batch"]
 
@@ -31,30 +32,19 @@ def as_image_batch(X, *, name: str = "X") -> np.ndarray:
     ------
     ValueError
         On a wrong number of dimensions or channels, non-square flat rows, an empty batch,
-        NaN or infinite values, or integers outside 0..255.
+        NaN or infinite values, non-numeric data, or integers outside 0..255.
     TypeError
-        On non-numeric data.
+        On sparse matrices.
     """
-    try:
-        array = np.asarray(X)
-    except Exception as error:  # ragged nested lists and the like
-        raise ValueError(
-            f"{name} must be an array of images in {IMAGE_LAYOUTS}. Received: {error}"
-        ) from error
-    if array.dtype.kind == "O":
-        try:
-            array = array.astype(np.float64)
-        except (TypeError, ValueError) as error:
-            raise TypeError(
-                f"{name} must hold numbers (pixel intensities 0..255); convert it with "
-                f"np.asarray(X, dtype=np.uint8). Received: argument must be a string or a real "
-                f"number, not {error}"
-            ) from error
-    if array.dtype.kind not in "biuf":
-        raise TypeError(
-            f"{name} must hold numbers (pixel intensities 0..255); convert it with "
-            f"np.asarray(X, dtype=np.uint8). Received: dtype={array.dtype}"
-        )
+    array = check_array(
+        X,
+        accept_sparse=False,
+        dtype="numeric",
+        allow_nd=True,
+        ensure_all_finite=True,
+        ensure_min_features=1,
+        input_name=name,
+    )
     if array.ndim == 2:
         side = math.isqrt(array.shape[1])
         if side * side != array.shape[1] or side == 0:
@@ -70,18 +60,9 @@ def as_image_batch(X, *, name: str = "X") -> np.ndarray:
         raise ValueError(
             f"{name} must be images in {IMAGE_LAYOUTS}. Received: shape={array.shape}"
         )
-    if array.shape[0] == 0:
-        raise ValueError(
-            f"{name} holds 0 sample(s) (shape={array.shape}) while a minimum of 1 is required."
-        )
     if min(array.shape[1:3]) == 0:
         raise ValueError(f"{name} holds images of size 0. Received: shape={array.shape}")
     if array.dtype.kind == "f":
-        if not np.isfinite(array).all():
-            raise ValueError(
-                f"Input {name} contains NaN or infinity; replace or drop those images first. "
-                f"Received: {int(np.size(array) - np.isfinite(array).sum())} non-finite values"
-            )
         return array.astype(np.float32, copy=False)
     if array.dtype != np.uint8:
         low, high = array.min(), array.max()
