@@ -1,8 +1,8 @@
-"""Registry of pretrained backbones: builder, preprocessing, input sizes and weight sources together.
+"""Registry of pretrained backbones: builder, preprocessing, input sizes and weight sources.
 
 Each backbone is a frozen :class:`BackboneSpec`, in the way timm and torchvision keep a model's
-weights URL, hash and preprocessing in one place. ``get_backbone(name).build(size, weights)``
-returns a headless ``keras.Model`` that maps ``(size, size, 3)`` preprocessed images to a feature map.
+weights URL, hash and preprocessing together. ``get_backbone(name).build(size, weights)``
+returns a headless ``keras.Model`` mapping ``(size, size, 3)`` preprocessed images to features.
 """
 
 from __future__ import annotations
@@ -280,7 +280,9 @@ def load_weights_by_layer_name(
                 continue
             values[layer.name] = arrays
     if problems:
-        shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+        shown = "; ".join(problems[:5]) + (
+            f"; and {len(problems) - 5} more" if len(problems) > 5 else ""
+        )
         raise WeightsFileError(
             f"The weight file {str(path)!r} does not fit backbone {model.name!r}: pass weights "
             f"saved from the same architecture. Received: {shown}"
@@ -308,9 +310,7 @@ def _resnet50(input_shape):
 
 
 def _inception_v3(input_shape):
-    return keras.applications.InceptionV3(
-        input_shape=input_shape, include_top=False, weights=None
-    )
+    return keras.applications.InceptionV3(input_shape=input_shape, include_top=False, weights=None)
 
 
 VGGFACE_BLOCKS = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))

@@ -1,4 +1,4 @@
-"""``TransferCNNClassifier``: two-phase transfer learning of a pretrained CNN, as a scikit-learn classifier."""
+"""``TransferCNNClassifier``: two-phase transfer learning of a pretrained CNN, for scikit-learn."""
 
 from __future__ import annotations
 
@@ -246,9 +246,7 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         ndarray of shape (n, n_classes)
         """
         images = self._check_predict_input(X)
-        return self.model_.predict(images, batch_size=self.batch_size, verbose=0).astype(
-            np.float64
-        )
+        return self.model_.predict(images, batch_size=self.batch_size, verbose=0).astype(np.float64)
 
     def predict(self, X) -> np.ndarray:
         """Most probable class of each image.

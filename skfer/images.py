@@ -57,9 +57,7 @@ def as_image_batch(X, *, name: str = "X") -> np.ndarray:
     elif array.ndim == 3:
         array = array[..., np.newaxis]
     elif array.ndim != 4 or array.shape[-1] not in (1, 3):
-        raise ValueError(
-            f"{name} must be images in {IMAGE_LAYOUTS}. Received: shape={array.shape}"
-        )
+        raise ValueError(f"{name} must be images in {IMAGE_LAYOUTS}. Received: shape={array.shape}")
     if min(array.shape[1:3]) == 0:
         raise ValueError(f"{name} holds images of size 0. Received: shape={array.shape}")
     if array.dtype.kind == "f":

@@ -1,4 +1,4 @@
-"""Registered Keras layers of the skfer graph (no ``Lambda``: ``.keras`` files load in safe mode)."""
+"""Registered Keras layers of the skfer graph (no ``Lambda``, so ``.keras`` files load safely)."""
 
 from __future__ import annotations
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -88,3 +89,28 @@ TINY = dict(
 def tiny_params() -> dict:
     """Parameters of a TransferCNNClassifier on the tiny test backbone: fits in about a second."""
     return dict(TINY)
+
+
+@pytest.fixture(scope="session")
+def fer2013(fer2013_csv):
+    """The shared FER2013 file, parsed once per test session."""
+    from skfer.datasets import load_fer2013
+
+    return load_fer2013(fer2013_csv)
+
+
+@pytest.fixture(scope="session")
+def fer2013_subset(fer2013):
+    """420 Training images (60 per class) and 350 PublicTest images (50 per class)."""
+    rng = np.random.default_rng(0)
+
+    def per_class(split, n):
+        index = np.concatenate(
+            [rng.choice(np.flatnonzero(split.target == k), n, replace=False) for k in range(7)]
+        )
+        rng.shuffle(index)
+        return split.images[index], split.target[index]
+
+    X, y = per_class(fer2013.train, 60)
+    X_test, y_test = per_class(fer2013.public_test, 50)
+    return X, y, X_test, y_test

@@ -58,8 +58,12 @@ def test_input_below_the_minimum_is_refused():
 def test_vggface_has_the_keras_vggface_layer_names_and_preprocessing():
     model = get_backbone("vggface").build(32)
     names = [layer.name for layer in model.layers if layer.weights]
-    assert names == [f"conv{b}_{i}" for b, n in enumerate((2, 2, 3, 3, 3), 1) for i in range(1, n + 1)]
-    assert [f"pool{b}" for b in range(1, 6)] == [l.name for l in model.layers if "pool" in l.name]
+    assert names == [
+        f"conv{b}_{i}" for b, n in enumerate((2, 2, 3, 3, 3), 1) for i in range(1, n + 1)
+    ]
+    assert [f"pool{b}" for b in range(1, 6)] == [
+        layer.name for layer in model.layers if "pool" in layer.name
+    ]
     assert model.count_params() == 14_714_688
     assert VGGFACE_MODE.bgr and VGGFACE_MODE.mean == (93.5940, 104.7624, 129.1863)
 
@@ -70,7 +74,7 @@ def test_vggface_loads_a_file_in_the_keras_vggface_layout(tmp_path):
     written = write_keras2_weights(spec.build(32), path)
     model = spec.build(48, path)  # weights do not depend on the input size
     for name, arrays in written.items():
-        for loaded, stored in zip(model.get_layer(name).get_weights(), arrays):
+        for loaded, stored in zip(model.get_layer(name).get_weights(), arrays, strict=False):
             np.testing.assert_array_equal(loaded, stored)
 
 
@@ -107,14 +111,21 @@ def test_a_file_named_like_a_published_one_must_match_its_hash(tmp_path):
 def test_shared_imagenet_mobilenet_loads_and_passes_its_hash(mobilenet_imagenet_weights):
     spec = get_backbone("mobilenet")
     model = spec.build(64, mobilenet_imagenet_weights)
-    assert not np.allclose(model.get_layer("conv1").get_weights()[0], spec.build(64).get_layer("conv1").get_weights()[0])
+    assert not np.allclose(
+        model.get_layer("conv1").get_weights()[0],
+        spec.build(64).get_layer("conv1").get_weights()[0],
+    )
 
 
-def test_face_backbone_is_filled_from_the_detector_file(mobilenet_face_weights, mobilenet_imagenet_weights):
+def test_face_backbone_is_filled_from_the_detector_file(
+    mobilenet_face_weights, mobilenet_imagenet_weights
+):
     face = get_backbone("mobilenet_face").build(64, mobilenet_face_weights)
     imagenet = get_backbone("mobilenet").build(64, mobilenet_imagenet_weights)
     kernel = "conv_pw_13"
-    assert not np.allclose(face.get_layer(kernel).get_weights()[0], imagenet.get_layer(kernel).get_weights()[0])
+    assert not np.allclose(
+        face.get_layer(kernel).get_weights()[0], imagenet.get_layer(kernel).get_weights()[0]
+    )
     assert get_backbone("mobilenet_face").preprocessing.bgr
 
 
@@ -149,5 +160,8 @@ def test_failed_download_names_the_url_and_the_offline_fix(tmp_path):
     source = dataclasses.replace(
         get_backbone("vggface").weights["vggface"], url=(tmp_path / "gone.h5").as_uri()
     )
-    with pytest.raises(WeightsDownloadError, match=r"Could not download weights from file://.*gone\.h5.*weights=PATH"):
+    with pytest.raises(
+        WeightsDownloadError,
+        match=r"Could not download weights from file://.*gone\.h5.*weights=PATH",
+    ):
         fetch_weights(source, cache_dir=tmp_path / "cache")

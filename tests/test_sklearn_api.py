@@ -1,4 +1,4 @@
-"""TransferCNNClassifier inside scikit-learn: clone, search, cross-validation, pipelines, pickling."""
+"""TransferCNNClassifier in scikit-learn: clone, search, cross-validation, pipelines, pickling."""
 
 from __future__ import annotations
 
