@@ -16,8 +16,15 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_consistent_length, check_is_fitted, column_or_1d
 
 from .backbones import get_backbone
+from .cache import feature_cache
 from .images import as_image_batch
-from .model import BACKBONE_LAYER, POOLING_CHOICES, build_transfer_model, set_backbone_trainable
+from .model import (
+    BACKBONE_LAYER,
+    POOLING_CHOICES,
+    build_transfer_model,
+    set_backbone_trainable,
+    split_at_pooling,
+)
 
 __all__ = ["TransferCNNClassifier"]
 
@@ -72,6 +79,10 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         pretrained statistics, which fine-tuning on small gray faces otherwise destroys.
     augmentation : bool, default=False
         Random mirror, shift, rotation and zoom of training images.
+    cache_features : bool, default=True
+        Without augmentation, compute the frozen backbone's features once and train the head
+        on them in the short phase (the result is the same; see :mod:`skfer.cache`). The
+        features are shared across fits on the same backbone weights and images.
     optimizer : {'adam', 'adamw', 'sgd', 'rmsprop'}, default='adam'
         Optimizer of both phases (SGD with momentum 0.9).
     batch_size : int, default=64
@@ -124,6 +135,7 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         unfreeze_blocks: int | None = None,
         batchnorm_training: bool = False,
         augmentation: bool = False,
+        cache_features: bool = True,
         optimizer: str = "adam",
         batch_size: int = 64,
         class_weight=None,
@@ -145,6 +157,7 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         self.unfreeze_blocks = unfreeze_blocks
         self.batchnorm_training = batchnorm_training
         self.augmentation = augmentation
+        self.cache_features = cache_features
         self.optimizer = optimizer
         self.batch_size = batch_size
         self.class_weight = class_weight
@@ -227,10 +240,11 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
             "class_weight": self._class_weights(targets),
             "verbose": {0: 0, 1: 2}.get(self.verbose, 1),
         }
-        self._run_phase("short", train, fit_kwargs, trainable_blocks=0)
+        self._run_phase("short", train, fit_kwargs, trainable_blocks=0, seed=seed + 1)
         self.long_phase_start_ = len(self.history_["phase"])
-        if self.long_epochs > 0:
-            self._run_phase("long", train, fit_kwargs, trainable_blocks=self.unfreeze_blocks)
+        self._run_phase(
+            "long", train, fit_kwargs, trainable_blocks=self.unfreeze_blocks, seed=seed + 2
+        )
         return self
 
     def predict_proba(self, X) -> np.ndarray:
@@ -351,7 +365,7 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
             for label, weight in self.class_weight.items()
         }
 
-    def _run_phase(self, phase, train, fit_kwargs, *, trainable_blocks):
+    def _run_phase(self, phase, train, fit_kwargs, *, trainable_blocks, seed):
         """Compile and fit one phase; append its epochs to ``history_``."""
         epochs = self.short_epochs if phase == "short" else self.long_epochs
         if epochs == 0:
@@ -363,14 +377,36 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         else:
             set_backbone_trainable(self.model_, spec.block_ends, trainable_blocks)
             learning_rate = self.long_learning_rate
-        self.model_.compile(
+        cached = phase == "short" and self.cache_features and not self.augmentation
+        X_train, y_train = train
+        validation = fit_kwargs["validation_data"]
+        if cached:
+            # The frozen backbone's output cannot change during this phase: compute it once.
+            feature_model, trained_model = split_at_pooling(self.model_)
+            graph = {
+                "backbone": spec.name,
+                "input_size": self.model_.get_layer("backbone_input").size,
+                "pooling": self.pooling,
+            }
+
+            def features(images):
+                return feature_cache.features(
+                    feature_model, images, graph=graph, batch_size=self.batch_size
+                )
+
+            X_train = features(X_train)
+            if validation is not None:
+                validation = (features(validation[0]), validation[1])
+        else:
+            trained_model = self.model_
+        trained_model.compile(
             optimizer=_make_optimizer(self.optimizer, learning_rate),
             loss="sparse_categorical_crossentropy",
             metrics=["accuracy"],
             jit_compile=False,
         )
         callbacks = []
-        if self.patience is not None and fit_kwargs["validation_data"] is not None:
+        if self.patience is not None and validation is not None:
             callbacks.append(
                 keras.callbacks.EarlyStopping(
                     monitor="val_accuracy",
@@ -384,17 +420,18 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
             print(
                 f"[skfer] {phase} retraining of {spec.name}: up to {epochs} epoch(s) at "
                 f"learning rate {learning_rate:g}, {trainable:,} trainable parameters"
+                + (", on cached backbone features" if cached else "")
             )
-        X_train, y_train = train
         done = len(self.history_["phase"])
-        history = self.model_.fit(
+        keras.utils.set_random_seed(seed)  # same shuffles and dropout, cached or not
+        history = trained_model.fit(
             X_train,
             y_train,
             epochs=done + epochs,
             initial_epoch=done,
             shuffle=True,
             callbacks=callbacks,
-            **fit_kwargs,
+            **{**fit_kwargs, "validation_data": validation},
         )
         for key, values in history.history.items():
             self.history_.setdefault(key, [np.nan] * done).extend(float(v) for v in values)

@@ -9,9 +9,16 @@ import keras
 from .backbones import BackboneSpec
 from .layers import BackboneInput, BackbonePreprocessing, FrozenStatisticsBackbone
 
-__all__ = ["BACKBONE_LAYER", "POOLING_CHOICES", "build_transfer_model", "set_backbone_trainable"]
+__all__ = [
+    "BACKBONE_LAYER",
+    "POOLING_CHOICES",
+    "build_transfer_model",
+    "set_backbone_trainable",
+    "split_at_pooling",
+]
 
 BACKBONE_LAYER = "backbone"
+POOLING_LAYER = "pool"
 POOLING_CHOICES = ("avg", "max", "flatten")
 
 
@@ -88,11 +95,11 @@ def build_transfer_model(
     )(x)
     x = FrozenStatisticsBackbone(backbone, batchnorm_training, name=BACKBONE_LAYER)(x)
     if pooling == "avg":
-        x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+        x = keras.layers.GlobalAveragePooling2D(name=POOLING_LAYER)(x)
     elif pooling == "max":
-        x = keras.layers.GlobalMaxPooling2D(name="pool")(x)
+        x = keras.layers.GlobalMaxPooling2D(name=POOLING_LAYER)(x)
     else:
-        x = keras.layers.Flatten(name="pool")(x)
+        x = keras.layers.Flatten(name=POOLING_LAYER)(x)
     for index, units in enumerate(head, start=1):
         x = keras.layers.Dense(
             units,
@@ -137,3 +144,19 @@ def set_backbone_trainable(model: keras.Model, block_ends: Sequence[str], blocks
         first_trainable = names.index(block_ends[len(block_ends) - blocks - 1]) + 1
     for position, layer in enumerate(layers):
         layer.trainable = position >= first_trainable
+
+
+def split_at_pooling(model: keras.Model) -> tuple[keras.Model, keras.Model]:
+    """Split ``model`` into ``images -> pooled features`` and ``pooled features -> probabilities``.
+
+    Both parts share their layers with ``model``: training the head part trains ``model``'s
+    head. Augmentation layers, if any, stay in the feature part.
+    """
+    pooled = model.get_layer(POOLING_LAYER).output
+    feature_model = keras.Model(model.input, pooled, name=f"{model.name}_features")
+    features = keras.Input(shape=pooled.shape[1:], name="features")
+    x = features
+    after_pooling = model.layers[model.layers.index(model.get_layer(POOLING_LAYER)) + 1 :]
+    for layer in after_pooling:
+        x = layer(x)
+    return feature_model, keras.Model(features, x, name=f"{model.name}_head")

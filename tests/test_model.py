@@ -90,10 +90,10 @@ def _snapshot(model):
 class PhaseRecorder(TransferCNNClassifier):
     """Records backbone and head weights after each phase (test instrumentation only)."""
 
-    def _run_phase(self, phase, train, fit_kwargs, *, trainable_blocks):
+    def _run_phase(self, phase, train, fit_kwargs, **kwargs):
         if not hasattr(self, "snapshots"):
             self.snapshots = {"start": _snapshot(self.model_)}
-        super()._run_phase(phase, train, fit_kwargs, trainable_blocks=trainable_blocks)
+        super()._run_phase(phase, train, fit_kwargs, **kwargs)
         self.snapshots[phase] = _snapshot(self.model_)
 
 
