@@ -2,7 +2,14 @@
 
 from .backbones import get_backbone, list_backbones
 from .classifier import TransferCNNClassifier
+from .experts import OneVsAllExperts
 
 __version__ = "0.1.0"
 
-__all__ = ["TransferCNNClassifier", "__version__", "get_backbone", "list_backbones"]
+__all__ = [
+    "OneVsAllExperts",
+    "TransferCNNClassifier",
+    "__version__",
+    "get_backbone",
+    "list_backbones",
+]

@@ -1,0 +1,197 @@
+"""The study's ensemble: an MLP with two hidden layers stacked on a base CNN and selected experts.
+
+:func:`make_fer_ensemble` returns a plain :class:`sklearn.ensemble.StackingClassifier`;
+:func:`select_experts` picks the experts that help, by greedy forward selection on held-out
+data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.ensemble import StackingClassifier
+from sklearn.frozen import FrozenEstimator
+from sklearn.model_selection import StratifiedKFold, cross_val_score
+from sklearn.neural_network import MLPClassifier
+
+from .experts import ClassExpert, OneVsAllExperts
+
+__all__ = ["ExpertSelection", "make_fer_ensemble", "make_stacker", "select_experts"]
+
+
+def make_stacker(hidden_layer_sizes=(64, 32), *, random_state=None, max_iter=1000):
+    """The final estimator: ``MLPClassifier`` with two hidden layers by default."""
+    return MLPClassifier(
+        hidden_layer_sizes=tuple(hidden_layer_sizes),
+        max_iter=max_iter,
+        early_stopping=True,
+        n_iter_no_change=20,
+        random_state=random_state,
+    )
+
+
+def make_fer_ensemble(
+    base,
+    experts: OneVsAllExperts | None = None,
+    *,
+    expert_classes: Sequence | None = None,
+    prefit: bool = True,
+    classes: Sequence | None = None,
+    hidden_layer_sizes: Sequence[int] = (64, 32),
+    cv=5,
+    random_state=None,
+    n_jobs=None,
+) -> StackingClassifier:
+    """A ``StackingClassifier`` of the base model and experts under an MLP.
+
+    Parameters
+    ----------
+    base : classifier
+        The base model (a ``TransferCNNClassifier``).
+    experts : OneVsAllExperts, optional
+        The experts; only ``expert_classes`` of them are stacked.
+    expert_classes : sequence of labels, optional
+        Classes whose expert joins the stack (for example from :func:`select_experts`);
+        default: every expert.
+    prefit : bool, default=True
+        True: ``base`` and ``experts`` are already trained and are wrapped in
+        :class:`~sklearn.frozen.FrozenEstimator`, so fitting the stack trains only the MLP
+        (fit it on data the members did not train on). False: ``base`` and ``experts`` are
+        templates and scikit-learn's cross-validated stacking trains them (``cv`` + 1 times
+        each: only for those who can afford it).
+    classes : sequence of labels, optional
+        The sorted labels of ``y``; needed with ``prefit=False`` and experts, because
+        scikit-learn passes label-encoded targets (0..K-1) to the members.
+    hidden_layer_sizes : sequence of int, default=(64, 32)
+        Hidden layers of the MLP.
+    cv : int or splitter, default=5
+        Folds used to produce the members' out-of-fold predictions.
+    random_state : int, optional
+        Seed of the MLP.
+    n_jobs : int, optional
+        Passed to ``StackingClassifier``.
+    """
+    members = [("base", FrozenEstimator(base) if prefit else base)]
+    if experts is not None:
+        if prefit:
+            labels = experts.classes_ if expert_classes is None else expert_classes
+            members += [
+                (f"expert_{label}", FrozenEstimator(experts.expert(label))) for label in labels
+            ]
+        else:
+            if classes is None or expert_classes is None:
+                raise ValueError(
+                    "With prefit=False, pass classes= (the sorted labels of y) and "
+                    "expert_classes= (the classes to build experts for). "
+                    f"Received: classes={classes!r}, expert_classes={expert_classes!r}"
+                )
+            sorted_classes = np.asarray(classes)
+            members += [
+                (
+                    f"expert_{label}",
+                    ClassExpert(
+                        experts.estimator,
+                        int(np.searchsorted(sorted_classes, label)),
+                        class_weight=experts.class_weight,
+                    ),
+                )
+                for label in expert_classes
+            ]
+    return StackingClassifier(
+        members,
+        final_estimator=make_stacker(hidden_layer_sizes, random_state=random_state),
+        cv=cv,
+        stack_method="predict_proba",
+        n_jobs=n_jobs,
+    )
+
+
+@dataclass(frozen=True)
+class ExpertSelection:
+    """Outcome of :func:`select_experts`.
+
+    Attributes
+    ----------
+    selected : tuple
+        Classes whose experts were chosen, in the order they were added.
+    baseline_score : float
+        Cross-validated accuracy of the MLP on the base model's outputs alone.
+    steps : tuple of (label, score)
+        Each accepted addition and the cross-validated accuracy after it.
+    candidates : dict
+        In the first round, the accuracy with each expert added alone.
+    rule : str
+        The selection rule, in words.
+    """
+
+    selected: tuple
+    baseline_score: float
+    steps: tuple
+    candidates: dict
+    rule: str
+
+    def summary(self) -> str:
+        """A few lines saying which experts were chosen and why."""
+        lines = [f"rule: {self.rule}", f"base model alone: {self.baseline_score:.4f}"]
+        lines += [f"+ expert {label}: {score:.4f}" for label, score in self.steps]
+        if not self.steps:
+            lines.append("no expert improved the stack; none selected")
+        return "\n".join(lines)
+
+
+def select_experts(
+    base,
+    experts: OneVsAllExperts,
+    X,
+    y,
+    *,
+    hidden_layer_sizes: Sequence[int] = (64, 32),
+    cv: int = 5,
+    min_gain: float = 0.002,
+    random_state: int | None = 0,
+) -> ExpertSelection:
+    """Greedy forward selection of experts by the stack's cross-validated accuracy.
+
+    Starting from the base model alone, each round adds the expert whose scores raise the
+    ``cv``-fold accuracy of the MLP stacker the most, on held-out ``(X, y)`` that neither the
+    base model nor the experts trained on; it stops when no expert adds at least ``min_gain``.
+    The members predict ``X`` once; only the MLP is refitted.
+
+    Returns
+    -------
+    ExpertSelection
+    """
+    y = np.asarray(y)
+    base_columns = base.predict_proba(X)
+    expert_columns = {
+        label: experts.expert(label).predict_proba(X) for label in experts.classes_.tolist()
+    }
+    folds = StratifiedKFold(cv, shuffle=True, random_state=random_state)
+
+    def accuracy(labels) -> float:
+        features = np.column_stack([base_columns] + [expert_columns[k] for k in labels])
+        stacker = make_stacker(hidden_layer_sizes, random_state=random_state)
+        return float(cross_val_score(stacker, features, y, cv=folds).mean())
+
+    selected: list = []
+    baseline = current = accuracy(selected)
+    steps: list[tuple] = []
+    candidates: dict = {}
+    while len(selected) < len(expert_columns):
+        trial = {k: accuracy(selected + [k]) for k in expert_columns if k not in selected}
+        if not candidates:
+            candidates = trial
+        best = max(trial, key=trial.get)
+        if trial[best] < current + min_gain:
+            break
+        selected.append(best)
+        current = trial[best]
+        steps.append((best, current))
+    rule = (
+        f"greedy forward selection: add the expert that most raises the {cv}-fold "
+        f"cross-validated accuracy of the MLP stacker on held-out data; stop when the gain "
+        f"is below {min_gain}"
+    )
+    return ExpertSelection(tuple(selected), baseline, tuple(steps), candidates, rule)

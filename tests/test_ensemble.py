@@ -1,0 +1,112 @@
+"""Experts and the stacked ensemble, on real FER2013 images with the tiny test backbone."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.ensemble import StackingClassifier
+from sklearn.neural_network import MLPClassifier
+
+from skfer import OneVsAllExperts, TransferCNNClassifier
+from skfer.cache import feature_cache
+from skfer.ensemble import make_fer_ensemble, select_experts
+from skfer.experts import ClassExpert
+
+
+@pytest.fixture(scope="module")
+def fitted(fer2013_subset):
+    """A base model and all seven experts on 420 real images (tiny backbone, 24 px)."""
+    from conftest import TINY
+
+    X, y, X_test, y_test = fer2013_subset
+    params = {**TINY, "input_size": 24, "short_epochs": 3, "long_epochs": 1}
+    base = TransferCNNClassifier(**params).fit(X, y)
+    feature_cache.clear()
+    experts = OneVsAllExperts(TransferCNNClassifier(**{**params, "long_epochs": 0})).fit(X, y)
+    misses = feature_cache.misses
+    return base, experts, misses, (X, y, X_test, y_test)
+
+
+def test_one_binary_expert_per_class_scores_in_class_order(fitted):
+    base, experts, _, (X, y, X_test, _) = fitted
+    assert experts.classes_.tolist() == list(range(7)) and len(experts.experts_) == 7
+    for label, expert in zip(experts.classes_, experts.experts_, strict=True):
+        assert expert.positive_class == label
+        assert expert.estimator_.classes_.tolist() == [False, True]
+        assert expert.estimator_.class_weight == "balanced"
+    scores = experts.expert_scores(X_test)
+    assert scores.shape == (len(X_test), 7) and ((scores >= 0) & (scores <= 1)).all()
+    expert_proba = experts.expert(3).predict_proba(X_test)
+    np.testing.assert_allclose(scores[:, 3], expert_proba[:, 3])
+    np.testing.assert_allclose(expert_proba.sum(axis=1), 1, rtol=1e-6)
+    np.testing.assert_allclose(experts.predict_proba(X_test).sum(axis=1), 1, rtol=1e-6)
+    assert set(experts.predict(X_test)) <= set(range(7))
+
+
+def test_experts_share_one_backbone_feature_computation(fitted):
+    _, _, misses, _ = fitted
+    assert misses == 1  # seven experts, same backbone and images: one forward pass
+
+
+def test_restricted_experts_and_bad_classes(fer2013_subset, tiny_params):
+    X, y, _, _ = fer2013_subset
+    params = {**tiny_params, "long_epochs": 0}
+    experts = OneVsAllExperts(TransferCNNClassifier(**params), classes=[1, 5]).fit(X, y)
+    assert experts.classes_.tolist() == [1, 5] and experts.expert_scores(X).shape == (len(X), 2)
+    with pytest.raises(ValueError, match="subset of the labels"):
+        OneVsAllExperts(TransferCNNClassifier(**params), classes=[9]).fit(X, y)
+    with pytest.raises(KeyError, match="No expert for class 0"):
+        experts.expert(0)
+
+
+def _all_weights(estimator):
+    model = estimator.model_ if hasattr(estimator, "model_") else estimator.estimator_.model_
+    return [w.copy() for w in model.get_weights()]
+
+
+def test_stack_with_frozen_members_trains_only_the_mlp(fitted):
+    base, experts, _, (_, _, X_test, y_test) = fitted
+    before = [_all_weights(base)] + [_all_weights(e) for e in experts.experts_]
+    half = len(X_test) // 2
+    stack = make_fer_ensemble(base, experts, expert_classes=[1, 2], random_state=0)
+    assert isinstance(stack, StackingClassifier)
+    assert isinstance(stack.final_estimator, MLPClassifier)
+    assert len(stack.final_estimator.hidden_layer_sizes) == 2
+    stack.fit(X_test[:half], y_test[:half])
+    after = [_all_weights(base)] + [_all_weights(e) for e in experts.experts_]
+    for old, new in zip(before, after, strict=True):
+        assert all(np.array_equal(a, b) for a, b in zip(old, new, strict=True))
+    assert [name for name, _ in stack.estimators] == ["base", "expert_1", "expert_2"]
+    # 7 columns from the base model and from each expert
+    assert stack.final_estimator_.n_features_in_ == 21
+    proba = stack.predict_proba(X_test[half:])
+    assert proba.shape == (len(X_test) - half, 7)
+
+
+def test_cross_validated_stacking_trains_the_members(fer2013_subset, tiny_params):
+    X, y, X_test, _ = fer2013_subset
+    params = {**tiny_params, "long_epochs": 0}
+    stack = make_fer_ensemble(
+        TransferCNNClassifier(**params),
+        OneVsAllExperts(TransferCNNClassifier(**params)),
+        expert_classes=[1],
+        prefit=False,
+        classes=list(range(7)),
+        cv=2,
+        random_state=0,
+    ).fit(X, y)
+    assert (
+        isinstance(stack.estimators_[1], ClassExpert) and stack.estimators_[1].positive_class == 1
+    )
+    assert stack.predict(X_test).shape == (len(X_test),)
+
+
+def test_expert_selection_returns_a_subset_and_its_reason(fitted):
+    base, experts, _, (_, _, X_test, y_test) = fitted
+    selection = select_experts(base, experts, X_test, y_test, cv=3, min_gain=0.0)
+    assert set(selection.selected) <= set(experts.classes_.tolist())
+    assert "greedy forward selection" in selection.rule
+    assert len(selection.candidates) == 7
+    scores = [selection.baseline_score] + [score for _, score in selection.steps]
+    assert scores == sorted(scores)  # each accepted expert raised the score
+    assert "base model alone" in selection.summary()
