@@ -27,6 +27,7 @@ __all__ = [
     "get_backbone",
     "list_backbones",
     "load_weights_by_layer_name",
+    "save_weights_by_layer_name",
 ]
 
 
@@ -290,6 +291,28 @@ def load_weights_by_layer_name(
     for layer in model.layers:
         if layer.name in values:
             layer.set_weights(values[layer.name])
+
+
+def save_weights_by_layer_name(model: keras.Model, path: str | os.PathLike) -> Path:
+    """Write ``model``'s weights in the Keras 2 ``save_weights`` HDF5 layout, by layer name.
+
+    This is the layout of the published backbone files, so the result is accepted anywhere a
+    backbone takes ``weights=PATH`` (for example a fine-tuned backbone reused by experts).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    weighted = [layer for layer in model.layers if layer.weights]
+    with h5py.File(path, "w") as handle:
+        handle.attrs["layer_names"] = np.array([layer.name.encode() for layer in weighted])
+        handle.attrs["backend"] = b"tensorflow"
+        handle.attrs["keras_version"] = keras.__version__.encode()
+        for layer in weighted:
+            group = handle.create_group(layer.name)
+            names = [f"{layer.name}/{w.name.split('/')[-1]}:0" for w in layer.weights]
+            for name, value in zip(names, layer.get_weights(), strict=True):
+                group.create_dataset(name, data=value)
+            group.attrs["weight_names"] = np.array([name.encode() for name in names])
+    return path
 
 
 # --------------------------------------------------------------------------- builders

@@ -313,7 +313,7 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         """The training arrays and Keras' ``validation_data`` (or None)."""
         if validation_data is not None:
             X_val, y_val = validation_data
-            val_images = self._check_predict_input(X_val, name="validation_data[0]")
+            val_images = self._conform_images(X_val, name="validation_data[0]")
             y_val = column_or_1d(y_val)
             check_consistent_length(val_images, y_val)
             unknown = np.setdiff1d(y_val, self.classes_)
@@ -439,6 +439,10 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
 
     def _check_predict_input(self, X, name: str = "X") -> np.ndarray:
         check_is_fitted(self, "model_")
+        return self._conform_images(X, name)
+
+    def _conform_images(self, X, name: str) -> np.ndarray:
+        """``X`` as an image batch that fits the training images' layout, or an error."""
         images = as_image_batch(X, name=name)
         if self._flat_input and np.asarray(X).ndim == 2:
             if images.shape[1:] != self.image_shape_:

@@ -165,3 +165,15 @@ def test_failed_download_names_the_url_and_the_offline_fix(tmp_path):
         match=r"Could not download weights from file://.*gone\.h5.*weights=PATH",
     ):
         fetch_weights(source, cache_dir=tmp_path / "cache")
+
+
+def test_saved_backbone_weights_load_back(tmp_path):
+    from skfer.backbones import save_weights_by_layer_name
+
+    spec = get_backbone("mobilenet")
+    original = spec.build(32)
+    original.get_layer("conv1").set_weights([np.full((3, 3, 3, 8), 0.5, dtype="float32")])
+    path = save_weights_by_layer_name(original, tmp_path / "finetuned.h5")
+    restored = spec.build(48, path)
+    for a, b in zip(original.get_weights(), restored.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -164,3 +164,13 @@ EXPECTED_FAILED_CHECKS = {
 )
 def test_scikit_learn_estimator_checks(estimator, check):
     check(estimator)
+
+
+def test_validation_data_drives_early_stopping_and_history(tiny_params):
+    X, y = _blobs()
+    X_val, y_val = _blobs(32, seed=1)
+    params = {**tiny_params, "short_epochs": 3, "long_epochs": 2, "patience": 1}
+    clf = TransferCNNClassifier(**params).fit(X, y, validation_data=(X_val, y_val))
+    assert len(clf.history_["val_accuracy"]) == len(clf.history_["phase"]) <= 5
+    with pytest.raises(ValueError, match="labels absent from y"):
+        clf.fit(X, y, validation_data=(X_val, np.where(y_val == "smile", "grin", y_val)))

