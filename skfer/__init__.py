@@ -3,6 +3,7 @@
 from .backbones import get_backbone, list_backbones
 from .classifier import TransferCNNClassifier
 from .experts import OneVsAllExperts
+from .persistence import load
 
 __version__ = "0.1.0"
 
@@ -12,4 +13,5 @@ __all__ = [
     "__version__",
     "get_backbone",
     "list_backbones",
+    "load",
 ]

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from collections.abc import Sequence
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -16,7 +18,8 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_consistent_length, check_is_fitted, column_or_1d
 
 from .backbones import get_backbone
-from .cache import feature_cache
+from .cache import feature_cache, fingerprint
+from .checkpoint import TrainingCheckpoint
 from .images import as_image_batch
 from .model import (
     BACKBONE_LAYER,
@@ -95,6 +98,11 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
     patience : int or None, default=5
         Epochs without a better validation accuracy before a phase stops; the best weights are
         restored. None disables early stopping.
+    checkpoint_dir : path or None, default=None
+        Save the training state after every epoch (model, optimiser, epoch, phase, history)
+        so that a crashed ``fit`` resumes when called again with the same data and
+        parameters. A finished ``fit`` deletes the directory's checkpoint. Early stopping's
+        memory of the best epoch is not kept across a crash.
     random_state : int, RandomState or None, default=None
         Seeds the head's initialisation, the validation split, the shuffling and the
         augmentation. Identical seeds give identical models on a CPU.
@@ -141,6 +149,7 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         class_weight=None,
         validation_fraction: float | None = 0.1,
         patience: int | None = 5,
+        checkpoint_dir=None,
         random_state=None,
         verbose: int = 1,
     ):
@@ -163,6 +172,7 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         self.class_weight = class_weight
         self.validation_fraction = validation_fraction
         self.patience = patience
+        self.checkpoint_dir = checkpoint_dir
         self.random_state = random_state
         self.verbose = verbose
 
@@ -178,7 +188,7 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         tags.non_deterministic = False
         return tags
 
-    def fit(self, X, y, *, validation_data=None):
+    def fit(self, X, y, *, validation_data=None, callbacks=None):
         """Train the network in two phases.
 
         Parameters
@@ -191,10 +201,18 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         validation_data : tuple (X_val, y_val), optional
             Held-out data for early stopping and the validation curves; replaces
             ``validation_fraction``.
+        callbacks : list of keras.callbacks.Callback, optional
+            Extra Keras callbacks for both phases (TensorBoard, say).
 
         Returns
         -------
         self : TransferCNNClassifier
+
+        Notes
+        -----
+        Ctrl-C (``KeyboardInterrupt``) during training stops it with a warning and leaves a
+        usable estimator with the best weights seen so far, as ``MLPClassifier`` does. With
+        ``checkpoint_dir``, calling ``fit`` again with the same data and parameters resumes.
         """
         self._check_params()
         y = column_or_1d(y, warn=True)
@@ -240,11 +258,42 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
             "class_weight": self._class_weights(targets),
             "verbose": {0: 0, 1: 2}.get(self.verbose, 1),
         }
-        self._run_phase("short", train, fit_kwargs, trainable_blocks=0, seed=seed + 1)
-        self.long_phase_start_ = len(self.history_["phase"])
-        self._run_phase(
-            "long", train, fit_kwargs, trainable_blocks=self.unfreeze_blocks, seed=seed + 2
-        )
+        checkpoint = None
+        if self.checkpoint_dir is not None:
+            checkpoint = TrainingCheckpoint(
+                self.checkpoint_dir,
+                fingerprint(
+                    {k: v for k, v in self.get_params().items() if k != "verbose"}, images, targets
+                ),
+            )
+        phases = (("short", 0), ("long", self.unfreeze_blocks))
+        for index, (phase, trainable_blocks) in enumerate(phases):
+            if checkpoint is not None and checkpoint.restore_finished_phase(self, phase):
+                continue
+            interrupted = self._run_phase(
+                phase,
+                train,
+                fit_kwargs,
+                trainable_blocks=trainable_blocks,
+                seed=seed + 1 + index,
+                callbacks=list(callbacks or []),
+                checkpoint=checkpoint,
+            )
+            if phase == "short":
+                self.long_phase_start_ = len(self.history_["phase"])
+            if interrupted:
+                warnings.warn(
+                    f"Training was interrupted by the user in the {phase} phase after "
+                    f"{len(self.history_['phase'])} epoch(s). The estimator is usable: it keeps "
+                    f"the best weights seen on the validation data (else the last ones).",
+                    UserWarning,
+                    stacklevel=2,
+                )
+                return self
+            if checkpoint is not None:
+                checkpoint.finish_phase(self, phase)
+        if checkpoint is not None:
+            checkpoint.remove()
         return self
 
     def predict_proba(self, X) -> np.ndarray:
@@ -276,6 +325,36 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         """
         proba = self.predict_proba(X)
         return self.classes_[np.argmax(proba, axis=1)]
+
+    def transform(self, X) -> np.ndarray:
+        """Embeddings: the output of the head's last hidden layer (the pooled backbone
+        features if the head has none), so the network can feed another estimator.
+
+        Parameters
+        ----------
+        X : array-like
+            Images in the layouts accepted by :meth:`fit`.
+
+        Returns
+        -------
+        ndarray of shape (n, head[-1])
+        """
+        images = self._check_predict_input(X)
+        penultimate = self.model_.layers[
+            self.model_.layers.index(self.model_.get_layer("predictions")) - 1
+        ]
+        embedder = keras.Model(self.model_.input, penultimate.output)
+        return embedder.predict(images, batch_size=self.batch_size, verbose=0)
+
+    def save(self, path) -> Path:
+        """Write the fitted classifier to one ``.skfer`` file; read it with :func:`skfer.load`.
+
+        No pickle: the Keras model in its ``.keras`` format (loaded with ``safe_mode=True``)
+        and the parameters, classes and history as JSON.
+        """
+        from .persistence import save
+
+        return save(self, path)
 
     # ------------------------------------------------------------------ training steps
 
@@ -365,11 +444,16 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
             for label, weight in self.class_weight.items()
         }
 
-    def _run_phase(self, phase, train, fit_kwargs, *, trainable_blocks, seed):
-        """Compile and fit one phase; append its epochs to ``history_``."""
+    def _run_phase(
+        self, phase, train, fit_kwargs, *, trainable_blocks, seed, callbacks, checkpoint
+    ) -> bool:
+        """Compile and fit one phase; append its epochs to ``history_``.
+
+        Returns True if the user interrupted it.
+        """
         epochs = self.short_epochs if phase == "short" else self.long_epochs
         if epochs == 0:
-            return
+            return False
         spec = get_backbone(self.backbone)
         if phase == "short":
             self.model_.get_layer(BACKBONE_LAYER).trainable = False
@@ -405,16 +489,19 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
             metrics=["accuracy"],
             jit_compile=False,
         )
-        callbacks = []
+        user_callbacks, callbacks = callbacks, []
+        early_stopping = None
         if self.patience is not None and validation is not None:
-            callbacks.append(
-                keras.callbacks.EarlyStopping(
-                    monitor="val_accuracy",
-                    mode="max",
-                    patience=self.patience,
-                    restore_best_weights=True,
-                )
+            early_stopping = keras.callbacks.EarlyStopping(
+                monitor="val_accuracy",
+                mode="max",
+                patience=self.patience,
+                restore_best_weights=True,
             )
+            callbacks.append(early_stopping)
+        if checkpoint is not None:
+            callbacks += checkpoint.callbacks(self, phase)
+        callbacks += user_callbacks  # after the backup: they see a saved epoch
         if self.verbose:
             trainable = sum(int(np.prod(w.shape)) for w in self.model_.trainable_weights)
             print(
@@ -424,17 +511,34 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
             )
         done = len(self.history_["phase"])
         keras.utils.set_random_seed(seed)  # same shuffles and dropout, cached or not
-        history = trained_model.fit(
-            X_train,
-            y_train,
-            epochs=done + epochs,
-            initial_epoch=done,
-            shuffle=True,
-            callbacks=callbacks,
-            **{**fit_kwargs, "validation_data": validation},
-        )
+        try:
+            history = trained_model.fit(
+                X_train,
+                y_train,
+                epochs=done + epochs,
+                initial_epoch=done,
+                shuffle=True,
+                callbacks=callbacks,
+                **{**fit_kwargs, "validation_data": validation},
+            )
+        except KeyboardInterrupt:
+            history = trained_model.history  # the epochs that finished
+            if early_stopping is not None and early_stopping.best_weights is not None:
+                trained_model.set_weights(early_stopping.best_weights)
+            self._record(phase, history)
+            return True
+        self._record(phase, history)
+        return False
+
+    def _record(self, phase, history) -> None:
+        """Append a Keras ``History``'s epochs to ``history_`` (a resumed fit may repeat some)."""
+        if not history.epoch:
+            return
+        first = history.epoch[0]
+        for key in list(self.history_):
+            del self.history_[key][first:]
         for key, values in history.history.items():
-            self.history_.setdefault(key, [np.nan] * done).extend(float(v) for v in values)
+            self.history_.setdefault(key, [np.nan] * first).extend(float(v) for v in values)
         self.history_["phase"].extend([phase] * len(history.epoch))
 
     def _check_predict_input(self, X, name: str = "X") -> np.ndarray:

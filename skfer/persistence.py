@@ -1,0 +1,126 @@
+"""Save and load fitted skfer classifiers without pickle.
+
+One ``.skfer`` file is a zip archive holding the Keras model in its ``.keras`` format (loaded
+with ``safe_mode=True``, which refuses to run embedded code) and ``estimator.json`` with the
+estimator's parameters, classes and history. Unpickling, by contrast, can run arbitrary code:
+share models as ``.skfer`` files, not as pickles.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+import keras
+import numpy as np
+
+__all__ = ["FORMAT_VERSION", "load", "save"]
+
+FORMAT_VERSION = 1
+_MODEL = "model.keras"
+_STATE = "estimator.json"
+_FITTED = ("n_features_in_", "image_shape_", "history_", "long_phase_start_")
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def _json_label(value):
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def save(estimator, path: str | os.PathLike) -> Path:
+    """Write a fitted ``TransferCNNClassifier`` to ``path`` (a ``.skfer`` zip file).
+
+    Raises
+    ------
+    ValueError
+        If the estimator is not fitted or a parameter cannot be written as JSON (a
+        ``RandomState`` instance, say; pass an int instead).
+    """
+    from sklearn.utils.validation import check_is_fitted
+
+    check_is_fitted(estimator, "model_")
+    params = estimator.get_params()
+    params["weights"] = None if params["weights"] is None else str(params["weights"])
+    try:
+        state = {
+            "format": FORMAT_VERSION,
+            "skfer_version": _version(),
+            "class": type(estimator).__name__,
+            "params": json.loads(json.dumps(params)),
+            "classes": [_json_label(label) for label in estimator.classes_],
+            "classes_dtype": estimator.classes_.dtype.str,
+            "flat_input": bool(estimator._flat_input),
+            **{name: getattr(estimator, name) for name in _FITTED},
+        }
+        text = json.dumps(state, default=_json_label)
+    except TypeError as error:
+        raise ValueError(
+            f"Cannot save: a parameter is not JSON-serialisable ({error}); use plain values "
+            f"(an int random_state, a string or path for weights). Received: {params}"
+        ) from error
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as directory:
+        model_path = Path(directory) / _MODEL
+        estimator.model_.save(model_path)
+        with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as archive:
+            archive.writestr(_STATE, text)
+            archive.write(model_path, _MODEL)
+    return path
+
+
+def load(path: str | os.PathLike):
+    """Load a classifier written by :func:`save` (or ``TransferCNNClassifier.save``).
+
+    The Keras model loads with ``safe_mode=True``. A truncated file, a file that is not a
+    ``.skfer`` archive, or one written by an skfer with another file format raises
+    ``ValueError`` naming the problem.
+    """
+    from .classifier import TransferCNNClassifier
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"No skfer model at {str(path)!r}.")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+            if not {_STATE, _MODEL} <= names:
+                raise ValueError(
+                    f"{str(path)!r} is a zip file but not an skfer model (it lacks {_STATE} or "
+                    f"{_MODEL}); save models with clf.save(path). Received: {sorted(names)[:5]}"
+                )
+            state = json.loads(archive.read(_STATE))
+            with tempfile.TemporaryDirectory() as directory:
+                archive.extract(_MODEL, directory)
+                model = keras.models.load_model(Path(directory) / _MODEL, safe_mode=True)
+    except (zipfile.BadZipFile, EOFError, zipfile.LargeZipFile) as error:
+        raise ValueError(
+            f"{str(path)!r} is truncated or not an skfer model file ({error}); copy or save "
+            f"it again. Received: {path.stat().st_size} bytes"
+        ) from error
+    if state.get("format") != FORMAT_VERSION or state.get("class") != "TransferCNNClassifier":
+        raise ValueError(
+            f"{str(path)!r} was written by skfer {state.get('skfer_version')!r} in file format "
+            f"{state.get('format')!r}; this skfer ({_version()}) reads format {FORMAT_VERSION}. "
+            f"Load it with the skfer version that wrote it, or retrain. "
+            f"Received: format={state.get('format')!r}, class={state.get('class')!r}"
+        )
+    params = state["params"]
+    params["head"] = tuple(params["head"])
+    estimator = TransferCNNClassifier(**params)
+    estimator.classes_ = np.asarray(state["classes"], dtype=np.dtype(state["classes_dtype"]))
+    estimator.n_features_in_ = state["n_features_in_"]
+    estimator.image_shape_ = tuple(state["image_shape_"])
+    estimator.history_ = state["history_"]
+    estimator.long_phase_start_ = state["long_phase_start_"]
+    estimator._flat_input = state["flat_input"]
+    estimator.model_ = model
+    return estimator
