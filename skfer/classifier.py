@@ -509,13 +509,14 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
                 f"learning rate {learning_rate:g}, {trainable:,} trainable parameters"
                 + (", on cached backbone features" if cached else "")
             )
-        done = len(self.history_["phase"])
+        start = 0 if phase == "short" else self.long_phase_start_
+        done = len(self.history_["phase"])  # past ``start`` when resuming a phase
         keras.utils.set_random_seed(seed)  # same shuffles and dropout, cached or not
         try:
             history = trained_model.fit(
                 X_train,
                 y_train,
-                epochs=done + epochs,
+                epochs=start + epochs,
                 initial_epoch=done,
                 shuffle=True,
                 callbacks=callbacks,
