@@ -20,6 +20,7 @@ from sklearn.utils.validation import check_consistent_length, check_is_fitted, c
 from .backbones import get_backbone
 from .cache import feature_cache, fingerprint
 from .checkpoint import TrainingCheckpoint
+from .distribute import DISTRIBUTIONS, make_strategy, strategy_scope
 from .images import as_image_batch
 from .model import (
     BACKBONE_LAYER,
@@ -37,6 +38,9 @@ OPTIMIZERS = {
     "sgd": lambda learning_rate: keras.optimizers.SGD(learning_rate, momentum=0.9),
     "rmsprop": keras.optimizers.RMSprop,
 }
+
+
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 
 
 def _make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
@@ -86,6 +90,15 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         Without augmentation, compute the frozen backbone's features once and train the head
         on them in the short phase (the result is the same; see :mod:`skfer.cache`). The
         features are shared across fits on the same backbone weights and images.
+    precision : {'float32', 'mixed_float16', 'mixed_bfloat16'}, default='float32'
+        Keras dtype policy; mixed precision speeds up GPUs with tensor cores (the output and
+        loss stay float32, and Keras scales the loss for float16).
+    jit_compile : bool, default=False
+        Compile the training step with XLA. Off by default: it was slower for small nets on
+        the CPU; try it on a GPU.
+    distribution : {None, 'mirrored'}, default=None
+        'mirrored' trains synchronously on every GPU (or logical CPU device) with
+        ``tf.distribute.MirroredStrategy``; each batch is split between the devices.
     optimizer : {'adam', 'adamw', 'sgd', 'rmsprop'}, default='adam'
         Optimizer of both phases (SGD with momentum 0.9).
     batch_size : int, default=64
@@ -144,6 +157,9 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         batchnorm_training: bool = False,
         augmentation: bool = False,
         cache_features: bool = True,
+        precision: str = "float32",
+        jit_compile: bool = False,
+        distribution: str | None = None,
         optimizer: str = "adam",
         batch_size: int = 64,
         class_weight=None,
@@ -167,6 +183,9 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         self.batchnorm_training = batchnorm_training
         self.augmentation = augmentation
         self.cache_features = cache_features
+        self.precision = precision
+        self.jit_compile = jit_compile
+        self.distribution = distribution
         self.optimizer = optimizer
         self.batch_size = batch_size
         self.class_weight = class_weight
@@ -237,19 +256,22 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
 
         spec = get_backbone(self.backbone)
         weights = spec.default_weights if self.weights == "default" else self.weights
-        self.model_ = build_transfer_model(
-            spec,
-            channels=self.image_shape_[-1],
-            n_classes=len(self.classes_),
-            input_size=self.input_size or spec.default_input_size,
-            weights=weights,
-            head=tuple(self.head),
-            dropout=self.dropout,
-            pooling=self.pooling,
-            augmentation=self.augmentation,
-            batchnorm_training=self.batchnorm_training,
-            seed=seed % 100_000,
-        )
+        self._strategy = make_strategy(self.distribution)
+        with strategy_scope(self._strategy):
+            self.model_ = build_transfer_model(
+                spec,
+                channels=self.image_shape_[-1],
+                n_classes=len(self.classes_),
+                input_size=self.input_size or spec.default_input_size,
+                weights=weights,
+                head=tuple(self.head),
+                dropout=self.dropout,
+                pooling=self.pooling,
+                augmentation=self.augmentation,
+                batchnorm_training=self.batchnorm_training,
+                seed=seed % 100_000,
+                precision=self.precision,
+            )
         self.history_ = {"phase": []}
         self.long_phase_start_ = 0
         fit_kwargs = {
@@ -364,6 +386,15 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(
                 f"pooling must be one of {POOLING_CHOICES}. Received: pooling={self.pooling!r}"
             )
+        if self.distribution not in DISTRIBUTIONS:
+            raise ValueError(
+                f"distribution must be one of {DISTRIBUTIONS}. "
+                f"Received: distribution={self.distribution!r}"
+            )
+        if self.precision not in PRECISIONS:
+            raise ValueError(
+                f"precision must be one of {PRECISIONS}. Received: precision={self.precision!r}"
+            )
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(
                 f"optimizer must be one of {sorted(OPTIMIZERS)}. "
@@ -461,6 +492,15 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         else:
             set_backbone_trainable(self.model_, spec.block_ends, trainable_blocks)
             learning_rate = self.long_learning_rate
+        with strategy_scope(self._strategy):
+            return self._fit_phase(
+                phase, train, fit_kwargs, epochs, learning_rate, callbacks, checkpoint, seed
+            )
+
+    def _fit_phase(
+        self, phase, train, fit_kwargs, epochs, learning_rate, callbacks, checkpoint, seed
+    ) -> bool:
+        spec = get_backbone(self.backbone)
         cached = phase == "short" and self.cache_features and not self.augmentation
         X_train, y_train = train
         validation = fit_kwargs["validation_data"]
@@ -487,7 +527,7 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
             optimizer=_make_optimizer(self.optimizer, learning_rate),
             loss="sparse_categorical_crossentropy",
             metrics=["accuracy"],
-            jit_compile=False,
+            jit_compile=self.jit_compile,
         )
         user_callbacks, callbacks = callbacks, []
         early_stopping = None
@@ -569,6 +609,7 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
 
     def __getstate__(self):
         state = dict(super().__getstate__())  # object.__getstate__ returns __dict__ itself
+        state.pop("_strategy", None)  # a tf.distribute strategy is process-local
         model = state.pop("model_", None)
         if model is not None:
             with tempfile.TemporaryDirectory() as directory:

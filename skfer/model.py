@@ -45,6 +45,7 @@ def build_transfer_model(
     augmentation: bool = False,
     batchnorm_training: bool = False,
     seed: int = 0,
+    precision: str = "float32",
     cache_dir=None,
 ) -> keras.Model:
     """Build ``images -> class probabilities`` around the backbone ``spec``.
@@ -77,7 +78,20 @@ def build_transfer_model(
         See :class:`~skfer.layers.FrozenStatisticsBackbone`.
     seed : int
         Seed of the head's initialisers and the augmentation.
+    precision : {'float32', 'mixed_float16', 'mixed_bfloat16'}
+        Keras dtype policy of the layers; the softmax output stays float32.
     """
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(precision)
+    try:
+        return _build(spec, channels, n_classes, input_size, weights, head, dropout, pooling,
+                      augmentation, batchnorm_training, seed, cache_dir)  # fmt: skip
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def _build(spec, channels, n_classes, input_size, weights, head, dropout, pooling,
+           augmentation, batchnorm_training, seed, cache_dir) -> keras.Model:  # fmt: skip
     backbone = spec.build(input_size, weights, cache_dir=cache_dir)
     inputs = keras.Input(shape=(None, None, channels), name="images")
     x = inputs
@@ -112,6 +126,7 @@ def build_transfer_model(
         n_classes,
         activation="softmax",
         kernel_initializer=keras.initializers.GlorotUniform(seed=seed + 30),
+        dtype="float32",
         name="predictions",
     )(x)
     return keras.Model(inputs, outputs, name=f"skfer_{spec.name}")
