@@ -80,7 +80,7 @@ _PAPER_SCHEDULE = dict(
 PRESETS = {
     "quick": Preset(
         name="quick",
-        description="smoke run: 100 Training images per class, MobileNet 0.25 at 48 px",
+        description="smoke run: 300 Training images per class, MobileNet 0.25 at 48 px",
         base_models=(
             BaseModelPlan(
                 "MobileNet 0.25 (ImageNet)",
@@ -89,14 +89,15 @@ PRESETS = {
                     weights="shared",
                     input_size=48,
                     head=(256, 256),
-                    short_epochs=2,
-                    long_epochs=2,
+                    short_epochs=3,
+                    long_epochs=4,
+                    long_learning_rate=3e-4,
                     batch_size=64,
                 ),
             ),
         ),
-        expert_params=dict(short_epochs=2),
-        train_per_class=100,
+        expert_params=dict(short_epochs=4),
+        train_per_class=300,
         holdout_fraction=0.2,
     ),
     "cpu": Preset(
