@@ -15,13 +15,13 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_consistent_length, check_is_fitted, column_or_1d
+from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from .backbones import get_backbone
 from .cache import feature_cache, fingerprint
 from .checkpoint import TrainingCheckpoint
 from .distribute import DISTRIBUTIONS, make_strategy, strategy_scope
-from .images import as_image_batch
+from .images import as_image_batch, check_one_label_per_image
 from .model import (
     BACKBONE_LAYER,
     POOLING_CHOICES,
@@ -236,6 +236,11 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         self._check_params()
         y = column_or_1d(y, warn=True)
         check_classification_targets(y)
+        if y.size == 0:
+            raise ValueError(
+                "y holds 0 sample(s) while a minimum of 1 is required; pass training images "
+                f"and one label per image. Received: y with shape {y.shape}"
+            )
         classes, targets = np.unique(y, return_inverse=True)
         if len(classes) < 2:
             raise ValueError(
@@ -243,7 +248,7 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
                 f"class. Received: classes={classes.tolist()}"
             )
         images = as_image_batch(X)
-        check_consistent_length(images, y)
+        check_one_label_per_image(images, y)
         self.classes_ = classes
         self.image_shape_ = images.shape[1:]
         self.n_features_in_ = int(np.prod(self.image_shape_))
@@ -425,7 +430,7 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
             X_val, y_val = validation_data
             val_images = self._conform_images(X_val, name="validation_data[0]")
             y_val = column_or_1d(y_val)
-            check_consistent_length(val_images, y_val)
+            check_one_label_per_image(val_images, y_val, name="validation_data[0]")
             unknown = np.setdiff1d(y_val, self.classes_)
             if unknown.size:
                 raise ValueError(

@@ -7,7 +7,7 @@ import math
 import numpy as np
 from sklearn.utils import check_array
 
-__all__ = ["as_image_batch"]
+__all__ = ["as_image_batch", "check_one_label_per_image"]
 
 IMAGE_LAYOUTS = "(n, H*W) flat square rows, (n, H, W), (n, H, W, 1) or (n, H, W, 3)"
 
@@ -71,3 +71,12 @@ def as_image_batch(X, *, name: str = "X") -> np.ndarray:
             )
         array = array.astype(np.uint8)
     return array
+
+
+def check_one_label_per_image(images: np.ndarray, labels: np.ndarray, *, name: str = "X") -> None:
+    """Raise ``ValueError`` unless there is exactly one label per image."""
+    if len(images) != len(labels):
+        raise ValueError(
+            f"{name} holds {len(images)} images but y holds {len(labels)} labels; pass exactly "
+            f"one label per image. Received: len({name})={len(images)}, len(y)={len(labels)}"
+        )
