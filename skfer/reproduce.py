@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from .backbones import WeightsDownloadError, save_weights_by_layer_name
+from .backbones import WeightsDownloadError, get_backbone, save_weights_by_layer_name
 from .classifier import TransferCNNClassifier
 from .datasets import FER2013_CLASSES, SPLIT_ATTRIBUTES, load_fer2013
 from .ensemble import make_fer_ensemble, select_experts
@@ -35,10 +35,6 @@ from .model import BACKBONE_LAYER
 
 __all__ = ["PRESETS", "BaseModelPlan", "Preset", "reproduce"]
 
-SHARED_WEIGHT_FILES = {
-    "mobilenet": "mobilenet_v1_0.25_imagenet_notop/mobilenet_2_5_224_tf_no_top.h5",
-    "mobilenet_face": "retinaface_mobilenet025_widerface/retinaface_mobilenet025.h5",
-}
 PEER_WEIGHT_FILE = "fer2013_mini_xception/fer2013_mini_XCEPTION.102-0.66.hdf5"
 
 
@@ -86,7 +82,6 @@ PRESETS = {
                 "MobileNet 0.25 (ImageNet)",
                 dict(
                     backbone="mobilenet",
-                    weights="shared",
                     input_size=48,
                     head=(256, 256),
                     short_epochs=3,
@@ -106,11 +101,11 @@ PRESETS = {
         base_models=(
             BaseModelPlan(
                 "MobileNet 0.25 (ImageNet)",
-                dict(backbone="mobilenet", weights="shared", **_CPU_SCHEDULE),
+                dict(backbone="mobilenet", **_CPU_SCHEDULE),
             ),
             BaseModelPlan(
                 "MobileNet 0.25 (face-trained, RetinaFace)",
-                dict(backbone="mobilenet_face", weights="shared", **_CPU_SCHEDULE),
+                dict(backbone="mobilenet_face", **_CPU_SCHEDULE),
             ),
             BaseModelPlan(
                 "MobileNet 0.25 (random init, control)",
@@ -139,11 +134,13 @@ def _log(verbose: int, message: str) -> None:
 
 
 def _resolve_weights(params: dict, weights_dir: Path | None) -> dict:
-    """Replace ``weights='shared'`` by the offline file, or by the default download."""
-    if params.get("weights") != "shared":
+    """Use the default weight file from ``weights_dir`` (searched by its published name) if
+    it is there, else let the backbone download it (hash-checked)."""
+    if params.get("weights", "default") != "default" or weights_dir is None:
         return params
-    local = None if weights_dir is None else weights_dir / SHARED_WEIGHT_FILES[params["backbone"]]
-    return {**params, "weights": str(local) if local and local.exists() else "default"}
+    spec = get_backbone(params["backbone"])
+    found = sorted(weights_dir.rglob(spec.weights[spec.default_weights].file_name))
+    return {**params, "weights": str(found[0]) if found else "default"}
 
 
 def _stratified_subset(images, target, per_class: int, seed: int):
@@ -228,7 +225,8 @@ def reproduce(
     failures: list[str] = []
     for base in plan.base_models:
         params = _resolve_weights(base.params, weights_dir)
-        _log(verbose, f"training {base.label} ({params['backbone']}, weights={params['weights']})")
+        weights = params.get("weights", "default")
+        _log(verbose, f"training {base.label} ({params['backbone']}, weights={weights})")
         tick = time.perf_counter()
         clf = TransferCNNClassifier(**params, random_state=random_state, verbose=verbose)
         try:
