@@ -1,17 +1,31 @@
-"""skfer: facial-expression recognition by transfer learning and ensembles, inside scikit-learn."""
+"""skfer: facial-expression recognition by transfer learning and ensembles, inside scikit-learn.
 
-from .backbones import get_backbone, list_backbones
-from .classifier import TransferCNNClassifier
-from .experts import OneVsAllExperts
-from .persistence import load
+The public names load lazily, so that ``skfer.datasets`` and the ``skfer`` command's ``--help``
+do not import TensorFlow.
+"""
+
+from importlib import import_module
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "OneVsAllExperts",
-    "TransferCNNClassifier",
-    "__version__",
-    "get_backbone",
-    "list_backbones",
-    "load",
-]
+_LAZY = {
+    "TransferCNNClassifier": "skfer.classifier",
+    "OneVsAllExperts": "skfer.experts",
+    "get_backbone": "skfer.backbones",
+    "list_backbones": "skfer.backbones",
+    "load": "skfer.persistence",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'skfer' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

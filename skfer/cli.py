@@ -1,0 +1,348 @@
+"""The ``skfer`` command line: train, evaluate, predict and reproduce.
+
+    skfer train --data fer2013.csv.gz --backbone mobilenet --out model.skfer
+    skfer evaluate model.skfer --data fer2013.csv.gz
+    skfer predict model.skfer photo.jpg --annotate faces.png
+    skfer reproduce --preset quick
+
+Exit codes: 0 success; 2 usage error (bad option, missing input file); 3 weights could not be
+downloaded; 4 invalid data, model, weight or image file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import __version__
+from .datasets import FER2013_CLASSES, SPLIT_ATTRIBUTES
+
+__all__ = ["build_parser", "main"]
+
+# Quiets TensorFlow's C++ log where TensorFlow is imported after this line (the commands import
+# it). skfer/__init__.py imports it first today, so only a setting there or in the shell counts.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+EXIT_DOWNLOAD_FAILED = 3
+EXIT_INVALID_FILE = 4
+
+_PRESETS = ("cpu", "paper", "quick")  # sorted(skfer.reproduce.PRESETS), without importing TF
+_SHARED = Path(__file__).resolve().parents[2] / "shared"  # as examples/reproduce_table.py
+# Loaders whose ValueError means a bad input file (exit 4), not a bug (traceback).
+_LOADERS = {("datasets", "load_fer2013"), ("persistence", "load"), ("faces", "load_image")}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``skfer`` argument parser with its four sub-commands."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--quiet", action="store_true", help="no progress output")
+    parser = argparse.ArgumentParser(
+        prog="skfer",
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n\n")[-1],
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = commands.add_parser(
+        "train",
+        parents=[common],
+        help="train a classifier on FER2013's Training split",
+        description="Train a TransferCNNClassifier on the Training split (PublicTest, when "
+        "present, is the validation data for early stopping; else 10%% of Training) and "
+        "save it. Unset options keep TransferCNNClassifier's defaults.",
+    )
+    train.add_argument("--data", required=True, help="FER2013 CSV (.csv or .csv.gz) or folder")
+    train.add_argument("--backbone", required=True, help="a name from skfer.list_backbones()")
+    train.add_argument(
+        "--weights",
+        default="default",
+        help="a weight source of the backbone, a local weight file, or 'none' for random "
+        "initialisation (default: the backbone's default source)",
+    )
+    _suppressed = dict(default=argparse.SUPPRESS)
+    train.add_argument("--input-size", type=int, help="backbone input side in px", **_suppressed)
+    train.add_argument("--short-epochs", type=int, help="frozen-backbone epochs", **_suppressed)
+    train.add_argument("--long-epochs", type=int, help="fine-tuning epochs", **_suppressed)
+    train.add_argument("--short-lr", type=float, help="short-phase learning rate", **_suppressed)
+    train.add_argument("--long-lr", type=float, help="long-phase learning rate", **_suppressed)
+    train.add_argument("--batch-size", type=int, help="images per step", **_suppressed)
+    train.add_argument("--augment", action="store_true", help="random mirror, shift, rotate, zoom")
+    train.add_argument(
+        "--limit-per-class", type=int, metavar="N", help="train on at most N images per class"
+    )
+    train.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    train.add_argument("--out", required=True, metavar="MODEL.skfer", help="model file to write")
+    train.set_defaults(run=_train, parser=train, inputs={"data": "--data"})
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        parents=[common],
+        help="score a model on FER2013 splits",
+        description="Print accuracy, macro precision, recall and F1 and per-class recall.",
+    )
+    evaluate.add_argument("model", metavar="MODEL", help="an .skfer model file")
+    evaluate.add_argument("--data", required=True, help="FER2013 CSV (.csv or .csv.gz) or folder")
+    evaluate.add_argument(
+        "--split",
+        nargs="+",
+        action="extend",
+        choices=list(SPLIT_ATTRIBUTES),
+        help="splits to score (default: every split but Training in --data)",
+    )
+    evaluate.add_argument("--json", action="store_true", help="print the results as JSON")
+    evaluate.set_defaults(
+        run=_evaluate, parser=evaluate, inputs={"model": "MODEL", "data": "--data"}
+    )
+
+    predict = commands.add_parser(
+        "predict",
+        parents=[common],
+        help="find faces in photos and classify their expressions",
+        description="Print each face's box, most probable class and class probabilities.",
+    )
+    predict.add_argument("model", metavar="MODEL", help="an .skfer model file")
+    predict.add_argument("images", nargs="+", metavar="IMAGE", help="photos (PNG, JPEG, ...)")
+    predict.add_argument("--json", action="store_true", help="print the results as JSON")
+    predict.add_argument(
+        "--annotate",
+        metavar="OUT.png",
+        help="write the photo with boxes and labels (several photos: OUT_1.png, OUT_2.png, ...)",
+    )
+    predict.set_defaults(run=_predict, parser=predict, inputs={"model": "MODEL", "images": "IMAGE"})
+
+    reproduce = commands.add_parser(
+        "reproduce",
+        parents=[common],
+        help="reproduce the study's results table",
+        description="Train the preset's base models, experts and ensemble; write results.md, "
+        "results.json and figures into --out (as examples/reproduce_table.py).",
+    )
+    reproduce.add_argument("--preset", choices=_PRESETS, default="quick")
+    reproduce.add_argument(
+        "--data",
+        default=str(_SHARED / "data/fer2013/fer2013.csv.gz"),
+        help="FER2013 CSV (.csv or .csv.gz) or folder (default: %(default)s)",
+    )
+    reproduce.add_argument("--test", help="extra CSV (e.g. PrivateTest rows) reported as its split")
+    reproduce.add_argument("--out", default="runs/reproduce", help="output folder")
+    reproduce.add_argument(
+        "--weights-dir",
+        default=str(_SHARED / "weights"),
+        help="folder with offline weight files (default: %(default)s)",
+    )
+    reproduce.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    reproduce.set_defaults(
+        run=_reproduce, parser=reproduce, inputs={"data": "--data", "test": "--test"}
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line on ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
+    args = build_parser().parse_args(argv)
+    for dest, label in args.inputs.items():
+        values = getattr(args, dest)
+        for value in values if isinstance(values, list) else [values]:
+            if value is not None and not Path(value).exists():
+                args.parser.error(f"{label} {value}: no such file or folder")
+
+    from .backbones import WeightsDownloadError
+
+    try:
+        return args.run(args)
+    except WeightsDownloadError as error:
+        hint = " On the command line: --weights PATH." if args.command == "train" else ""
+        return _fail(f"{error}{hint}", EXIT_DOWNLOAD_FAILED)
+    except ValueError as error:
+        if not _is_invalid_file(error):
+            raise
+        return _fail(error, EXIT_INVALID_FILE)
+
+
+def _fail(message: object, code: int) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return code
+
+
+def _is_invalid_file(error: ValueError) -> bool:
+    """Whether ``error`` reports a bad input file: a weight file, or raised inside a loader."""
+    from .backbones import WeightsFileError
+
+    if isinstance(error, WeightsFileError):
+        return True
+    package = Path(__file__).parent
+    return any(
+        Path(frame.filename).parent == package
+        and (Path(frame.filename).stem, frame.name) in _LOADERS
+        for frame in traceback.extract_tb(error.__traceback__)
+    )
+
+
+def _progress(args: argparse.Namespace, message: str) -> None:
+    if not args.quiet:
+        print(message, file=sys.stderr, flush=True)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from sklearn.model_selection import train_test_split
+
+    from .backbones import get_backbone, list_backbones
+    from .classifier import TransferCNNClassifier
+    from .datasets import load_fer2013
+    from .reproduce import _stratified_subset
+
+    if args.backbone not in list_backbones():
+        args.parser.error(
+            f"--backbone {args.backbone!r} is unknown; choose one of: {', '.join(list_backbones())}"
+        )
+    sources = get_backbone(args.backbone).weights
+    weights = None if args.weights.lower() == "none" else args.weights
+    if weights not in (None, "default", *sources) and not Path(weights).exists():
+        args.parser.error(
+            f"--weights {weights}: no such file, and not a weight source of {args.backbone} "
+            f"({', '.join(['default', *sources, 'none'])})"
+        )
+
+    data = load_fer2013(args.data)
+    if "train" not in data:
+        return _fail(
+            f"{args.data} has no Training rows (it holds {list(data.splits)}); pass a FER2013 "
+            "file with Training rows to train on",
+            EXIT_INVALID_FILE,
+        )
+    images, target = data.train.images, data.train.target
+    if args.limit_per_class is not None:
+        images, target = _stratified_subset(images, target, args.limit_per_class, args.seed)
+    if "public_test" in data:
+        X_val, y_val, held_out = data.public_test.images, data.public_test.target, "PublicTest"
+    else:
+        images, X_val, target, y_val = train_test_split(
+            images, target, test_size=0.1, stratify=target, random_state=args.seed
+        )
+        held_out = "held-out 10% of Training"
+
+    options = {
+        "input_size": "input_size",
+        "short_epochs": "short_epochs",
+        "long_epochs": "long_epochs",
+        "short_lr": "short_learning_rate",
+        "long_lr": "long_learning_rate",
+        "batch_size": "batch_size",
+    }
+    clf = TransferCNNClassifier(
+        args.backbone,
+        weights=weights,
+        augmentation=args.augment,
+        random_state=args.seed,
+        verbose=0 if args.quiet else 1,
+        **{param: getattr(args, dest) for dest, param in options.items() if dest in args},
+    )
+    _progress(args, f"training {args.backbone} on {len(target)} images; validation: {held_out}")
+    clf.fit(images, target, validation_data=(X_val, y_val))
+    path = clf.save(args.out)
+    print(f"{held_out} accuracy: {clf.score(X_val, y_val):.4f} ({len(y_val)} images)")
+    print(f"saved {path}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .datasets import load_fer2013
+    from .metrics import evaluate, results_table
+    from .persistence import load
+
+    clf = load(args.model)
+    labels = range(len(FER2013_CLASSES))
+    if not set(clf.classes_.tolist()) <= set(labels):
+        return _fail(
+            f"{args.model} predicts the classes {clf.classes_.tolist()}, not FER2013's class "
+            "indices 0..6; score it in Python with skfer.metrics.evaluate",
+            EXIT_INVALID_FILE,
+        )
+    data = load_fer2013(args.data, splits=args.split)
+    splits = args.split or [usage for usage in data.splits if usage != "Training"]
+    if not splits:
+        args.parser.error(f"{args.data} holds only Training rows; pass --split Training")
+    results = []
+    for usage in dict.fromkeys(splits):
+        split = data[SPLIT_ATTRIBUTES[usage]]
+        _progress(args, f"predicting {usage} ({len(split.target)} images)")
+        results.append(
+            evaluate(
+                split.target,
+                clf.predict(split.images),
+                model=Path(args.model).name,
+                split=usage,
+                class_names=FER2013_CLASSES,
+                labels=labels,
+            )
+        )
+    sys.stdout.write(json.dumps(results, indent=2) + "\n" if args.json else results_table(results))
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from .faces import annotate, load_image, predict_faces
+    from .persistence import load
+
+    clf = load(args.model)
+    out = None if args.annotate is None else Path(args.annotate)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    reports = []
+    for index, name in enumerate(args.images, start=1):
+        image = load_image(name)
+        _progress(args, f"detecting faces in {name}")
+        faces = predict_faces(clf, image)
+        report = {"image": name, "faces": faces}
+        if out is not None:
+            target = out if len(args.images) == 1 else out.with_stem(f"{out.stem}_{index}")
+            report["annotated"] = str(annotate(image, faces, target))
+        reports.append(report)
+        if not args.json:
+            _print_faces(report)
+    if args.json:
+        print(json.dumps(reports, indent=2))
+    return 0
+
+
+def _print_faces(report: dict) -> None:
+    faces = report["faces"]
+    if not faces:
+        print(f"{report['image']}: no face found")
+    else:
+        print(f"{report['image']}: {len(faces)} face{'s' if len(faces) > 1 else ''}")
+    for number, face in enumerate(faces, start=1):
+        x, y, w, h = face["box"]
+        ranked = sorted(face["probabilities"].items(), key=lambda item: -item[1])
+        others = ", ".join(f"{label} {p:.2f}" for label, p in ranked[1:])
+        print(
+            f"  face {number} at x={x} y={y} w={w} h={h}: {face['label']} {ranked[0][1]:.2f}"
+            f" ({others})"
+        )
+    if "annotated" in report:
+        print(f"  annotated image: {report['annotated']}")
+
+
+def _reproduce(args: argparse.Namespace) -> int:
+    from .reproduce import reproduce
+
+    reproduce(
+        args.preset,
+        args.data,
+        args.out,
+        test=args.test,
+        weights_dir=args.weights_dir,
+        random_state=args.seed,
+        verbose=0 if args.quiet else 1,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
