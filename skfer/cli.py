@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         help="train a classifier on FER2013's Training split",
         description="Train a TransferCNNClassifier on the Training split (PublicTest, when "
-        "present, is the validation data for early stopping; else 10%% of Training) and "
+        "present, is the validation data for early stopping; else 10% of Training) and "
         "save it. Unset options keep TransferCNNClassifier's defaults.",
     )
     train.add_argument("--data", required=True, help="FER2013 CSV (.csv or .csv.gz) or folder")

@@ -201,7 +201,7 @@ class OneVsAllExperts(ClassifierMixin, BaseEstimator):
         return self.experts_[int(index[0])]
 
     def expert_scores(self, X) -> np.ndarray:
-        """Each expert's own score for its class, shape (n, len(classes_))."""
+        """Each expert's own score for its class, shape ``(n, len(classes_))``."""
         check_is_fitted(self, "experts_")
         return np.column_stack([expert.score_positive(X) for expert in self.experts_])
 
