@@ -12,7 +12,7 @@ import keras
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.model_selection import train_test_split
-from sklearn.utils import check_random_state
+from sklearn.utils import TransformerTags, check_random_state
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
@@ -205,6 +205,8 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         tags.classifier_tags.multi_class = True
         tags.classifier_tags.poor_score = True
         tags.non_deterministic = False
+        # transform() gives embeddings (float32), so it is also a transformer.
+        tags.transformer_tags = TransformerTags(preserves_dtype=[])
         return tags
 
     def fit(self, X, y, *, validation_data=None, callbacks=None):
