@@ -72,7 +72,11 @@ def bench_fit(X, y, size):
     keras.utils.set_random_seed(0)
     model = build_transfer_model(get_backbone("mobilenet"), channels=1, n_classes=7,
                                  input_size=size, head=(256, 256))  # fmt: skip
-    model.compile(keras.optimizers.Adam(1e-4), "sparse_categorical_crossentropy", ["accuracy"])
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-4),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
     timer = EpochTimer()
     model.fit(X[..., None], y, batch_size=64, epochs=4, shuffle=True, callbacks=[timer], verbose=0)
     keras_rate = _rate(len(X), timer.times)
