@@ -9,9 +9,10 @@ Presets:
   in under an hour on 2 CPU cores.
 - ``quick``: a few-minute smoke run on a stratified subset.
 
-Every preset holds out a stratified part of Training (10%; 20% in ``quick``). It serves for early stopping, to choose the
-best base model, to select experts and to train the stacking MLP, so that PublicTest (and any
-``--test`` file) is only ever predicted, never used to choose anything.
+Every preset holds out a stratified part of Training (10%; 20% in ``quick``). It serves for
+early stopping, to choose the best base model, to select experts and to train the stacking MLP,
+so that PublicTest (and any ``--test`` file) is only ever predicted, never used to choose
+anything.
 """
 
 from __future__ import annotations
