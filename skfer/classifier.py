@@ -501,13 +501,13 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
             learning_rate = self.long_learning_rate
         with strategy_scope(self._strategy):
             return self._fit_phase(
-                phase, train, fit_kwargs, epochs, learning_rate, callbacks, checkpoint, seed
+                spec, phase, train, fit_kwargs, epochs, learning_rate, callbacks, checkpoint, seed
             )
 
     def _fit_phase(
-        self, phase, train, fit_kwargs, epochs, learning_rate, callbacks, checkpoint, seed
+        self, spec, phase, train, fit_kwargs, epochs, learning_rate, callbacks, checkpoint, seed
     ) -> bool:
-        spec = get_backbone(self.backbone)
+        """Fit one phase inside the distribution scope (see :meth:`_run_phase`)."""
         cached = phase == "short" and self.cache_features and not self.augmentation
         X_train, y_train = train
         validation = fit_kwargs["validation_data"]

@@ -195,7 +195,7 @@ def _train(args: argparse.Namespace) -> int:
     from .backbones import get_backbone, list_backbones
     from .classifier import TransferCNNClassifier
     from .datasets import load_fer2013
-    from .reproduce import _stratified_subset
+    from .reproduce import stratified_subset
 
     if args.backbone not in list_backbones():
         args.parser.error(
@@ -218,7 +218,7 @@ def _train(args: argparse.Namespace) -> int:
         )
     images, target = data.train.images, data.train.target
     if args.limit_per_class is not None:
-        images, target = _stratified_subset(images, target, args.limit_per_class, args.seed)
+        images, target = stratified_subset(images, target, args.limit_per_class, args.seed)
     if "public_test" in data:
         X_val, y_val, held_out = data.public_test.images, data.public_test.target, "PublicTest"
     else:

@@ -144,15 +144,20 @@ def _resolve_weights(params: dict, weights_dir: Path | None) -> dict:
     return {**params, "weights": str(found[0]) if found else "default"}
 
 
-def _stratified_subset(images, target, per_class: int, seed: int):
+def stratified_subset(images, target, per_class: int, seed: int):
+    """At most ``per_class`` images of each class, drawn with ``seed``, in their original order."""
     rng = np.random.default_rng(seed)
-    index = np.concatenate(
-        [
-            rng.choice(np.flatnonzero(target == k), min(per_class, int((target == k).sum())), False)
-            for k in np.unique(target)
-        ]
+    index = np.sort(
+        np.concatenate(
+            [
+                rng.choice(
+                    np.flatnonzero(target == k), min(per_class, int((target == k).sum())), False
+                )
+                for k in np.unique(target)
+            ]
+        )
     )
-    return images[np.sort(index)], target[np.sort(index)]
+    return images[index], target[index]
 
 
 def evaluate_peer(path: Path, splits: dict, verbose: int = 1) -> list[dict]:
@@ -200,7 +205,7 @@ def reproduce(
     fer = load_fer2013(data, splits=["Training", "PublicTest"])
     images, target = fer.train.images, fer.train.target
     if plan.train_per_class is not None:
-        images, target = _stratified_subset(images, target, plan.train_per_class, random_state)
+        images, target = stratified_subset(images, target, plan.train_per_class, random_state)
     X_train, X_hold, y_train, y_hold = train_test_split(
         images,
         target,
