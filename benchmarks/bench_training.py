@@ -1,6 +1,7 @@
 """Training and prediction cost of skfer against hand-written Keras, measured in one run.
 
-    python benchmarks/bench_training.py [--size 48] [--n 4096] [--only NAME ...]
+    python benchmarks/bench_training.py [--backbone mobilenet] [--size 48] [--n 4096]
+                                        [--head 256 256] [--only NAME ...]
 
 Prints, for the same graph on the same real FER2013 images:
 
@@ -9,11 +10,16 @@ Prints, for the same graph on the same real FER2013 images:
 - the frozen phase with 10 short epochs / one backbone forward pass (goal <= 1.2);
 - phase 1 of 7 one-vs-all experts / phase 1 of one expert (goal <= 1.5);
 - peak RSS of a fit on all 28,709 Training images at 224 px (VGG16, a few batches per phase;
-  goal <= 3 GiB), in a fresh process.
+  goal <= 3 GiB), in a fresh process per batch size and precision.
 
-Ratios use MobileNet 0.25 (random weights: the cost does not depend on the values) at a small
-input size; they compare equal work, so they do not depend on the size much, except where the
-head's cost is not negligible next to the backbone's (the frozen-phase ratio grows with it).
+By default the ratios use MobileNet 0.25 (random weights: the cost does not depend on the
+values) at 48 px. The fit and predict ratios compare equal work, so they hardly depend on the
+size. The frozen-phase and expert ratios do: they compare the head's training and a fixed cost
+per fit (building the model, tracing the training step) with the backbone's forward pass, so
+they are worst with a tiny backbone at a tiny size. For the study's setting run
+
+    python benchmarks/bench_training.py --backbone vgg16 --size 224 --n 512 \
+        --head 1024 1024 --only frozen experts
 """
 
 from __future__ import annotations
@@ -57,88 +63,108 @@ class EpochTimer(keras.callbacks.Callback):
         self.times.append(time.perf_counter() - self.start)
 
 
-def _rate(n, times):
-    return n / float(np.median(times[1:]))
+def _seconds(function) -> float:
+    start = time.perf_counter()
+    function()
+    return time.perf_counter() - start
 
 
-def bench_fit(X, y, size):
-    params = dict(backbone="mobilenet", weights=None, input_size=size, head=(256, 256),
-                  short_epochs=0, long_epochs=4, batch_size=64, validation_fraction=None,
+def _best_of_interleaved(first, second, repeats):
+    """Minimum wall time of each of two functions, run alternately ``repeats`` times.
+
+    This VM's speed drifts by up to 2x for minutes at a time; alternating the two and keeping
+    each one's fastest run compares them under the same conditions.
+    """
+    times = [[], []]
+    for _ in range(repeats):
+        times[0].append(_seconds(first))
+        times[1].append(_seconds(second))
+    return min(times[0]), min(times[1])
+
+
+def bench_fit(X, y, size, backbone, head, repeats):
+    params = dict(backbone=backbone, weights=None, input_size=size, head=head,
+                  short_epochs=0, long_epochs=3, batch_size=64, validation_fraction=None,
                   patience=None, random_state=0, verbose=0)  # fmt: skip
-    timer = EpochTimer()
-    TransferCNNClassifier(**params).fit(X, y, callbacks=[timer])
-    skfer_rate = _rate(len(X), timer.times)
 
-    keras.utils.set_random_seed(0)
-    model = build_transfer_model(get_backbone("mobilenet"), channels=1, n_classes=7,
-                                 input_size=size, head=(256, 256))  # fmt: skip
-    model.compile(
-        optimizer=keras.optimizers.Adam(1e-4),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
-    timer = EpochTimer()
-    model.fit(X[..., None], y, batch_size=64, epochs=4, shuffle=True, callbacks=[timer], verbose=0)
-    keras_rate = _rate(len(X), timer.times)
+    def skfer_epochs():
+        timer = EpochTimer()
+        TransferCNNClassifier(**params).fit(X, y, callbacks=[timer])
+        return timer.times[1:]  # the first epoch traces the graph
+
+    def keras_epochs():
+        keras.utils.set_random_seed(0)
+        model = build_transfer_model(get_backbone(backbone), channels=1, n_classes=7,
+                                     input_size=size, head=head)  # fmt: skip
+        model.compile(
+            optimizer=keras.optimizers.Adam(1e-4),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+        )
+        timer = EpochTimer()
+        model.fit(X[..., None], y, batch_size=64, epochs=3, shuffle=True, callbacks=[timer],
+                  verbose=0)  # fmt: skip
+        return timer.times[1:]
+
+    times = {"skfer": [], "keras": []}
+    for _ in range(repeats):  # alternate: this VM's speed drifts for minutes at a time
+        times["skfer"] += skfer_epochs()
+        times["keras"] += keras_epochs()
+    skfer_rate, keras_rate = (len(X) / min(times[side]) for side in ("skfer", "keras"))
     print(f"fit: skfer {skfer_rate:.0f} img/s, plain Keras {keras_rate:.0f} img/s, "
           f"ratio {skfer_rate / keras_rate:.3f} (goal >= 0.95)")  # fmt: skip
 
 
-def bench_predict(X, y, size):
-    clf = TransferCNNClassifier("mobilenet", weights=None, input_size=size, head=(256, 256),
+def bench_predict(X, y, size, backbone, head, repeats):
+    clf = TransferCNNClassifier(backbone, weights=None, input_size=size, head=head,
                                 short_epochs=1, long_epochs=0, validation_fraction=None,
                                 batch_size=64, verbose=0, random_state=0)  # fmt: skip
     clf.fit(X[:256], y[:256])
-    model = clf.model_
     images = X[..., None]
 
-    def best_of(function, repeats=3):
-        function()  # trace
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            function()
-            times.append(time.perf_counter() - start)
-        return len(X) / min(times)
+    def skfer_predict():
+        clf.predict_proba(X)
 
-    skfer_rate = best_of(lambda: clf.predict_proba(X))
-    keras_rate = best_of(lambda: model.predict(images, batch_size=64, verbose=0))
-    print(f"predict: skfer {skfer_rate:.0f} img/s, plain Keras {keras_rate:.0f} img/s, "
-          f"ratio {skfer_rate / keras_rate:.3f} (goal >= 0.95)")  # fmt: skip
+    def keras_predict():
+        clf.model_.predict(images, batch_size=64, verbose=0)
+
+    skfer_predict(), keras_predict()  # trace
+    skfer, plain = _best_of_interleaved(skfer_predict, keras_predict, 3 * repeats)
+    print(f"predict: skfer {len(X) / skfer:.0f} img/s, plain Keras {len(X) / plain:.0f} img/s, "
+          f"ratio {plain / skfer:.3f} (goal >= 0.95)")  # fmt: skip
 
 
-def bench_frozen_phase(X, y, size):
-    params = dict(backbone="mobilenet", weights=None, input_size=size, head=(256, 256),
+def bench_frozen_phase(X, y, size, backbone, head, repeats):
+    params = dict(backbone=backbone, weights=None, input_size=size, head=head,
                   short_epochs=10, long_epochs=0, batch_size=64, validation_fraction=None,
                   patience=None, random_state=0, verbose=0)  # fmt: skip
-    TransferCNNClassifier(**params).fit(X[:256], y[:256])  # warm up TF
-    feature_cache.clear()
-    start = time.perf_counter()
-    clf = TransferCNNClassifier(**params).fit(X, y)
-    frozen = time.perf_counter() - start
-
+    clf = TransferCNNClassifier(**params).fit(X[:64], y[:64])  # warm up TF
     feature_model, _ = split_at_pooling(clf.model_)
-    feature_model.predict(X[:256, ..., None], batch_size=64, verbose=0)
-    start = time.perf_counter()
-    feature_model.predict(X[..., None], batch_size=64, verbose=0)
-    forward = time.perf_counter() - start
+    feature_model.predict(X[:64, ..., None], batch_size=64, verbose=0)
+
+    def frozen_phase():
+        feature_cache.clear()
+        TransferCNNClassifier(**params).fit(X, y)
+
+    def forward_pass():
+        feature_model.predict(X[..., None], batch_size=64, verbose=0)
+
+    frozen, forward = _best_of_interleaved(frozen_phase, forward_pass, repeats)
     print(f"frozen phase, 10 epochs: {frozen:.1f} s; one backbone forward pass: {forward:.1f} s; "
           f"ratio {frozen / forward:.2f} (goal <= 1.2; naive ~10)")  # fmt: skip
 
 
-def bench_experts(X, y, size):
-    params = dict(backbone="mobilenet", weights=None, input_size=size, head=(256, 256),
+def bench_experts(X, y, size, backbone, head, repeats):
+    params = dict(backbone=backbone, weights=None, input_size=size, head=head,
                   short_epochs=5, long_epochs=0, batch_size=64, validation_fraction=None,
                   patience=None, random_state=0, verbose=0)  # fmt: skip
-    TransferCNNClassifier(**params).fit(X[:256], y[:256])  # warm up TF
-    feature_cache.clear()
-    start = time.perf_counter()
-    OneVsAllExperts(TransferCNNClassifier(**params), classes=[3]).fit(X, y)
-    one = time.perf_counter() - start
-    feature_cache.clear()
-    start = time.perf_counter()
-    OneVsAllExperts(TransferCNNClassifier(**params)).fit(X, y)
-    seven = time.perf_counter() - start
+    TransferCNNClassifier(**params).fit(X[:64], y[:64])  # warm up TF
+
+    def experts(classes):
+        feature_cache.clear()
+        OneVsAllExperts(TransferCNNClassifier(**params), classes=classes).fit(X, y)
+
+    one, seven = _best_of_interleaved(lambda: experts([3]), lambda: experts(None), repeats)
     print(f"experts, phase 1: one {one:.1f} s, seven {seven:.1f} s, ratio {seven / one:.2f} "
           f"(goal <= 1.5; naive 7)")  # fmt: skip
 
@@ -156,26 +182,31 @@ PEAK_RSS_SCRIPT = textwrap.dedent(
 
     data = load_fer2013({data!r}, splits=["Training"])
     clf = TransferCNNClassifier("vgg16", weights=None, input_size=224, short_epochs=1,
-                                long_epochs=1, batch_size=32, cache_features=False,
-                                validation_fraction=None, verbose=0, random_state=0)
+                                long_epochs=1, batch_size={batch_size}, cache_features=False,
+                                precision={precision!r}, validation_fraction=None, verbose=0,
+                                random_state=0)
     clf.fit(data.train.images, data.train.target, callbacks=[StopAfter()])
-    print("EPOCHS", clf.history_["phase"])
     print("PEAK_RSS_KIB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
     """
 )
 
+RSS_SETTINGS = ((16, "float32"), (32, "float32"), (64, "float32"), (32, "mixed_bfloat16"))
+
 
 def bench_peak_rss():
-    script = PEAK_RSS_SCRIPT.format(data=str(DATA))
-    start = time.perf_counter()
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
-    if result.returncode != 0:
-        print(result.stderr[-2000:])
-        raise SystemExit("peak-RSS run failed")
-    peak = int(result.stdout.split("PEAK_RSS_KIB")[1].split()[0]) / 1024**2
-    print(f"peak RSS, VGG16 at 224 px on all 28,709 Training images (3 batches per phase): "
-          f"{peak:.2f} GiB (goal <= 3 GiB; upscaled float32 data alone would be 16.2 GiB), "
-          f"{time.perf_counter() - start:.0f} s")  # fmt: skip
+    print("peak RSS, VGG16 at 224 px on all 28,709 Training images, 3 batches per phase, "
+          "each in a fresh process (goal <= 3 GiB; the upscaled float32 data alone would be "
+          "16.2 GiB):")  # fmt: skip
+    for batch_size, precision in RSS_SETTINGS:
+        script = PEAK_RSS_SCRIPT.format(data=str(DATA), batch_size=batch_size, precision=precision)
+        start = time.perf_counter()
+        result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+        if result.returncode != 0:
+            print(result.stderr[-2000:])
+            raise SystemExit("peak-RSS run failed")
+        peak = int(result.stdout.split("PEAK_RSS_KIB")[1].split()[0]) / 1024**2
+        print(f"  batch {batch_size:3d}, {precision:15s} {peak:.2f} GiB, "
+              f"{time.perf_counter() - start:.0f} s")  # fmt: skip
 
 
 BENCHES = {
@@ -188,8 +219,11 @@ BENCHES = {
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--backbone", default="mobilenet", help="registered backbone name")
     parser.add_argument("--size", type=int, default=48, help="backbone input size in pixels")
     parser.add_argument("--n", type=int, default=4096, help="Training images used")
+    parser.add_argument("--head", type=int, nargs="+", default=[256, 256], help="head widths")
+    parser.add_argument("--repeats", type=int, default=2, help="timed runs of each side")
     parser.add_argument("--only", nargs="*", choices=[*BENCHES, "rss"], default=None)
     args = parser.parse_args(argv)
     print(f"{datetime.date.today()} {platform.platform()} {platform.processor()} "
@@ -198,10 +232,11 @@ def main(argv=None):
     rng = np.random.default_rng(0)
     index = rng.choice(len(data.train.target), args.n, replace=False)
     X, y = data.train.images[index], data.train.target[index]
-    print(f"data: {args.n} real FER2013 Training images, input size {args.size} px")
+    print(f"data: {args.n} real FER2013 Training images; {args.backbone} (random weights) at "
+          f"{args.size} px, head {tuple(args.head)}")  # fmt: skip
     for name, bench in BENCHES.items():
         if args.only is None or name in args.only:
-            bench(X, y, args.size)
+            bench(X, y, args.size, args.backbone, tuple(args.head), args.repeats)
     if args.only is None or "rss" in args.only:
         bench_peak_rss()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2

@@ -42,6 +42,14 @@ OPTIMIZERS = {
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 
+CACHED_STEPS_PER_EXECUTION = 32
+"""Head-only training steps per graph call on cached features (Keras' ``steps_per_execution``).
+
+A step of the head alone is so cheap that Keras' per-step Python work would dominate: running
+32 steps per call halved the short phase's head training here. The steps, their order and the
+epoch metrics are unchanged; only batch-level callbacks fire once per 32 steps.
+"""
+
 
 def _make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
     return OPTIMIZERS[name](learning_rate=learning_rate)
@@ -89,7 +97,9 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
     cache_features : bool, default=True
         Without augmentation, compute the frozen backbone's features once and train the head
         on them in the short phase (the result is the same; see :mod:`skfer.cache`). The
-        features are shared across fits on the same backbone weights and images.
+        features are shared across fits on the same backbone weights and images. On cached
+        features, batch-level callbacks fire once per 32 steps
+        (:data:`CACHED_STEPS_PER_EXECUTION`).
     precision : {'float32', 'mixed_float16', 'mixed_bfloat16'}, default='float32'
         Keras dtype policy; mixed precision speeds up GPUs with tensor cores (the output and
         loss stay float32, and Keras scales the loss for float16).
@@ -535,6 +545,7 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
             loss="sparse_categorical_crossentropy",
             metrics=["accuracy"],
             jit_compile=self.jit_compile,
+            steps_per_execution=CACHED_STEPS_PER_EXECUTION if cached else 1,
         )
         user_callbacks, callbacks = callbacks, []
         early_stopping = None
