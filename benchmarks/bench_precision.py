@@ -70,9 +70,7 @@ def main(argv=None):
     data = load_fer2013(DATA, splits=["Training"])
     X, y = data.train.images[: args.n, ..., None], data.train.target[: args.n]
     rates = {
-        precision: measure(
-            precision, X, y, args.backbone, args.size, args.batch_size, args.repeats
-        )  # fmt: skip
+        precision: measure(precision, X, y, args.backbone, args.size, args.batch_size, args.repeats)
         for precision in PRECISIONS
     }
     for precision, (forward, train) in rates.items():

@@ -47,7 +47,8 @@ CACHED_STEPS_PER_EXECUTION = 32
 
 A step of the head alone is so cheap that Keras' per-step Python work would dominate: running
 32 steps per call halved the short phase's head training here. The steps, their order and the
-epoch metrics are unchanged; only batch-level callbacks fire once per 32 steps.
+epoch metrics are unchanged; only batch-level callbacks fire once per 32 steps. Not used with
+``distribution``, where Keras fails on it.
 """
 
 
@@ -98,7 +99,7 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         Without augmentation, compute the frozen backbone's features once and train the head
         on them in the short phase (the result is the same; see :mod:`skfer.cache`). The
         features are shared across fits on the same backbone weights and images. On cached
-        features, batch-level callbacks fire once per 32 steps
+        features without ``distribution``, batch-level callbacks fire once per 32 steps
         (:data:`CACHED_STEPS_PER_EXECUTION`).
     precision : {'float32', 'mixed_float16', 'mixed_bfloat16'}, default='float32'
         Keras dtype policy; mixed precision speeds up GPUs with tensor cores (the output and
@@ -540,12 +541,16 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
                 validation = (features(validation[0]), validation[1])
         else:
             trained_model = self.model_
+        # Several steps per call fail under a tf.distribute strategy in Keras 3.15 ("You must
+        # feed a value for placeholder tensor", keras-team/keras#19246): one step there.
+        multi_step = cached and self._strategy is None
+        steps_per_execution = CACHED_STEPS_PER_EXECUTION if multi_step else 1
         trained_model.compile(
             optimizer=_make_optimizer(self.optimizer, learning_rate),
             loss="sparse_categorical_crossentropy",
             metrics=["accuracy"],
             jit_compile=self.jit_compile,
-            steps_per_execution=CACHED_STEPS_PER_EXECUTION if cached else 1,
+            steps_per_execution=steps_per_execution,
         )
         user_callbacks, callbacks = callbacks, []
         early_stopping = None
