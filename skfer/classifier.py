@@ -121,7 +121,8 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         ``fit`` gets no ``validation_data``; None holds out nothing.
     patience : int or None, default=5
         Epochs without a better validation accuracy before a phase stops; the best weights are
-        restored. None disables early stopping.
+        restored, and if no long-phase epoch beats the short phase's best, the short phase's
+        weights are kept. None disables early stopping (the last weights are kept).
     checkpoint_dir : path or None, default=None
         Save the training state after every epoch (model, optimiser, epoch, phase, history)
         so that a crashed ``fit`` resumes when called again with the same data and
@@ -307,8 +308,10 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
                 ),
             )
         phases = (("short", 0), ("long", self.unfreeze_blocks))
+        short_phase_best = None  # (validation accuracy, weights) kept by early stopping
         for index, (phase, trainable_blocks) in enumerate(phases):
             if checkpoint is not None and checkpoint.restore_finished_phase(self, phase):
+                short_phase_best = self._short_phase_best(phase, short_phase_best)
                 continue
             interrupted = self._run_phase(
                 phase,
@@ -330,11 +333,38 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
                     stacklevel=2,
                 )
                 return self
+            short_phase_best = self._short_phase_best(phase, short_phase_best)
             if checkpoint is not None:
                 checkpoint.finish_phase(self, phase)
+        self._keep_the_better_phase(short_phase_best)
         if checkpoint is not None:
             checkpoint.remove()
         return self
+
+    def _short_phase_best(self, phase, previous):
+        """After the short phase, its best validation accuracy and weights, if early stopping
+        is on and a long phase follows; else ``previous``."""
+        early_stopping = self.patience is not None and "val_accuracy" in self.history_
+        if phase != "short" or not early_stopping or self.long_epochs == 0:
+            return previous
+        best = max(self.history_["val_accuracy"][: self.long_phase_start_], default=None)
+        return None if best is None else (best, self.model_.get_weights())
+
+    def _keep_the_better_phase(self, short_phase_best) -> None:
+        """Early stopping across both phases: if no long-phase epoch beat the short phase's best
+        validation accuracy, go back to the short phase's weights."""
+        if short_phase_best is None:
+            return
+        short_best, short_weights = short_phase_best
+        long_scores = self.history_["val_accuracy"][self.long_phase_start_ :]
+        if long_scores and max(long_scores) <= short_best:
+            self.model_.set_weights(short_weights)
+            if self.verbose:
+                print(
+                    f"[skfer] the long retraining never beat the short one on the validation "
+                    f"data ({max(long_scores):.4f} <= {short_best:.4f}): keeping the short "
+                    f"phase's weights"
+                )
 
     def predict_proba(self, X) -> np.ndarray:
         """Class probabilities, one column per entry of ``classes_``.

@@ -77,22 +77,22 @@ _PAPER_SCHEDULE = dict(
 PRESETS = {
     "quick": Preset(
         name="quick",
-        description="smoke run: 300 Training images per class, MobileNet 0.25 at 48 px",
+        description="smoke run: 300 Training images per class, MobileNet 0.25 at 96 px",
         base_models=(
             BaseModelPlan(
                 "MobileNet 0.25 (ImageNet)",
                 dict(
                     backbone="mobilenet",
-                    input_size=48,
+                    input_size=96,
                     head=(256, 256),
-                    short_epochs=3,
-                    long_epochs=4,
-                    long_learning_rate=3e-4,
+                    short_epochs=10,
+                    long_epochs=3,
+                    long_learning_rate=1e-4,
                     batch_size=64,
                 ),
             ),
         ),
-        expert_params=dict(short_epochs=4),
+        expert_params=dict(short_epochs=10),
         train_per_class=300,
         holdout_fraction=0.2,
     ),
