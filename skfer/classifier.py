@@ -46,7 +46,7 @@ CACHED_STEPS_PER_EXECUTION = 32
 """Head-only training steps per graph call on cached features (Keras' ``steps_per_execution``).
 
 A step of the head alone is so cheap that Keras' per-step Python work would dominate: running
-32 steps per call halved the short phase's head training here. The steps, their order and the
+32 steps per call cut the head's training time by 30-45% here. The steps, their order and the
 epoch metrics are unchanged; only batch-level callbacks fire once per 32 steps. Not used with
 ``distribution``, where Keras fails on it.
 """
