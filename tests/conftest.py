@@ -85,6 +85,16 @@ TINY = dict(
 )
 
 
+def two_class_images(n: int, size: int, *, darken: int, seed: int = 0):
+    """``n`` random gray images, alternately of class 0 and 1; class 1 has its top half
+    divided by ``darken``, so a small CNN separates them in a few epochs."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 2
+    X = rng.integers(0, 256, (n, size, size)).astype(np.uint8)
+    X[y == 1, : size // 2] //= darken
+    return X, y
+
+
 @pytest.fixture
 def tiny_params() -> dict:
     """Parameters of a TransferCNNClassifier on the tiny test backbone: fits in about a second."""

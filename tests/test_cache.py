@@ -4,17 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import two_class_images
 
 from skfer import TransferCNNClassifier
 from skfer.cache import FeatureCache, feature_cache
-
-
-def _images(n=64, size=16, seed=0):
-    rng = np.random.default_rng(seed)
-    y = np.arange(n) % 2
-    X = rng.integers(0, 256, (n, size, size)).astype(np.uint8)
-    X[y == 1, : size // 2] //= 3
-    return X, y
 
 
 @pytest.fixture(autouse=True)
@@ -33,7 +26,7 @@ def _head_weights(clf):
 
 
 def test_cached_and_uncached_frozen_phase_give_the_same_head(tiny_params):
-    X, y = _images()
+    X, y = two_class_images(64, 16, darken=3)
     params = {**tiny_params, "short_epochs": 3, "long_epochs": 0, "validation_fraction": 0.25}
     cached = TransferCNNClassifier(**params, cache_features=True).fit(X, y)
     assert feature_cache.misses == 2  # training and validation features, once each
@@ -45,7 +38,7 @@ def test_cached_and_uncached_frozen_phase_give_the_same_head(tiny_params):
 
 
 def test_same_backbone_and_data_compute_features_once(tiny_params):
-    X, y = _images()
+    X, y = two_class_images(64, 16, darken=3)
     params = {**tiny_params, "long_epochs": 0}
     TransferCNNClassifier(**params).fit(X, y)
     TransferCNNClassifier(**{**params, "head": (4,)}).fit(X, y)  # another head: same features
@@ -58,7 +51,7 @@ def test_same_backbone_and_data_compute_features_once(tiny_params):
     ["data", "input_size", "weights"],
 )
 def test_cache_is_invalidated_when_data_weights_or_input_size_change(tiny_params, change):
-    X, y = _images()
+    X, y = two_class_images(64, 16, darken=3)
     params = {**tiny_params, "long_epochs": 0}
     TransferCNNClassifier(**params).fit(X, y)
     if change == "data":
@@ -73,7 +66,7 @@ def test_cache_is_invalidated_when_data_weights_or_input_size_change(tiny_params
 
 
 def test_augmentation_takes_the_normal_path(tiny_params):
-    X, y = _images()
+    X, y = two_class_images(64, 16, darken=3)
     TransferCNNClassifier(**{**tiny_params, "augmentation": True, "long_epochs": 0}).fit(X, y)
     assert feature_cache.misses == feature_cache.hits == 0
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
+from conftest import two_class_images
 
 from skfer import TransferCNNClassifier, get_backbone
 from skfer.layers import BackboneInput, BackbonePreprocessing
@@ -133,16 +134,8 @@ def test_fit_runs_both_phases_on_real_fer2013(fer2013_subset, mobilenet_imagenet
     np.testing.assert_allclose(proba.sum(axis=1), 1, atol=1e-5)
 
 
-def _separable_images(n=96, size=16, seed=0):
-    rng = np.random.default_rng(seed)
-    y = np.arange(n) % 2
-    X = rng.integers(0, 256, (n, size, size)).astype(np.uint8)
-    X[y == 1, : size // 2] //= 4
-    return X, y
-
-
 def test_a_long_phase_that_never_beats_the_short_one_is_undone(tiny_params):
-    X, y = _separable_images()
+    X, y = two_class_images(96, 16, darken=4)
     params = {**tiny_params, "short_epochs": 4, "validation_fraction": 0.25, "patience": 2}
     short_only = TransferCNNClassifier(**{**params, "long_epochs": 0}).fit(X, y)
     # A huge learning rate wrecks the network in the long phase.
@@ -154,7 +147,7 @@ def test_a_long_phase_that_never_beats_the_short_one_is_undone(tiny_params):
 
 
 def test_without_early_stopping_the_long_phase_weights_stay(tiny_params):
-    X, y = _separable_images()
+    X, y = two_class_images(96, 16, darken=4)
     params = {**tiny_params, "short_epochs": 4, "validation_fraction": 0.25, "patience": None}
     short_only = TransferCNNClassifier(**{**params, "long_epochs": 0}).fit(X, y)
     wrecked = TransferCNNClassifier(**{**params, "long_epochs": 2, "long_learning_rate": 1e3})
