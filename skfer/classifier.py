@@ -311,7 +311,8 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         short_phase_best = None  # (validation accuracy, weights) kept by early stopping
         for index, (phase, trainable_blocks) in enumerate(phases):
             if checkpoint is not None and checkpoint.restore_finished_phase(self, phase):
-                short_phase_best = self._short_phase_best(phase, short_phase_best)
+                if phase == "short":
+                    short_phase_best = self._short_phase_best()
                 continue
             interrupted = self._run_phase(
                 phase,
@@ -333,7 +334,8 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
                     stacklevel=2,
                 )
                 return self
-            short_phase_best = self._short_phase_best(phase, short_phase_best)
+            if phase == "short":
+                short_phase_best = self._short_phase_best()
             if checkpoint is not None:
                 checkpoint.finish_phase(self, phase)
         self._keep_the_better_phase(short_phase_best)
@@ -341,12 +343,12 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
             checkpoint.remove()
         return self
 
-    def _short_phase_best(self, phase, previous):
+    def _short_phase_best(self):
         """After the short phase, its best validation accuracy and weights, if early stopping
-        is on and a long phase follows; else ``previous``."""
+        is on and a long phase follows; else None."""
         early_stopping = self.patience is not None and "val_accuracy" in self.history_
-        if phase != "short" or not early_stopping or self.long_epochs == 0:
-            return previous
+        if not early_stopping or self.long_epochs == 0:
+            return None
         best = max(self.history_["val_accuracy"][: self.long_phase_start_], default=None)
         return None if best is None else (best, self.model_.get_weights())
 
