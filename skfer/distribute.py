@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 
+from .backend import require_tensorflow
+
 __all__ = ["DISTRIBUTIONS", "make_strategy", "strategy_scope"]
 
 DISTRIBUTIONS = (None, "mirrored")
@@ -18,6 +20,7 @@ def make_strategy(distribution: str | None):
     if distribution is None:
         return None
     if distribution == "mirrored":
+        require_tensorflow("distribution='mirrored' (tf.distribute.MirroredStrategy)")
         import tensorflow as tf
 
         devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")

@@ -22,6 +22,7 @@ EXPECTED = {
     "inception_v3": 2048,
     "mobilenet": 256,
     "mobilenet_face": 256,
+    "mobilenet_vggface2": 1024,
     "resnet50": 2048,
     "vgg16": 512,
     "vggface": 512,
@@ -92,7 +93,7 @@ def test_wrong_shapes_and_missing_layers_are_rejected(tmp_path):
 
 def test_weight_paths_that_cannot_be_loaded_say_why(tmp_path):
     spec = get_backbone("mobilenet")
-    with pytest.raises(WeightsFileError, match="path to an existing HDF5 weight file"):
+    with pytest.raises(WeightsFileError, match="path to an existing weight file"):
         spec.build(32, tmp_path / "absent.h5")
     text = tmp_path / "notes.h5"
     text.write_text("not weights")

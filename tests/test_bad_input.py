@@ -93,7 +93,7 @@ CASES = {
     "class_weight naming an absent label": (lambda t: _fit(class_weight={7: 2.0}), ValueError, "not in y", "class_weight"),
     "validation labels absent from y": (lambda t: lambda: _fit()().fit(IMAGES, LABELS, validation_data=(IMAGES, LABELS + 5)), ValueError, "labels absent from y", "same classes"),
     # weight files
-    "weights path missing": (lambda t: _weights(t, "missing"), WeightsFileError, "existing HDF5 weight file", "None"),
+    "weights path missing": (lambda t: _weights(t, "missing"), WeightsFileError, "existing weight file", "None"),
     "weights not HDF5": (lambda t: _weights(t, "not hdf5"), WeightsFileError, "not an HDF5 file", "pass a Keras .h5"),
     "weights with wrong layer shapes": (lambda t: _weights(t, "wrong shapes"), WeightsFileError, "conv_pw_5.*has shapes", "same architecture"),
     "weights hash mismatch": (lambda t: _weights(t, "hash mismatch"), WeightsFileError, "differs from the published", "download it again"),
