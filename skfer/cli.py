@@ -31,7 +31,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 EXIT_DOWNLOAD_FAILED = 3
 EXIT_INVALID_FILE = 4
 
-_PRESETS = ("cpu", "paper", "quick")  # sorted(skfer.reproduce.PRESETS), without importing TF
+_PRESETS = ("cpu", "gpu", "paper", "quick")  # sorted(skfer.reproduce.PRESETS), without importing TF
 _SHARED = Path(__file__).resolve().parents[2] / "shared"  # as examples/reproduce_table.py
 # Loaders whose ValueError means a bad input file (exit 4), not a bug (traceback).
 _LOADERS = {("datasets", "load_fer2013"), ("persistence", "load"), ("faces", "load_image")}
@@ -137,6 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder with offline weight files (default: %(default)s)",
     )
     reproduce.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    reproduce.add_argument(
+        "--smoke",
+        action="store_true",
+        help="shrink the preset to a minute or two on a CPU (same code, tiny data and sizes)",
+    )
     reproduce.set_defaults(
         run=_reproduce, parser=reproduce, inputs={"data": "--data", "test": "--test"}
     )
@@ -240,6 +245,7 @@ def _train(args: argparse.Namespace) -> int:
         weights=weights,
         augmentation=args.augment,
         random_state=args.seed,
+        smoke=args.smoke,
         verbose=0 if args.quiet else 1,
         **{param: getattr(args, dest) for dest, param in options.items() if dest in args},
     )
@@ -339,6 +345,7 @@ def _reproduce(args: argparse.Namespace) -> int:
         test=args.test,
         weights_dir=args.weights_dir,
         random_state=args.seed,
+        smoke=args.smoke,
         verbose=0 if args.quiet else 1,
     )
     return 0

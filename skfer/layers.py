@@ -2,10 +2,96 @@
 
 from __future__ import annotations
 
+import math
+
 import keras
 from keras import ops
 
-__all__ = ["BackboneInput", "BackbonePreprocessing", "FrozenStatisticsBackbone"]
+__all__ = [
+    "BackboneInput",
+    "BackbonePreprocessing",
+    "FaceAugmentation",
+    "FrozenStatisticsBackbone",
+]
+
+
+@keras.saving.register_keras_serializable(package="skfer")
+class FaceAugmentation(keras.layers.Layer):
+    """Random mirror, shift, rotation and zoom of each training image, in one affine resampling.
+
+    Active only in training. One ``keras.ops.image.affine_transform`` per batch (Keras' own
+    RandomTranslation, RandomRotation and RandomZoom resample three times, and they mark
+    themselves as not XLA-compilable, which makes Keras run a JAX model's every training step
+    uncompiled). Runs in float32 whatever the dtype policy; reflects at the borders.
+
+    Parameters
+    ----------
+    shift : float
+        Largest shift, as a fraction of the image's height and width.
+    rotation : float
+        Largest rotation, as a fraction of a full turn (0.05: 18 degrees).
+    zoom : float
+        Largest zoom in or out, as a fraction of the size.
+    flip : bool
+        Mirror half of the images horizontally.
+    seed : int or None
+        Seed of the layer's own generator.
+    """
+
+    def __init__(self, shift=0.1, rotation=0.05, zoom=0.1, flip=True, seed=None, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        self.shift = float(shift)
+        self.rotation = float(rotation)
+        self.zoom = float(zoom)
+        self.flip = bool(flip)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        # TensorFlow's image transform op has no XLA kernel; JAX's resampling compiles.
+        self.supports_jit = keras.backend.backend() != "tensorflow"
+
+    def call(self, images, training=None):
+        images = ops.cast(images, "float32")
+        if not training:
+            return images
+        batch = ops.shape(images)[0]
+        height, width = images.shape[1], images.shape[2]
+        if height is None or width is None:
+            height, width = ops.shape(images)[1], ops.shape(images)[2]
+        height, width = ops.cast(height, "float32"), ops.cast(width, "float32")
+
+        def uniform(bound):
+            return keras.random.uniform(
+                (batch,), minval=-bound, maxval=bound, seed=self.seed_generator
+            )
+
+        angle = uniform(self.rotation * 2 * math.pi)
+        scale = 1.0 + uniform(self.zoom)  # > 1 samples a larger area: zooms out
+        mirror = ops.ones((batch,))
+        if self.flip:
+            mirror = ops.where(uniform(1.0) < 0, -1.0, 1.0)
+        cos, sin = ops.cos(angle) * scale, ops.sin(angle) * scale
+        # Output pixel p maps to input pixel c + A (p - c) + t, A = scale R(angle) diag(mirror, 1)
+        a0, a1, b0, b1 = cos * mirror, -sin, sin * mirror, cos
+        cx, cy = (width - 1) / 2, (height - 1) / 2
+        a2 = cx - a0 * cx - a1 * cy + uniform(self.shift) * width
+        b2 = cy - b0 * cx - b1 * cy + uniform(self.shift) * height
+        zeros = ops.zeros((batch,))
+        transform = ops.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
+        return ops.image.affine_transform(images, transform, fill_mode="reflect")
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "shift": self.shift,
+            "rotation": self.rotation,
+            "zoom": self.zoom,
+            "flip": self.flip,
+            "seed": self.seed,
+        }
 
 
 @keras.saving.register_keras_serializable(package="skfer")

@@ -7,7 +7,12 @@ from collections.abc import Sequence
 import keras
 
 from .backbones import BackboneSpec
-from .layers import BackboneInput, BackbonePreprocessing, FrozenStatisticsBackbone
+from .layers import (
+    BackboneInput,
+    BackbonePreprocessing,
+    FaceAugmentation,
+    FrozenStatisticsBackbone,
+)
 
 __all__ = [
     "BACKBONE_LAYER",
@@ -20,16 +25,6 @@ __all__ = [
 BACKBONE_LAYER = "backbone"
 POOLING_LAYER = "pool"
 POOLING_CHOICES = ("avg", "max", "flatten")
-
-
-def _augmentation_layers(seed: int) -> list[keras.layers.Layer]:
-    """Mild geometric augmentation for faces: mirror, shift, rotate, zoom (training only)."""
-    return [
-        keras.layers.RandomFlip("horizontal", seed=seed, name="augment_flip"),
-        keras.layers.RandomTranslation(0.1, 0.1, seed=seed + 1, name="augment_shift"),
-        keras.layers.RandomRotation(0.05, seed=seed + 2, name="augment_rotate"),
-        keras.layers.RandomZoom(0.1, seed=seed + 3, name="augment_zoom"),
-    ]
 
 
 def build_transfer_model(
@@ -73,7 +68,8 @@ def build_transfer_model(
     pooling : {'avg', 'max', 'flatten'}
         How the backbone's feature map becomes a vector.
     augmentation : bool
-        Add random flip, shift, rotation and zoom, active only in training.
+        Add random flip, shift, rotation and zoom (:class:`~skfer.layers.FaceAugmentation`),
+        active only in training.
     batchnorm_training : bool
         See :class:`~skfer.layers.FrozenStatisticsBackbone`.
     seed : int
@@ -96,8 +92,7 @@ def _build(spec, channels, n_classes, input_size, weights, head, dropout, poolin
     inputs = keras.Input(shape=(None, None, channels), name="images")
     x = inputs
     if augmentation:
-        for layer in _augmentation_layers(seed):
-            x = layer(x)
+        x = FaceAugmentation(seed=seed, name="augment")(x)
     x = BackboneInput(input_size, name="backbone_input")(x)
     preprocessing = spec.preprocessing
     x = BackbonePreprocessing(
