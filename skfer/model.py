@@ -12,7 +12,9 @@ from .layers import BackboneInput, BackbonePreprocessing, FrozenStatisticsBackbo
 __all__ = [
     "BACKBONE_LAYER",
     "POOLING_CHOICES",
+    "POOLING_LAYER",
     "build_transfer_model",
+    "is_augmented",
     "set_backbone_trainable",
     "split_at_pooling",
 ]
@@ -20,15 +22,16 @@ __all__ = [
 BACKBONE_LAYER = "backbone"
 POOLING_LAYER = "pool"
 POOLING_CHOICES = ("avg", "max", "flatten")
+AUGMENTATION_PREFIX = "augment_"
 
 
 def _augmentation_layers(seed: int) -> list[keras.layers.Layer]:
     """Mild geometric augmentation for faces: mirror, shift, rotate, zoom (training only)."""
     return [
-        keras.layers.RandomFlip("horizontal", seed=seed, name="augment_flip"),
-        keras.layers.RandomTranslation(0.1, 0.1, seed=seed + 1, name="augment_shift"),
-        keras.layers.RandomRotation(0.05, seed=seed + 2, name="augment_rotate"),
-        keras.layers.RandomZoom(0.1, seed=seed + 3, name="augment_zoom"),
+        keras.layers.RandomFlip("horizontal", seed=seed, name=f"{AUGMENTATION_PREFIX}flip"),
+        keras.layers.RandomTranslation(0.1, 0.1, seed=seed + 1, name=f"{AUGMENTATION_PREFIX}shift"),
+        keras.layers.RandomRotation(0.05, seed=seed + 2, name=f"{AUGMENTATION_PREFIX}rotate"),
+        keras.layers.RandomZoom(0.1, seed=seed + 3, name=f"{AUGMENTATION_PREFIX}zoom"),
     ]
 
 
@@ -159,6 +162,11 @@ def set_backbone_trainable(model: keras.Model, block_ends: Sequence[str], blocks
         first_trainable = names.index(block_ends[len(block_ends) - blocks - 1]) + 1
     for position, layer in enumerate(layers):
         layer.trainable = position >= first_trainable
+
+
+def is_augmented(model: keras.Model) -> bool:
+    """Whether ``model`` has the random augmentation layers (active in training only)."""
+    return any(layer.name.startswith(AUGMENTATION_PREFIX) for layer in model.layers)
 
 
 def split_at_pooling(model: keras.Model) -> tuple[keras.Model, keras.Model]:
