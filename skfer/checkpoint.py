@@ -1,7 +1,8 @@
 """Crash-safe training: the state of a two-phase fit on disk, so that ``fit`` can resume.
 
 Per phase, Keras' ``BackupAndRestore`` keeps the model and optimiser after every epoch; skfer
-adds what Keras does not know: which phases are finished (with the weights at their end), the
+adds what Keras does not know: the fit's seed (so a resumed fit holds out the same validation
+images), which phases are finished (with the weights at their end), the
 per-epoch history and a fingerprint of the data and parameters, so a checkpoint is never
 resumed by a different fit.
 """
@@ -65,6 +66,14 @@ class TrainingCheckpoint:
         temporary = self.directory / (_STATE + ".tmp")
         temporary.write_text(json.dumps(self.state))
         os.replace(temporary, self.directory / _STATE)
+
+    def stored_seed(self, seed: int) -> int:
+        """The seed of the checkpointed fit (its validation split, shuffles, initialisation);
+        ``seed`` is stored as that seed when the checkpoint is new."""
+        if "seed" not in self.state:
+            self.state["seed"] = int(seed)
+            self.write()
+        return self.state["seed"]
 
     def restore_finished_phase(self, model: keras.Model, phase: str, *, verbose: int) -> bool:
         """If ``phase`` already finished, load its end weights into ``model``; say so."""

@@ -17,12 +17,13 @@ from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
-from .backbones import get_backbone
+from .backbones import BackboneSpec, get_backbone
 from .cache import fingerprint
 from .checkpoint import TrainingCheckpoint
 from .distribute import DISTRIBUTIONS, make_strategy, strategy_scope
 from .images import as_image_batch, check_one_label_per_image
 from .model import POOLING_CHOICES, build_transfer_model
+from .params import InstanceOf, Interval, Options, SequenceOf, check_params
 from .training import OPTIMIZERS, Phase, TrainingSettings, train
 
 __all__ = ["TransferCNNClassifier"]
@@ -126,6 +127,38 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         epochs that ran).
     """
 
+    _parameter_constraints: dict = {
+        "backbone": [InstanceOf(str, "a backbone name (skfer.list_backbones())")],
+        "weights": [None, InstanceOf((str, os.PathLike), "a weight source name or a path")],
+        "input_size": [None, Interval(int, 1, None)],
+        "head": [SequenceOf(Interval(int, 1, None))],
+        "dropout": [Interval(float, 0, 1, closed="left")],
+        "pooling": [Options(POOLING_CHOICES)],
+        "short_epochs": [Interval(int, 0, None)],
+        "short_learning_rate": [Interval(float, 0, None, closed="neither")],
+        "long_epochs": [Interval(int, 0, None)],
+        "long_learning_rate": [Interval(float, 0, None, closed="neither")],
+        "unfreeze_blocks": [None, Interval(int, 0, None)],
+        "batchnorm_training": [InstanceOf((bool, np.bool_), "a bool")],
+        "augmentation": [InstanceOf((bool, np.bool_), "a bool")],
+        "cache_features": [InstanceOf((bool, np.bool_), "a bool")],
+        "precision": [Options(PRECISIONS)],
+        "jit_compile": [InstanceOf((bool, np.bool_), "a bool")],
+        "distribution": [Options(DISTRIBUTIONS)],
+        "optimizer": [Options(tuple(OPTIMIZERS))],
+        "batch_size": [Interval(int, 1, None)],
+        "class_weight": [None, Options(("balanced",)), InstanceOf(dict, "a dict {label: weight}")],
+        "validation_fraction": [None, Interval(float, 0, 1, closed="neither")],
+        "patience": [None, Interval(int, 0, None)],
+        "checkpoint_dir": [None, InstanceOf((str, os.PathLike), "a directory path")],
+        "random_state": [
+            None,
+            Interval(int, 0, 2**32 - 1),
+            InstanceOf(np.random.RandomState, "a numpy RandomState"),
+        ],
+        "verbose": [Interval(int, 0, None)],
+    }
+
     def __init__(
         self,
         backbone: str = "vggface",
@@ -221,7 +254,7 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         usable estimator with the best weights seen so far, as ``MLPClassifier`` does. With
         ``checkpoint_dir``, calling ``fit`` again with the same data and parameters resumes.
         """
-        self._check_params()
+        spec = self._check_params()
         y = column_or_1d(y, warn=True)
         check_classification_targets(y)
         if y.size == 0:
@@ -242,12 +275,20 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         self.n_features_in_ = int(np.prod(self.image_shape_))
         self._flat_input = np.asarray(X).ndim == 2
 
-        rng = check_random_state(self.random_state)
-        seed = int(rng.randint(np.iinfo(np.int32).max))
-        keras.utils.set_random_seed(seed)
+        class_weight = self._class_weights(targets)
+
+        seed = self._draw_seed()
+        checkpoint = None
+        if self.checkpoint_dir is not None:
+            checkpoint = TrainingCheckpoint(
+                self.checkpoint_dir,
+                fingerprint(
+                    {k: v for k, v in self.get_params().items() if k != "verbose"}, images, targets
+                ),
+            )
+            seed = checkpoint.stored_seed(seed)  # a resumed fit keeps its validation split
         train_data, validation = self._split_validation(images, targets, validation_data, seed)
 
-        spec = get_backbone(self.backbone)
         weights = spec.default_weights if self.weights == "default" else self.weights
         self._strategy = make_strategy(self.distribution)
         with strategy_scope(self._strategy):
@@ -265,14 +306,6 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
                 seed=seed % 100_000,
                 precision=self.precision,
             )
-        checkpoint = None
-        if self.checkpoint_dir is not None:
-            checkpoint = TrainingCheckpoint(
-                self.checkpoint_dir,
-                fingerprint(
-                    {k: v for k, v in self.get_params().items() if k != "verbose"}, images, targets
-                ),
-            )
         phases = (
             Phase("short", self.short_epochs, self.short_learning_rate, trainable_blocks=0),
             Phase("long", self.long_epochs, self.long_learning_rate, self.unfreeze_blocks),
@@ -280,7 +313,7 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         settings = TrainingSettings(
             optimizer=self.optimizer,
             batch_size=self.batch_size,
-            class_weight=self._class_weights(targets),
+            class_weight=class_weight,
             patience=self.patience,
             cache_features=self.cache_features,
             jit_compile=self.jit_compile,
@@ -372,44 +405,35 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ training steps
 
-    def _check_params(self) -> None:
-        get_backbone(self.backbone)
-        if self.pooling not in POOLING_CHOICES:
+    def _check_params(self) -> BackboneSpec:
+        """Check every parameter before any work; return the backbone's spec."""
+        check_params(self.get_params(deep=False), self._parameter_constraints)
+        spec = get_backbone(self.backbone)
+        if self.input_size is not None and self.input_size < spec.min_input_size:
             raise ValueError(
-                f"pooling must be one of {POOLING_CHOICES}. Received: pooling={self.pooling!r}"
+                f"Backbone {spec.name!r} needs inputs of at least {spec.min_input_size} pixels; "
+                f"pass a larger input_size. Received: input_size={self.input_size}"
             )
-        if self.distribution not in DISTRIBUTIONS:
-            raise ValueError(
-                f"distribution must be one of {DISTRIBUTIONS}. "
-                f"Received: distribution={self.distribution!r}"
-            )
-        if self.precision not in PRECISIONS:
-            raise ValueError(
-                f"precision must be one of {PRECISIONS}. Received: precision={self.precision!r}"
-            )
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(
-                f"optimizer must be one of {sorted(OPTIMIZERS)}. "
-                f"Received: optimizer={self.optimizer!r}"
-            )
-        for name in ("short_epochs", "long_epochs"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or value < 0:
-                raise ValueError(f"{name} must be an integer >= 0. Received: {name}={value!r}")
         if self.short_epochs + self.long_epochs == 0:
             raise ValueError(
                 "short_epochs and long_epochs are both 0: nothing would be trained. "
                 "Received: short_epochs=0, long_epochs=0"
             )
-        if self.validation_fraction is not None and not 0 < self.validation_fraction < 1:
-            raise ValueError(
-                "validation_fraction must be in (0, 1), or None to hold out nothing. "
-                f"Received: validation_fraction={self.validation_fraction!r}"
-            )
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1). Received: dropout={self.dropout!r}")
-        if any(int(units) < 1 for units in self.head):
-            raise ValueError(f"head must list positive layer widths. Received: head={self.head!r}")
+        if isinstance(self.class_weight, dict):
+            weights = list(self.class_weight.values())
+            if not all(weight in Interval(float, 0, None) for weight in weights):
+                raise ValueError(
+                    "class_weight must map labels to numbers >= 0. "
+                    f"Received: class_weight={self.class_weight!r}"
+                )
+        return spec
+
+    def _draw_seed(self) -> int:
+        """The fit's seed, from ``random_state``; None draws fresh entropy, never from the
+        global generators."""
+        if self.random_state is None:
+            return int(np.random.default_rng().integers(np.iinfo(np.int32).max))
+        return int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
 
     def _split_validation(self, images, targets, validation_data, seed):
         """The training arrays and Keras' ``validation_data`` (or None)."""
@@ -447,12 +471,7 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
     def _class_weights(self, targets):
         if self.class_weight is None:
             return None
-        if isinstance(self.class_weight, str):
-            if self.class_weight != "balanced":
-                raise ValueError(
-                    "class_weight must be None, 'balanced' or a dict {label: weight}. "
-                    f"Received: class_weight={self.class_weight!r}"
-                )
+        if self.class_weight == "balanced":
             weights = compute_class_weight(
                 "balanced", classes=np.arange(len(self.classes_)), y=targets
             )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+import threading
 from collections.abc import Sequence
 
 import keras
@@ -23,6 +25,7 @@ BACKBONE_LAYER = "backbone"
 POOLING_LAYER = "pool"
 POOLING_CHOICES = ("avg", "max", "flatten")
 AUGMENTATION_PREFIX = "augment_"
+_PYTHON_RANDOM_LOCK = threading.Lock()  # builds in parallel threads must not interleave
 
 
 def _augmentation_layers(seed: int) -> list[keras.layers.Layer]:
@@ -80,17 +83,21 @@ def build_transfer_model(
     batchnorm_training : bool
         See :class:`~skfer.layers.FrozenStatisticsBackbone`.
     seed : int
-        Seed of the head's initialisers and the augmentation.
+        Seed of the initialisers (the backbone's too, without weights) and the augmentation.
+        Python's global generator is seeded during the build and then given back its state.
     precision : {'float32', 'mixed_float16', 'mixed_bfloat16'}
         Keras dtype policy of the layers; the softmax output stays float32.
     """
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(precision)
-    try:
-        return _build(spec, channels, n_classes, input_size, weights, head, dropout, pooling,
-                      augmentation, batchnorm_training, seed, cache_dir)  # fmt: skip
-    finally:
-        keras.config.set_dtype_policy(previous)
+    with _PYTHON_RANDOM_LOCK:
+        previous_policy, previous_random = keras.config.dtype_policy(), random.getstate()
+        keras.config.set_dtype_policy(precision)
+        random.seed(seed)  # Keras seeds unseeded initialisers from Python's generator
+        try:
+            return _build(spec, channels, n_classes, input_size, weights, head, dropout, pooling,
+                          augmentation, batchnorm_training, seed, cache_dir)  # fmt: skip
+        finally:
+            keras.config.set_dtype_policy(previous_policy)
+            random.setstate(previous_random)
 
 
 def _build(spec, channels, n_classes, input_size, weights, head, dropout, pooling,

@@ -33,6 +33,7 @@ __all__ = [
     "CACHED_STEPS_PER_EXECUTION",
     "OPTIMIZERS",
     "Phase",
+    "ShuffledBatches",
     "TrainingResult",
     "TrainingSettings",
     "train",
@@ -204,6 +205,10 @@ def train(
                 )
             if interrupted:
                 result.interrupted_phase = phase.name
+                if settings.patience is not None:
+                    _keep_the_better_phase(
+                        model, phase.name, result.history, best, False, verbose=settings.verbose
+                    )
                 return result
             if checkpoint is not None:
                 checkpoint.finish_phase(model, phase.name, result.history)
@@ -230,16 +235,17 @@ def _keep_the_better_phase(model, phase_name, history, best, later_phase, *, ver
         for score, name in zip(history["val_accuracy"], history["phase"], strict=True)
         if name == phase_name
     ]
-    if best is not None and max(scores) <= best[0]:
+    best_score = max(scores, default=-np.inf)  # none: Ctrl-C before its first epoch ended
+    if best is not None and best_score <= best[0]:
         model.set_weights(best[1])
         if verbose:
             print(
                 f"[skfer] the {phase_name} retraining never beat the earlier one on the "
-                f"validation data ({max(scores):.4f} <= {best[0]:.4f}): keeping the earlier "
+                f"validation data ({best_score:.4f} <= {best[0]:.4f}): keeping the earlier "
                 f"phase's weights"
             )
         return best
-    return (max(scores), model.get_weights()) if later_phase else None
+    return (best_score, model.get_weights()) if later_phase and scores else None
 
 
 def _set_trainable(model, spec, phase) -> None:
@@ -264,6 +270,7 @@ def _fit_phase(
             "backbone": spec.name,
             "input_size": model.get_layer("backbone_input").size,
             "pooling": type(pooling).__name__,
+            "dtype_policy": pooling.dtype_policy.name,
         }
 
         def features(images):
@@ -279,8 +286,12 @@ def _fit_phase(
     # Several steps per call fail under a tf.distribute strategy in Keras 3.15 ("You must
     # feed a value for placeholder tensor", keras-team/keras#19246): one step there.
     steps_per_execution = CACHED_STEPS_PER_EXECUTION if cached and multi_step else 1
+    optimizer = OPTIMIZERS[settings.optimizer](learning_rate=phase.learning_rate)
+    if model.dtype_policy.name == "mixed_float16":
+        # Keras wraps it for a model built under this policy, not for the head part alone.
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     trained_model.compile(
-        optimizer=OPTIMIZERS[settings.optimizer](learning_rate=phase.learning_rate),
+        optimizer=optimizer,
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
         jit_compile=settings.jit_compile,
@@ -308,17 +319,16 @@ def _fit_phase(
             + (", on cached backbone features" if cached else "")
         )
     done = len(history["phase"])  # past ``start`` when resuming a phase
-    keras.utils.set_random_seed(seed)  # same shuffles and dropout, cached or not
+    batches = ShuffledBatches(X_train, y_train, settings.batch_size, seed=seed, epoch=done)
     try:
         fitted = trained_model.fit(
-            X_train,
-            y_train,
+            batches,
             epochs=start + phase.epochs,
             initial_epoch=done,
-            shuffle=True,
+            shuffle=False,  # the batches shuffle themselves, with their own generator
             callbacks=phase_callbacks,
-            batch_size=settings.batch_size,
             validation_data=validation,
+            validation_batch_size=settings.batch_size,
             class_weight=settings.class_weight,
             verbose={0: 0, 1: 2}.get(settings.verbose, 1),
         )
@@ -330,6 +340,45 @@ def _fit_phase(
         return True
     _record(history, phase.name, fitted)
     return False
+
+
+class ShuffledBatches(keras.utils.PyDataset):
+    """Batches of ``(x, y)`` in a new order each epoch, from a generator of its own.
+
+    The order of epoch ``e`` depends only on ``seed`` and ``e``, not on any global random
+    state, so a resumed phase shuffles as the uninterrupted one would have.
+
+    Parameters
+    ----------
+    x, y : ndarray
+        Inputs and targets, indexed along the first axis.
+    batch_size : int
+        Rows per batch; the last batch of an epoch may be smaller.
+    seed : int
+        Seeds the orders.
+    epoch : int
+        The epoch the first batches belong to.
+    """
+
+    def __init__(self, x, y, batch_size: int, *, seed: int, epoch: int = 0):
+        super().__init__()
+        self.x, self.y, self.batch_size, self.seed = x, y, batch_size, seed
+        self.epoch = epoch
+        self.order = self._permutation()
+
+    def _permutation(self) -> np.ndarray:
+        return np.random.default_rng([self.seed, self.epoch]).permutation(len(self.y))
+
+    def __len__(self) -> int:
+        return -(-len(self.y) // self.batch_size)
+
+    def __getitem__(self, index: int):
+        rows = self.order[index * self.batch_size : (index + 1) * self.batch_size]
+        return self.x[rows], self.y[rows]
+
+    def on_epoch_end(self) -> None:
+        self.epoch += 1
+        self.order = self._permutation()
 
 
 def _record(history, phase_name, fitted) -> None:
