@@ -88,7 +88,7 @@ class SequenceOf:
         return isinstance(value, (list, tuple)) and all(entry in self.item for entry in value)
 
     def __str__(self) -> str:
-        return f"a list or tuple of {self.item}s"
+        return f"a list or tuple whose items are each {self.item}"
 
 
 def check_params(params: dict, constraints: dict[str, list]) -> None:
