@@ -137,3 +137,26 @@ def test_without_early_stopping_the_long_phase_weights_stay(tiny_params):
     wrecked = TransferCNNClassifier(**{**params, "long_epochs": 2, "long_learning_rate": 1e3})
     wrecked.fit(X, y)
     assert not np.allclose(wrecked.predict_proba(X), short_only.predict_proba(X), atol=1e-6)
+
+
+def test_unfreeze_blocks_trains_only_the_top_blocks(tiny_params):
+    X, y = _images()
+    kernels = []
+
+    class Kernels(keras.callbacks.Callback):
+        def _record(self):
+            if BACKBONE_LAYER in [layer.name for layer in self.model.layers]:  # the long phase
+                backbone = self.model.get_layer(BACKBONE_LAYER).backbone
+                kernels.append([backbone.get_layer(n).get_weights()[0] for n in ("conv1", "conv2")])
+
+        def on_train_begin(self, logs=None):
+            self._record()
+
+        def on_train_end(self, logs=None):
+            self._record()
+
+    params = {**tiny_params, "short_epochs": 1, "long_epochs": 2, "unfreeze_blocks": 1}
+    TransferCNNClassifier(**params).fit(X, y, callbacks=[Kernels()])
+    (conv1_before, conv2_before), (conv1_after, conv2_after) = kernels
+    assert np.array_equal(conv1_before, conv1_after)  # below the top block: frozen
+    assert not np.array_equal(conv2_before, conv2_after)  # the top block learned
