@@ -1,7 +1,8 @@
 """Crash-safe training: the state of a two-phase fit on disk, so that ``fit`` can resume.
 
 Per phase, Keras' ``BackupAndRestore`` keeps the model and optimiser after every epoch; skfer
-adds what Keras does not know: which phases are finished (with the weights at their end), the
+adds what Keras does not know: the fit's seed (so a resumed fit holds out the same validation
+images), which phases are finished (with the weights at their end), the
 per-epoch history and a fingerprint of the data and parameters, so a checkpoint is never
 resumed by a different fit.
 """
@@ -66,43 +67,54 @@ class TrainingCheckpoint:
         temporary.write_text(json.dumps(self.state))
         os.replace(temporary, self.directory / _STATE)
 
-    def restore_finished_phase(self, estimator, phase: str) -> bool:
-        """If ``phase`` already finished, load its end state into ``estimator``; say so."""
+    def stored_seed(self, seed: int) -> int:
+        """The seed of the checkpointed fit (its validation split, shuffles, initialisation);
+        ``seed`` is stored as that seed when the checkpoint is new."""
+        if "seed" not in self.state:
+            self.state["seed"] = int(seed)
+            self.write()
+        return self.state["seed"]
+
+    def restore_finished_phase(self, model: keras.Model, phase: str, *, verbose: int) -> bool:
+        """If ``phase`` already finished, load its end weights into ``model``; say so."""
         if phase not in self.state["finished"]:
             return False
-        estimator.model_.load_weights(self.directory / f"after_{phase}.weights.h5")
-        estimator.history_ = {k: list(v) for k, v in self.state["history"].items()}
-        estimator.long_phase_start_ = self.state["long_phase_start"]
-        if estimator.verbose:
+        model.load_weights(self.directory / f"after_{phase}.weights.h5")
+        if verbose:
             print(f"[skfer] resumed: the {phase} phase had finished ({self.directory})")
         return True
 
-    def callbacks(self, estimator, phase: str) -> list[keras.callbacks.Callback]:
+    def history(self) -> dict[str, list]:
+        """The history at the end of the last finished phase."""
+        return {key: list(values) for key, values in self.state["history"].items()}
+
+    def callbacks(
+        self, history: dict[str, list], phase: str, *, verbose: int
+    ) -> list[keras.callbacks.Callback]:
         """Keras callbacks that back up ``phase`` after every epoch.
 
-        Epochs of ``phase`` recorded before a crash are put back into ``estimator.history_``.
+        Epochs of ``phase`` recorded before a crash are appended to ``history``.
         """
         partial = self.state.get("partial")
         if partial and partial["phase"] == phase:
             for epoch, logs in sorted(partial["epochs"].items(), key=lambda item: int(item[0])):
-                if int(epoch) != len(estimator.history_["phase"]):
+                if int(epoch) != len(history["phase"]):
                     continue
                 for key, value in logs.items():
-                    estimator.history_.setdefault(key, []).append(value)
-                estimator.history_["phase"].append(phase)
-            if estimator.verbose:
+                    history.setdefault(key, []).append(value)
+                history["phase"].append(phase)
+            if verbose:
                 print(f"[skfer] resuming the {phase} phase from {self.directory}")
         else:
             self.state["partial"] = {"phase": phase, "epochs": {}}
         backup = keras.callbacks.BackupAndRestore(str(self.directory / f"backup_{phase}"))
         return [backup, _EpochRecorder(self, phase)]
 
-    def finish_phase(self, estimator, phase: str) -> None:
+    def finish_phase(self, model: keras.Model, phase: str, history: dict[str, list]) -> None:
         """Record that ``phase`` finished, with the model's weights and history at its end."""
-        estimator.model_.save_weights(self.directory / f"after_{phase}.weights.h5")
+        model.save_weights(self.directory / f"after_{phase}.weights.h5")
         self.state["finished"].append(phase)
-        self.state["history"] = estimator.history_
-        self.state["long_phase_start"] = estimator.long_phase_start_
+        self.state["history"] = history
         self.state.pop("partial", None)
         self.write()
 

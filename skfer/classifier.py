@@ -17,56 +17,19 @@ from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
-from .backbones import get_backbone
-from .backend import JIT_COMPILE_CHOICES, resolve_jit_compile
-from .cache import feature_cache, fingerprint
+from .backbones import BackboneSpec, get_backbone
+from .backend import resolve_jit_compile
+from .cache import fingerprint
 from .checkpoint import TrainingCheckpoint
 from .distribute import DISTRIBUTIONS, make_strategy, strategy_scope
 from .images import as_image_batch, check_one_label_per_image
-from .model import (
-    BACKBONE_LAYER,
-    POOLING_CHOICES,
-    build_transfer_model,
-    set_backbone_trainable,
-    split_at_pooling,
-)
+from .model import POOLING_CHOICES, build_transfer_model
+from .params import InstanceOf, Interval, Options, SequenceOf, check_params
+from .training import OPTIMIZERS, SCHEDULES, Phase, TrainingSettings, train
 
 __all__ = ["TransferCNNClassifier"]
 
-OPTIMIZERS = {
-    "adam": keras.optimizers.Adam,
-    "adamw": keras.optimizers.AdamW,
-    "sgd": lambda learning_rate: keras.optimizers.SGD(learning_rate, momentum=0.9),
-    "rmsprop": keras.optimizers.RMSprop,
-}
-
-
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
-LONG_SCHEDULES = ("constant", "cosine")
-
-CACHED_STEPS_PER_EXECUTION = 32
-"""Head-only training steps per graph call on cached features (Keras' ``steps_per_execution``).
-
-A step of the head alone is so cheap that Keras' per-step Python work would dominate: running
-32 steps per call cut the head's training time by 30-45% here. The steps, their order and the
-epoch metrics are unchanged; only batch-level callbacks fire once per 32 steps. Not used with
-``distribution``, where Keras fails on it.
-"""
-
-
-def _make_optimizer(name: str, learning_rate) -> keras.optimizers.Optimizer:
-    return OPTIMIZERS[name](learning_rate=learning_rate)
-
-
-def warmup_cosine(learning_rate: float, steps_per_epoch: int, epochs: int):
-    """One epoch of linear warm-up from ``learning_rate / 10``, then a cosine decay to 0."""
-    warmup = steps_per_epoch if epochs > 1 else 0
-    return keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=learning_rate / 10 if warmup else learning_rate,
-        decay_steps=max(1, steps_per_epoch * epochs - warmup),
-        warmup_target=learning_rate if warmup else None,
-        warmup_steps=warmup,
-    )
 
 
 class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
@@ -113,7 +76,7 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         on them in the short phase (the result is the same; see :mod:`skfer.cache`). The
         features are shared across fits on the same backbone weights and images. On cached
         features without ``distribution``, batch-level callbacks fire once per 32 steps
-        (:data:`CACHED_STEPS_PER_EXECUTION`).
+        (:data:`skfer.training.CACHED_STEPS_PER_EXECUTION`).
     precision : {'float32', 'mixed_float16', 'mixed_bfloat16'}, default='float32'
         Keras dtype policy; mixed precision speeds up GPUs with tensor cores (the output and
         loss stay float32, and Keras scales the loss for float16).
@@ -121,9 +84,6 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         Compile the training step with XLA. 'auto' compiles where that is fastest: always on
         Keras' JAX backend (uncompiled JAX steps run op by op), on TensorFlow only on a GPU
         (XLA was slower for small nets on the CPU); see :func:`skfer.backend.resolve_jit_compile`.
-    distribution : {None, 'mirrored'}, default=None
-        'mirrored' trains synchronously on every GPU (or logical CPU device) with
-        ``tf.distribute.MirroredStrategy``; each batch is split between the devices.
     optimizer : {'adam', 'adamw', 'sgd', 'rmsprop'}, default='adam'
         Optimizer of both phases (SGD with momentum 0.9).
     long_schedule : {'constant', 'cosine'}, default='constant'
@@ -172,6 +132,40 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         Index of the first epoch of the long phase in ``history_`` (the number of short-phase
         epochs that ran).
     """
+
+    _parameter_constraints: dict = {
+        "backbone": [InstanceOf(str, "a backbone name (skfer.list_backbones())")],
+        "weights": [None, InstanceOf((str, os.PathLike), "a weight source name or a path")],
+        "input_size": [None, Interval(int, 1, None)],
+        "head": [SequenceOf(Interval(int, 1, None))],
+        "dropout": [Interval(float, 0, 1, closed="left")],
+        "pooling": [Options(POOLING_CHOICES)],
+        "short_epochs": [Interval(int, 0, None)],
+        "short_learning_rate": [Interval(float, 0, None, closed="neither")],
+        "long_epochs": [Interval(int, 0, None)],
+        "long_learning_rate": [Interval(float, 0, None, closed="neither")],
+        "unfreeze_blocks": [None, Interval(int, 0, None)],
+        "batchnorm_training": [InstanceOf((bool, np.bool_), "a bool")],
+        "augmentation": [InstanceOf((bool, np.bool_), "a bool")],
+        "cache_features": [InstanceOf((bool, np.bool_), "a bool")],
+        "precision": [Options(PRECISIONS)],
+        "jit_compile": [Options(("auto",)), InstanceOf((bool, np.bool_), "a bool")],
+        "distribution": [Options(DISTRIBUTIONS)],
+        "optimizer": [Options(tuple(OPTIMIZERS))],
+        "long_schedule": [Options(SCHEDULES)],
+        "test_time_flip": [InstanceOf((bool, np.bool_), "a bool")],
+        "batch_size": [Interval(int, 1, None)],
+        "class_weight": [None, Options(("balanced",)), InstanceOf(dict, "a dict {label: weight}")],
+        "validation_fraction": [None, Interval(float, 0, 1, closed="neither")],
+        "patience": [None, Interval(int, 0, None)],
+        "checkpoint_dir": [None, InstanceOf((str, os.PathLike), "a directory path")],
+        "random_state": [
+            None,
+            Interval(int, 0, 2**32 - 1),
+            InstanceOf(np.random.RandomState, "a numpy RandomState"),
+        ],
+        "verbose": [Interval(int, 0, None)],
+    }
 
     def __init__(
         self,
@@ -272,7 +266,7 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         usable estimator with the best weights seen so far, as ``MLPClassifier`` does. With
         ``checkpoint_dir``, calling ``fit`` again with the same data and parameters resumes.
         """
-        self._check_params()
+        spec = self._check_params()
         y = column_or_1d(y, warn=True)
         check_classification_targets(y)
         if y.size == 0:
@@ -293,12 +287,20 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         self.n_features_in_ = int(np.prod(self.image_shape_))
         self._flat_input = np.asarray(X).ndim == 2
 
-        rng = check_random_state(self.random_state)
-        seed = int(rng.randint(np.iinfo(np.int32).max))
-        keras.utils.set_random_seed(seed)
-        train, validation = self._split_validation(images, targets, validation_data, seed)
+        class_weight = self._class_weights(targets)
 
-        spec = get_backbone(self.backbone)
+        seed = self._draw_seed()
+        checkpoint = None
+        if self.checkpoint_dir is not None:
+            checkpoint = TrainingCheckpoint(
+                self.checkpoint_dir,
+                fingerprint(
+                    {k: v for k, v in self.get_params().items() if k != "verbose"}, images, targets
+                ),
+            )
+            seed = checkpoint.stored_seed(seed)  # a resumed fit keeps its validation split
+        train_data, validation = self._split_validation(images, targets, validation_data, seed)
+
         weights = spec.default_weights if self.weights == "default" else self.weights
         self._strategy = make_strategy(self.distribution)
         with strategy_scope(self._strategy):
@@ -316,82 +318,48 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
                 seed=seed % 100_000,
                 precision=self.precision,
             )
-        self.history_ = {"phase": []}
-        self.long_phase_start_ = 0
-        fit_kwargs = {
-            "batch_size": self.batch_size,
-            "validation_data": validation,
-            "class_weight": self._class_weights(targets),
-            "verbose": {0: 0, 1: 2}.get(self.verbose, 1),
-        }
-        checkpoint = None
-        if self.checkpoint_dir is not None:
-            checkpoint = TrainingCheckpoint(
-                self.checkpoint_dir,
-                fingerprint(
-                    {k: v for k, v in self.get_params().items() if k != "verbose"}, images, targets
-                ),
+        phases = (
+            Phase("short", self.short_epochs, self.short_learning_rate, trainable_blocks=0),
+            Phase(
+                "long",
+                self.long_epochs,
+                self.long_learning_rate,
+                self.unfreeze_blocks,
+                schedule=self.long_schedule,
+            ),
+        )
+        settings = TrainingSettings(
+            optimizer=self.optimizer,
+            batch_size=self.batch_size,
+            class_weight=class_weight,
+            patience=self.patience,
+            cache_features=self.cache_features,
+            jit_compile=resolve_jit_compile(self.jit_compile),
+            verbose=self.verbose,
+        )
+        result = train(
+            self.model_,
+            spec,
+            phases,
+            train_data,
+            validation,
+            settings=settings,
+            seed=seed,
+            strategy=self._strategy,
+            callbacks=list(callbacks or []),
+            checkpoint=checkpoint,
+        )
+        self.history_ = result.history
+        self.long_phase_start_ = self.history_["phase"].count("short")
+        if result.interrupted_phase is not None:
+            warnings.warn(
+                f"Training was interrupted by the user in the {result.interrupted_phase} phase "
+                f"after {len(self.history_['phase'])} epoch(s). The estimator is usable: it "
+                f"keeps the best weights seen on the validation data (else the last ones).",
+                UserWarning,
+                stacklevel=2,
             )
-        phases = (("short", 0), ("long", self.unfreeze_blocks))
-        short_phase_best = None  # (validation accuracy, weights) kept by early stopping
-        for index, (phase, trainable_blocks) in enumerate(phases):
-            if checkpoint is not None and checkpoint.restore_finished_phase(self, phase):
-                if phase == "short":
-                    short_phase_best = self._short_phase_best()
-                continue
-            interrupted = self._run_phase(
-                phase,
-                train,
-                fit_kwargs,
-                trainable_blocks=trainable_blocks,
-                seed=seed + 1 + index,
-                callbacks=list(callbacks or []),
-                checkpoint=checkpoint,
-            )
-            if phase == "short":
-                self.long_phase_start_ = len(self.history_["phase"])
-            if interrupted:
-                warnings.warn(
-                    f"Training was interrupted by the user in the {phase} phase after "
-                    f"{len(self.history_['phase'])} epoch(s). The estimator is usable: it keeps "
-                    f"the best weights seen on the validation data (else the last ones).",
-                    UserWarning,
-                    stacklevel=2,
-                )
-                return self
-            if phase == "short":
-                short_phase_best = self._short_phase_best()
-            if checkpoint is not None:
-                checkpoint.finish_phase(self, phase)
-        self._keep_the_better_phase(short_phase_best)
-        if checkpoint is not None:
-            checkpoint.remove()
         return self
-
-    def _short_phase_best(self):
-        """After the short phase, its best validation accuracy and weights, if early stopping
-        is on and a long phase follows; else None."""
-        early_stopping = self.patience is not None and "val_accuracy" in self.history_
-        if not early_stopping or self.long_epochs == 0:
-            return None
-        best = max(self.history_["val_accuracy"][: self.long_phase_start_], default=None)
-        return None if best is None else (best, self.model_.get_weights())
-
-    def _keep_the_better_phase(self, short_phase_best) -> None:
-        """Early stopping across both phases: if no long-phase epoch beat the short phase's best
-        validation accuracy, go back to the short phase's weights."""
-        if short_phase_best is None:
-            return
-        short_best, short_weights = short_phase_best
-        long_scores = self.history_["val_accuracy"][self.long_phase_start_ :]
-        if long_scores and max(long_scores) <= short_best:
-            self.model_.set_weights(short_weights)
-            if self.verbose:
-                print(
-                    f"[skfer] the long retraining never beat the short one on the validation "
-                    f"data ({max(long_scores):.4f} <= {short_best:.4f}): keeping the short "
-                    f"phase's weights"
-                )
 
     def predict_proba(self, X) -> np.ndarray:
         """Class probabilities, one column per entry of ``classes_``.
@@ -408,10 +376,10 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         images = self._check_predict_input(X)
         proba = self.model_.predict(images, batch_size=self.batch_size, verbose=0)
         if self.test_time_flip:
-            mirrored = self.model_.predict(
-                images[:, :, ::-1], batch_size=self.batch_size, verbose=0
-            )
-            proba = (proba + mirrored) / 2
+            mirrored = images[:, :, ::-1]
+            proba = (
+                proba + self.model_.predict(mirrored, batch_size=self.batch_size, verbose=0)
+            ) / 2
         return proba.astype(np.float64)
 
     def predict(self, X) -> np.ndarray:
@@ -461,54 +429,35 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ training steps
 
-    def _check_params(self) -> None:
-        get_backbone(self.backbone)
-        if self.pooling not in POOLING_CHOICES:
+    def _check_params(self) -> BackboneSpec:
+        """Check every parameter before any work; return the backbone's spec."""
+        check_params(self.get_params(deep=False), self._parameter_constraints)
+        spec = get_backbone(self.backbone)
+        if self.input_size is not None and self.input_size < spec.min_input_size:
             raise ValueError(
-                f"pooling must be one of {POOLING_CHOICES}. Received: pooling={self.pooling!r}"
+                f"Backbone {spec.name!r} needs inputs of at least {spec.min_input_size} pixels; "
+                f"pass a larger input_size. Received: input_size={self.input_size}"
             )
-        if self.distribution not in DISTRIBUTIONS:
-            raise ValueError(
-                f"distribution must be one of {DISTRIBUTIONS}. "
-                f"Received: distribution={self.distribution!r}"
-            )
-        if self.precision not in PRECISIONS:
-            raise ValueError(
-                f"precision must be one of {PRECISIONS}. Received: precision={self.precision!r}"
-            )
-        if self.long_schedule not in LONG_SCHEDULES:
-            raise ValueError(
-                f"long_schedule must be one of {LONG_SCHEDULES}. "
-                f"Received: long_schedule={self.long_schedule!r}"
-            )
-        if self.jit_compile not in JIT_COMPILE_CHOICES:
-            raise ValueError(
-                f"jit_compile must be one of {JIT_COMPILE_CHOICES}. "
-                f"Received: jit_compile={self.jit_compile!r}"
-            )
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(
-                f"optimizer must be one of {sorted(OPTIMIZERS)}. "
-                f"Received: optimizer={self.optimizer!r}"
-            )
-        for name in ("short_epochs", "long_epochs"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or value < 0:
-                raise ValueError(f"{name} must be an integer >= 0. Received: {name}={value!r}")
         if self.short_epochs + self.long_epochs == 0:
             raise ValueError(
                 "short_epochs and long_epochs are both 0: nothing would be trained. "
                 "Received: short_epochs=0, long_epochs=0"
             )
-        if self.validation_fraction is not None and not 0 < self.validation_fraction < 1:
-            raise ValueError(
-                "validation_fraction must be in (0, 1), or None to hold out nothing. "
-                f"Received: validation_fraction={self.validation_fraction!r}"
-            )
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1). Received: dropout={self.dropout!r}")
-        if any(int(units) < 1 for units in self.head):
-            raise ValueError(f"head must list positive layer widths. Received: head={self.head!r}")
+        if isinstance(self.class_weight, dict):
+            weights = list(self.class_weight.values())
+            if not all(weight in Interval(float, 0, None) for weight in weights):
+                raise ValueError(
+                    "class_weight must map labels to numbers >= 0. "
+                    f"Received: class_weight={self.class_weight!r}"
+                )
+        return spec
+
+    def _draw_seed(self) -> int:
+        """The fit's seed, from ``random_state``; None draws fresh entropy, never from the
+        global generators."""
+        if self.random_state is None:
+            return int(np.random.default_rng().integers(np.iinfo(np.int32).max))
+        return int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
 
     def _split_validation(self, images, targets, validation_data, seed):
         """The training arrays and Keras' ``validation_data`` (or None)."""
@@ -546,12 +495,7 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
     def _class_weights(self, targets):
         if self.class_weight is None:
             return None
-        if isinstance(self.class_weight, str):
-            if self.class_weight != "balanced":
-                raise ValueError(
-                    "class_weight must be None, 'balanced' or a dict {label: weight}. "
-                    f"Received: class_weight={self.class_weight!r}"
-                )
+        if self.class_weight == "balanced":
             weights = compute_class_weight(
                 "balanced", classes=np.arange(len(self.classes_)), y=targets
             )
@@ -565,124 +509,6 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
             int(np.searchsorted(self.classes_, label)): float(weight)
             for label, weight in self.class_weight.items()
         }
-
-    def _run_phase(
-        self, phase, train, fit_kwargs, *, trainable_blocks, seed, callbacks, checkpoint
-    ) -> bool:
-        """Compile and fit one phase; append its epochs to ``history_``.
-
-        Returns True if the user interrupted it.
-        """
-        epochs = self.short_epochs if phase == "short" else self.long_epochs
-        if epochs == 0:
-            return False
-        spec = get_backbone(self.backbone)
-        if phase == "short":
-            self.model_.get_layer(BACKBONE_LAYER).trainable = False
-            learning_rate = self.short_learning_rate
-        else:
-            set_backbone_trainable(self.model_, spec.block_ends, trainable_blocks)
-            learning_rate = self.long_learning_rate
-        with strategy_scope(self._strategy):
-            return self._fit_phase(
-                spec, phase, train, fit_kwargs, epochs, learning_rate, callbacks, checkpoint, seed
-            )
-
-    def _fit_phase(
-        self, spec, phase, train, fit_kwargs, epochs, learning_rate, callbacks, checkpoint, seed
-    ) -> bool:
-        """Fit one phase inside the distribution scope (see :meth:`_run_phase`)."""
-        cached = phase == "short" and self.cache_features and not self.augmentation
-        X_train, y_train = train
-        validation = fit_kwargs["validation_data"]
-        if cached:
-            # The frozen backbone's output cannot change during this phase: compute it once.
-            feature_model, trained_model = split_at_pooling(self.model_)
-            graph = {
-                "backbone": spec.name,
-                "input_size": self.model_.get_layer("backbone_input").size,
-                "pooling": self.pooling,
-            }
-
-            def features(images):
-                return feature_cache.features(
-                    feature_model, images, graph=graph, batch_size=self.batch_size
-                )
-
-            X_train = features(X_train)
-            if validation is not None:
-                validation = (features(validation[0]), validation[1])
-        else:
-            trained_model = self.model_
-        # Several steps per call fail under a tf.distribute strategy in Keras 3.15 ("You must
-        # feed a value for placeholder tensor", keras-team/keras#19246): one step there.
-        multi_step = cached and self._strategy is None
-        steps_per_execution = CACHED_STEPS_PER_EXECUTION if multi_step else 1
-        schedule = learning_rate
-        if phase == "long" and self.long_schedule == "cosine":
-            steps_per_epoch = -(-len(y_train) // self.batch_size)
-            schedule = warmup_cosine(learning_rate, steps_per_epoch, epochs)
-        trained_model.compile(
-            optimizer=_make_optimizer(self.optimizer, schedule),
-            loss="sparse_categorical_crossentropy",
-            metrics=["accuracy"],
-            jit_compile=resolve_jit_compile(self.jit_compile),
-            steps_per_execution=steps_per_execution,
-        )
-        user_callbacks, callbacks = callbacks, []
-        early_stopping = None
-        if self.patience is not None and validation is not None:
-            early_stopping = keras.callbacks.EarlyStopping(
-                monitor="val_accuracy",
-                mode="max",
-                patience=self.patience,
-                restore_best_weights=True,
-            )
-            callbacks.append(early_stopping)
-        if checkpoint is not None:
-            callbacks += checkpoint.callbacks(self, phase)
-        callbacks += user_callbacks  # after the backup: they see a saved epoch
-        if self.verbose:
-            trainable = sum(int(np.prod(w.shape)) for w in self.model_.trainable_weights)
-            print(
-                f"[skfer] {phase} retraining of {spec.name}: up to {epochs} epoch(s) at "
-                f"learning rate {learning_rate:g}"
-                + (" (warm-up, cosine decay)" if schedule is not learning_rate else "")
-                + f", {trainable:,} trainable parameters"
-                + (", on cached backbone features" if cached else "")
-            )
-        start = 0 if phase == "short" else self.long_phase_start_
-        done = len(self.history_["phase"])  # past ``start`` when resuming a phase
-        keras.utils.set_random_seed(seed)  # same shuffles and dropout, cached or not
-        try:
-            history = trained_model.fit(
-                X_train,
-                y_train,
-                epochs=start + epochs,
-                initial_epoch=done,
-                shuffle=True,
-                callbacks=callbacks,
-                **{**fit_kwargs, "validation_data": validation},
-            )
-        except KeyboardInterrupt:
-            history = trained_model.history  # the epochs that finished
-            if early_stopping is not None and early_stopping.best_weights is not None:
-                trained_model.set_weights(early_stopping.best_weights)
-            self._record(phase, history)
-            return True
-        self._record(phase, history)
-        return False
-
-    def _record(self, phase, history) -> None:
-        """Append a Keras ``History``'s epochs to ``history_`` (a resumed fit may repeat some)."""
-        if not history.epoch:
-            return
-        first = history.epoch[0]
-        for key in list(self.history_):
-            del self.history_[key][first:]
-        for key, values in history.history.items():
-            self.history_.setdefault(key, [np.nan] * first).extend(float(v) for v in values)
-        self.history_["phase"].extend([phase] * len(history.epoch))
 
     def _check_predict_input(self, X, name: str = "X") -> np.ndarray:
         check_is_fitted(self, "model_")

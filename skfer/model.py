@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+import threading
 from collections.abc import Sequence
 
 import keras
@@ -17,7 +19,9 @@ from .layers import (
 __all__ = [
     "BACKBONE_LAYER",
     "POOLING_CHOICES",
+    "POOLING_LAYER",
     "build_transfer_model",
+    "is_augmented",
     "set_backbone_trainable",
     "split_at_pooling",
 ]
@@ -25,6 +29,8 @@ __all__ = [
 BACKBONE_LAYER = "backbone"
 POOLING_LAYER = "pool"
 POOLING_CHOICES = ("avg", "max", "flatten")
+AUGMENTATION_PREFIX = "augment"  # FaceAugmentation; files saved before it: "augment_flip", ...
+_PYTHON_RANDOM_LOCK = threading.Lock()  # builds in parallel threads must not interleave
 
 
 def build_transfer_model(
@@ -73,17 +79,21 @@ def build_transfer_model(
     batchnorm_training : bool
         See :class:`~skfer.layers.FrozenStatisticsBackbone`.
     seed : int
-        Seed of the head's initialisers and the augmentation.
+        Seed of the initialisers (the backbone's too, without weights) and the augmentation.
+        Python's global generator is seeded during the build and then given back its state.
     precision : {'float32', 'mixed_float16', 'mixed_bfloat16'}
         Keras dtype policy of the layers; the softmax output stays float32.
     """
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(precision)
-    try:
-        return _build(spec, channels, n_classes, input_size, weights, head, dropout, pooling,
-                      augmentation, batchnorm_training, seed, cache_dir)  # fmt: skip
-    finally:
-        keras.config.set_dtype_policy(previous)
+    with _PYTHON_RANDOM_LOCK:
+        previous_policy, previous_random = keras.config.dtype_policy(), random.getstate()
+        keras.config.set_dtype_policy(precision)
+        random.seed(seed)  # Keras seeds unseeded initialisers from Python's generator
+        try:
+            return _build(spec, channels, n_classes, input_size, weights, head, dropout, pooling,
+                          augmentation, batchnorm_training, seed, cache_dir)  # fmt: skip
+        finally:
+            keras.config.set_dtype_policy(previous_policy)
+            random.setstate(previous_random)
 
 
 def _build(spec, channels, n_classes, input_size, weights, head, dropout, pooling,
@@ -154,6 +164,11 @@ def set_backbone_trainable(model: keras.Model, block_ends: Sequence[str], blocks
         first_trainable = names.index(block_ends[len(block_ends) - blocks - 1]) + 1
     for position, layer in enumerate(layers):
         layer.trainable = position >= first_trainable
+
+
+def is_augmented(model: keras.Model) -> bool:
+    """Whether ``model`` has the random augmentation layers (active in training only)."""
+    return any(layer.name.startswith(AUGMENTATION_PREFIX) for layer in model.layers)
 
 
 def split_at_pooling(model: keras.Model) -> tuple[keras.Model, keras.Model]:

@@ -35,6 +35,26 @@ def _json_label(value):
     return value.item() if isinstance(value, np.generic) else value
 
 
+def _encode_param(value):
+    """A parameter as JSON: paths and dicts are tagged so that :func:`_decode_param` gives
+    back a ``Path`` and a dict with its original (non-string) keys."""
+    if isinstance(value, os.PathLike):
+        return {"path": os.fspath(value)}
+    if isinstance(value, dict):
+        return {"dict": [[_json_label(key), _json_label(item)] for key, item in value.items()]}
+    if isinstance(value, tuple):
+        return list(value)
+    return _json_label(value)
+
+
+def _decode_param(value):
+    if isinstance(value, dict) and "path" in value:
+        return Path(value["path"])
+    if isinstance(value, dict) and "dict" in value:
+        return {key: item for key, item in value["dict"]}
+    return value
+
+
 def save(estimator, path: str | os.PathLike) -> Path:
     """Write a fitted ``TransferCNNClassifier`` to ``path`` (a ``.skfer`` zip file).
 
@@ -47,8 +67,7 @@ def save(estimator, path: str | os.PathLike) -> Path:
     from sklearn.utils.validation import check_is_fitted
 
     check_is_fitted(estimator, "model_")
-    params = estimator.get_params()
-    params["weights"] = None if params["weights"] is None else str(params["weights"])
+    params = {name: _encode_param(value) for name, value in estimator.get_params().items()}
     try:
         state = {
             "format": FORMAT_VERSION,
@@ -113,7 +132,7 @@ def load(path: str | os.PathLike):
             f"Load it with the skfer version that wrote it, or retrain. "
             f"Received: format={state.get('format')!r}, class={state.get('class')!r}"
         )
-    params = state["params"]
+    params = {name: _decode_param(value) for name, value in state["params"].items()}
     params["head"] = tuple(params["head"])
     estimator = TransferCNNClassifier(**params)
     estimator.classes_ = np.asarray(state["classes"], dtype=np.dtype(state["classes_dtype"]))

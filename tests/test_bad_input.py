@@ -24,7 +24,7 @@ LABELS = np.arange(40) % 2
 GOOD_ROW = "3," + " ".join(["128"] * 2304) + ",Training"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def fitted():
     from conftest import TINY
 
@@ -91,6 +91,15 @@ CASES = {
     "unknown optimizer": (lambda t: _fit(optimizer="adagrad"), ValueError, "optimizer must be one of", "adam"),
     "negative epochs": (lambda t: _fit(long_epochs=-1), ValueError, "long_epochs must be an integer >= 0", ">= 0"),
     "class_weight naming an absent label": (lambda t: _fit(class_weight={7: 2.0}), ValueError, "not in y", "class_weight"),
+    "negative unfreeze_blocks": (lambda t: _fit(unfreeze_blocks=-1), ValueError, "unfreeze_blocks must be None or an integer >= 0", "Received: unfreeze_blocks=-1"),
+    "zero batch_size": (lambda t: _fit(batch_size=0), ValueError, "batch_size must be an integer >= 1", "Received: batch_size=0"),
+    "zero learning rate": (lambda t: _fit(long_learning_rate=0.0), ValueError, "long_learning_rate must be a number > 0", "Received"),
+    "negative patience": (lambda t: _fit(patience=-1), ValueError, "patience must be None or an integer >= 0", "Received: patience=-1"),
+    "input_size below the tiny backbone's minimum": (lambda t: _fit(input_size=4), ValueError, "at least 8 pixels", "larger input_size"),
+    "negative verbose": (lambda t: _fit(verbose=-1), ValueError, "verbose must be an integer >= 0", "Received: verbose=-1"),
+    "unknown class_weight string": (lambda t: _fit(class_weight="auto"), ValueError, "class_weight must be None, one of \\('balanced',\\) or a dict", "Received: class_weight='auto'"),
+    "a head layer of 0 units": (lambda t: _fit(head=(0,)), ValueError, "head must be a list or tuple whose items are each an integer >= 1", "Received: head=\\(0,\\)"),
+    "dropout of 1": (lambda t: _fit(dropout=1.0), ValueError, r"dropout must be a number in \[0, 1\)", "Received: dropout=1.0"),
     "validation labels absent from y": (lambda t: lambda: _fit()().fit(IMAGES, LABELS, validation_data=(IMAGES, LABELS + 5)), ValueError, "labels absent from y", "same classes"),
     # weight files
     "weights path missing": (lambda t: _weights(t, "missing"), WeightsFileError, "existing weight file", "None"),
@@ -123,6 +132,18 @@ def test_bad_input_is_a_clear_error(case, tmp_path):
 
     assert re.search(problem, message, re.S), message
     assert re.search(fix, message, re.S), message
+
+
+@pytest.mark.parametrize("params", [{"unfreeze_blocks": -1}, {"class_weight": {7: 2.0}}])
+def test_bad_parameters_fail_before_any_work(params, monkeypatch):
+    import skfer.classifier
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("the model was built before the parameters were checked")
+
+    monkeypatch.setattr(skfer.classifier, "build_transfer_model", no_build)
+    with pytest.raises(ValueError):
+        _fit(**params)()
 
 
 def test_predict_before_fit_says_to_fit():

@@ -48,9 +48,9 @@ def test_same_backbone_and_data_compute_features_once(tiny_params):
 
 @pytest.mark.parametrize(
     "change",
-    ["data", "input_size", "weights"],
+    ["data", "input_size", "weights", "precision"],
 )
-def test_cache_is_invalidated_when_data_weights_or_input_size_change(tiny_params, change):
+def test_cache_is_invalidated_when_data_weights_input_size_or_precision_change(tiny_params, change):
     X, y = two_class_images(64, 16, darken=3)
     params = {**tiny_params, "long_epochs": 0}
     TransferCNNClassifier(**params).fit(X, y)
@@ -59,6 +59,8 @@ def test_cache_is_invalidated_when_data_weights_or_input_size_change(tiny_params
         X[0, 0, 0] ^= 1
     elif change == "input_size":
         params["input_size"] = 12
+    elif change == "precision":
+        params["precision"] = "mixed_bfloat16"
     else:
         params["random_state"] = 1  # another random initialisation of the backbone
     TransferCNNClassifier(**params).fit(X, y)

@@ -10,6 +10,7 @@ from conftest import two_class_images
 from skfer import TransferCNNClassifier, get_backbone
 from skfer.layers import BackboneInput, BackbonePreprocessing
 from skfer.model import BACKBONE_LAYER, build_transfer_model, set_backbone_trainable
+from skfer.training import Phase, TrainingSettings, train
 
 
 def _images(n=64, size=20, seed=0):
@@ -88,48 +89,31 @@ def _snapshot(model):
     return [w.copy() for w in backbone.get_weights()], [w.copy() for w in head.get_weights()]
 
 
-class PhaseRecorder(TransferCNNClassifier):
-    """Records backbone and head weights after each phase (test instrumentation only)."""
-
-    def _run_phase(self, phase, train, fit_kwargs, **kwargs):
-        if not hasattr(self, "snapshots"):
-            self.snapshots = {"start": _snapshot(self.model_)}
-        super()._run_phase(phase, train, fit_kwargs, **kwargs)
-        self.snapshots[phase] = _snapshot(self.model_)
-
-
 @pytest.mark.slow
-def test_fit_runs_both_phases_on_real_fer2013(fer2013_subset, mobilenet_imagenet_weights):
-    X, y, X_test, _ = fer2013_subset
-    clf = PhaseRecorder(
-        "mobilenet",
-        weights=mobilenet_imagenet_weights,
-        input_size=32,
+def test_both_phases_on_real_fer2013(fer2013_subset, mobilenet_imagenet_weights):
+    X, y, X_test, y_test = fer2013_subset
+    spec = get_backbone("mobilenet")
+    model = build_transfer_model(
+        spec, channels=1, n_classes=7, input_size=32, weights=mobilenet_imagenet_weights,
         head=(64,),
-        short_epochs=2,
-        long_epochs=2,
-        batch_size=32,
-        validation_fraction=0.2,
-        patience=None,
-        random_state=0,
-        verbose=0,
-    ).fit(X, y)
-    (backbone0, head0), (backbone1, head1), (backbone2, head2) = (
-        clf.snapshots["start"],
-        clf.snapshots["short"],
-        clf.snapshots["long"],
-    )
+    )  # fmt: skip
+    settings = TrainingSettings(batch_size=32, patience=None, verbose=0)
+    snapshots = [_snapshot(model)]
+    history = []
+    for phase in (Phase("short", 2, 1e-3, 0), Phase("long", 2, 1e-4, None)):
+        result = train(model, spec, [phase], (X, y), (X_test, y_test), settings=settings, seed=0)
+        snapshots.append(_snapshot(model))
+        history += result.history["phase"]
+        assert len(result.history["val_accuracy"]) == 2
+    (backbone0, head0), (backbone1, head1), (backbone2, head2) = snapshots
     unchanged = [np.array_equal(a, b) for a, b in zip(backbone0, backbone1, strict=True)]
     assert all(unchanged), "phase 1 moved the backbone"
     assert not all(np.array_equal(a, b) for a, b in zip(backbone1, backbone2, strict=True)), (
         "phase 2 froze it"
     )
     assert not np.array_equal(head0[0], head1[0]) and not np.array_equal(head1[0], head2[0])
-    assert (
-        clf.history_["phase"] == ["short", "short", "long", "long"] and clf.long_phase_start_ == 2
-    )
-    assert len(clf.history_["val_accuracy"]) == 4
-    proba = clf.predict_proba(X_test)
+    assert history == ["short", "short", "long", "long"]
+    proba = keras.ops.convert_to_numpy(model.predict(X_test, verbose=0))
     assert proba.shape == (len(X_test), 7) and (proba >= 0).all()
     np.testing.assert_allclose(proba.sum(axis=1), 1, atol=1e-5)
 
@@ -153,3 +137,26 @@ def test_without_early_stopping_the_long_phase_weights_stay(tiny_params):
     wrecked = TransferCNNClassifier(**{**params, "long_epochs": 2, "long_learning_rate": 1e3})
     wrecked.fit(X, y)
     assert not np.allclose(wrecked.predict_proba(X), short_only.predict_proba(X), atol=1e-6)
+
+
+def test_unfreeze_blocks_trains_only_the_top_blocks(tiny_params):
+    X, y = _images()
+    kernels = []
+
+    class Kernels(keras.callbacks.Callback):
+        def _record(self):
+            if BACKBONE_LAYER in [layer.name for layer in self.model.layers]:  # the long phase
+                backbone = self.model.get_layer(BACKBONE_LAYER).backbone
+                kernels.append([backbone.get_layer(n).get_weights()[0] for n in ("conv1", "conv2")])
+
+        def on_train_begin(self, logs=None):
+            self._record()
+
+        def on_train_end(self, logs=None):
+            self._record()
+
+    params = {**tiny_params, "short_epochs": 1, "long_epochs": 2, "unfreeze_blocks": 1}
+    TransferCNNClassifier(**params).fit(X, y, callbacks=[Kernels()])
+    (conv1_before, conv2_before), (conv1_after, conv2_after) = kernels
+    assert np.array_equal(conv1_before, conv1_after)  # below the top block: frozen
+    assert not np.array_equal(conv2_before, conv2_after)  # the top block learned

@@ -91,3 +91,24 @@ def test_pipeline_with_a_downstream_sklearn_classifier(tiny_params):
         TransferCNNClassifier(**tiny_params), TransferCNNClassifier(**{**tiny_params, "head": (4,)})
     )
     assert union.fit(X, y).transform(X).shape == (len(X), 12)
+
+
+def test_non_default_parameters_survive_save_and_load(tmp_path, tiny_params):
+    from pathlib import Path
+
+    X, y = _data()
+    params = {
+        **tiny_params,
+        "class_weight": {"happy": 2.0, "sad": 1.0},
+        "checkpoint_dir": tmp_path / "checkpoint",
+        "random_state": np.int64(3),
+        "head": (4, 4),
+        "pooling": "max",
+        "optimizer": "rmsprop",
+    }
+    clf = TransferCNNClassifier(**params).fit(X, y)
+    restored = skfer.load(clf.save(tmp_path / "model.skfer"))
+    assert restored.get_params() == clf.get_params()
+    assert isinstance(restored.checkpoint_dir, Path)
+    restored.fit(X, y)  # class_weight's keys are labels again, not strings
+    assert restored.predict(X).shape == (len(X),)

@@ -12,6 +12,7 @@ import warnings
 import keras
 import numpy as np
 import pytest
+from conftest import two_class_images
 
 from skfer import TransferCNNClassifier
 
@@ -103,3 +104,70 @@ def test_ctrl_c_leaves_a_usable_estimator_with_a_warning(tiny_params):
     assert any("interrupted by the user in the long phase" in str(w.message) for w in caught)
     assert clf.history_["phase"] == ["short", "short"]  # epoch 2 did not finish
     assert clf.predict_proba(X).shape == (64, 2)
+
+
+class _CtrlCAtEpoch(keras.callbacks.Callback):
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt
+
+
+def test_ctrl_c_in_the_long_phase_keeps_the_better_phase(tiny_params):
+    X, y = two_class_images(96, 16, darken=4)
+    params = {**tiny_params, "short_epochs": 4, "validation_fraction": 0.25, "patience": 2}
+    short_only = TransferCNNClassifier(**{**params, "long_epochs": 0}).fit(X, y)
+    wrecking = {**params, "long_epochs": 3, "long_learning_rate": 1e3}
+    with pytest.warns(UserWarning, match="interrupted by the user in the long phase"):
+        clf = TransferCNNClassifier(**wrecking).fit(X, y, callbacks=[_CtrlCAtEpoch(5)])
+    assert clf.history_["phase"].count("long") >= 1  # then Ctrl-C in a later long epoch
+    np.testing.assert_allclose(clf.predict_proba(X), short_only.predict_proba(X), atol=1e-6)
+
+
+def test_resume_inside_the_short_phase(tmp_path, tiny_params):
+    X, y = two_class_images(64, 16, darken=3)
+    params = {**tiny_params, "short_epochs": 3, "long_epochs": 1, "checkpoint_dir": tmp_path}
+
+    class Begun(keras.callbacks.Callback):
+        epochs = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epochs.append(epoch)
+
+    with pytest.warns(UserWarning, match="interrupted by the user in the short phase"):
+        TransferCNNClassifier(**params).fit(X, y, callbacks=[_CtrlCAtEpoch(1)])
+    Begun.epochs = []
+    clf = TransferCNNClassifier(**params).fit(X, y, callbacks=[Begun()])
+    assert Begun.epochs == [2, 3]  # epochs 0 and 1 finished before Ctrl-C
+    assert clf.history_["phase"] == ["short"] * 3 + ["long"]
+    assert not (tmp_path / "state.json").exists()
+
+
+def test_a_resumed_fit_without_random_state_keeps_its_validation_split(
+    tmp_path, tiny_params, monkeypatch
+):
+    import skfer.classifier
+
+    seeds = []
+    split = skfer.classifier.train_test_split
+
+    def recording_split(*args, random_state, **kwargs):
+        seeds.append(random_state)
+        return split(*args, random_state=random_state, **kwargs)
+
+    monkeypatch.setattr(skfer.classifier, "train_test_split", recording_split)
+    X, y = two_class_images(64, 16, darken=3)
+    params = {
+        **tiny_params,
+        "random_state": None,
+        "validation_fraction": 0.25,
+        "long_epochs": 2,
+        "checkpoint_dir": tmp_path,
+    }
+    with pytest.warns(UserWarning, match="interrupted"):
+        TransferCNNClassifier(**params).fit(X, y, callbacks=[_CtrlCAtEpoch(1)])
+    TransferCNNClassifier(**params).fit(X, y)
+    assert len(seeds) == 2 and seeds[0] == seeds[1]

@@ -46,15 +46,17 @@ def test_mirrored_strategy_over_two_logical_cpu_devices_fits_and_predicts():
     assert "PROBA (64, 2) True" in result.stdout
 
 
-@pytest.mark.parametrize("precision", ["mixed_bfloat16"])
-def test_mixed_precision_keeps_a_float32_output(tiny_params, precision):
+@pytest.mark.parametrize(
+    ("precision", "compute_dtype"), [("mixed_bfloat16", "bfloat16"), ("mixed_float16", "float16")]
+)
+def test_mixed_precision_keeps_a_float32_output(tiny_params, precision, compute_dtype):
     import keras
 
     rng = np.random.default_rng(0)
     X = rng.integers(0, 256, (32, 16, 16)).astype(np.uint8)
     y = np.arange(32) % 2
     clf = TransferCNNClassifier(**tiny_params, precision=precision).fit(X, y)
-    assert clf.model_.get_layer("head_dense_1").compute_dtype == "bfloat16"
+    assert clf.model_.get_layer("head_dense_1").compute_dtype == compute_dtype
     assert clf.model_.output.dtype == "float32"
     assert keras.config.dtype_policy().name == "float32"  # the global policy is left alone
     np.testing.assert_allclose(clf.predict_proba(X).sum(axis=1), 1, rtol=1e-5)
