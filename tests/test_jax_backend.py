@@ -25,7 +25,9 @@ ROUND_TRIP = textwrap.dedent(
     compiled = []
     plain_jit = jax.jit
 
-    def recording_jit(function, *args, **kwargs):
+    def recording_jit(function=None, *args, **kwargs):
+        if function is None:  # used as @jax.jit(static_argnames=...)
+            return lambda decorated: recording_jit(decorated, *args, **kwargs)
         compiled.append(getattr(function, "__name__", repr(function)))
         return plain_jit(function, *args, **kwargs)
 
