@@ -4,7 +4,8 @@ The CSV parser is vectorised with numpy: the file is decompressed in pieces on t
 thread while a worker thread parses whole lines of the previous pieces, so a full
 FER2013 CSV loads in about the time it takes to decompress it. Every row is validated:
 a row that the fast path cannot take is re-parsed in pure Python, which accepts it
-(leading zeros, tabs, padded fields) or raises a ``ValueError`` naming its CSV line.
+(leading zeros, tabs, padded fields) or raises a
+:class:`~skfer.errors.DataFileError` naming its CSV line.
 Nothing is silently dropped or coerced.
 
 The integrity report (duplicates, conflicting labels, blank images) lives in
@@ -23,6 +24,8 @@ from typing import NamedTuple
 
 import numpy as np
 from sklearn.utils import Bunch
+
+from .errors import DataFileError
 
 FER2013_CLASSES: tuple[str, ...] = (
     "angry",
@@ -86,9 +89,11 @@ def load_fer2013(path: str | os.PathLike, *, splits: Sequence[str] | None = None
     ------
     FileNotFoundError
         If ``path`` does not exist.
-    ValueError
+    DataFileError
         If the data are malformed (the message names the line or file), or a requested
-        split is unknown or absent.
+        split is absent (a ``ValueError``).
+    ValueError
+        If a requested split name is unknown.
     """
     source = os.fspath(path)
     wanted = _check_splits(splits)
@@ -107,7 +112,7 @@ def load_fer2013(path: str | os.PathLike, *, splits: Sequence[str] | None = None
         wanted = present
     missing = [name for name in wanted if name not in present]
     if missing:
-        raise ValueError(
+        raise DataFileError(
             f"Split(s) {missing} requested but not in '{source}', which holds {list(present)}. "
             f"Request only splits that are present. Received: splits={splits!r}"
         )
@@ -181,12 +186,12 @@ def _iter_pieces(path: Path) -> Iterator[bytes]:
                         yield piece
                     block = inflater.unused_data
         except zlib.error as error:
-            raise ValueError(
+            raise DataFileError(
                 f"'{path}' is not a valid gzip file ({error}). Re-download or re-compress it. "
                 + _received(path.name)
             ) from error
         if not inflater.eof:
-            raise ValueError(
+            raise DataFileError(
                 f"'{path}' is a truncated gzip file. Re-download or re-compress it. "
                 + _received(path.name)
             )
@@ -201,7 +206,7 @@ def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarra
         if b"\n" in head:
             break
     if not head.strip():
-        raise ValueError(
+        raise DataFileError(
             f"'{path}' is empty; expected a CSV with the header 'emotion,pixels,Usage'. "
             f"Re-download the file. Received: {path.name!r}"
         )
@@ -234,7 +239,7 @@ def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarra
             submit(last + b"\n")
         results.extend(future.result() for future in queue)
     if not results:
-        raise ValueError(
+        raise DataFileError(
             f"'{path}' has a header but no data rows; expected one row per image after "
             "line 1. " + _received(header.decode("utf-8", "replace").strip())
         )
@@ -250,7 +255,7 @@ def _parse_header(header: bytes, source: str) -> _Layout:
     names = [name.strip().strip('"').lower() for name in text.split(",")]
     missing = [column for column in _HEADER if column.lower() not in names]
     if missing:
-        raise ValueError(
+        raise DataFileError(
             f"'{source}' line 1: the CSV header lacks column(s) {missing}; expected the "
             f"Kaggle FER2013 header '{','.join(_HEADER)}'. Fix the header line. " + _received(text)
         )
@@ -344,43 +349,43 @@ def _parse_chunk(
 
 
 def _parse_row(line: bytes, layout: _Layout, line_number: int) -> tuple[np.ndarray, int, int]:
-    """Parse one CSV line in pure Python, raising a precise ``ValueError`` if it is bad."""
+    """Parse one CSV line in pure Python, raising a precise ``DataFileError`` if it is bad."""
     where = f"'{layout.source}' line {line_number} (data row {line_number - 2})"
     text = line.decode("utf-8", "replace").rstrip("\r")
     fields = text.split(",")
     if len(fields) != layout.n_columns:
-        raise ValueError(
+        raise DataFileError(
             f"{where} has {len(fields)} comma-separated field(s); expected "
             f"{layout.n_columns} as in the header. Fix or remove the row. " + _received(text)
         )
     emotion = fields[layout.emotion].strip()
     if not (emotion.isascii() and emotion.isdigit() and int(emotion) < len(FER2013_CLASSES)):
-        raise ValueError(
+        raise DataFileError(
             f"{where}: emotion must be an integer label 0..{len(FER2013_CLASSES) - 1} "
             f"({', '.join(FER2013_CLASSES)}). Fix or remove the row. " + _received(emotion)
         )
     tokens = fields[layout.pixels].split()
     for index, token in enumerate(tokens):
         if not (token.isascii() and token.isdigit()):
-            raise ValueError(
+            raise DataFileError(
                 f"{where}: pixel {index} is not a number; pixels must be space-separated "
                 f"integers 0..255. Fix or remove the row. " + _received(token)
             )
     if len(tokens) != _N_PIXELS:
-        raise ValueError(
+        raise DataFileError(
             f"{where} has {len(tokens)} pixel values; expected {_N_PIXELS} "
             f"({_SIDE}x{_SIDE}). Fix or remove the row. " + _received(fields[layout.pixels])
         )
     values = np.array([int(token) for token in tokens])
     if values.max() > 255:
         index = int(values.argmax())
-        raise ValueError(
+        raise DataFileError(
             f"{where}: pixel {index} is {values[index]}; pixel values must be integers "
             f"0..255. Fix or remove the row. " + _received(tokens[index])
         )
     usage = fields[layout.usage].strip()
     if usage not in SPLIT_ATTRIBUTES:
-        raise ValueError(
+        raise DataFileError(
             f"{where}: unknown Usage; expected one of {list(SPLIT_ATTRIBUTES)}. Fix or "
             f"remove the row. " + _received(usage)
         )
@@ -401,7 +406,7 @@ def _read_image_folder(root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
             continue
         default_split = _FOLDER_SPLITS.get(split_dir.name.lower())
         if default_split is None:
-            raise ValueError(
+            raise DataFileError(
                 f"Unexpected folder '{split_dir}' in the FER2013 image folder; expected only "
                 f"'train' and 'test' subfolders, each with one folder per class ({valid}). "
                 + _received(split_dir.name)
@@ -409,13 +414,13 @@ def _read_image_folder(root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
         for class_dir in _visible(split_dir):
             label = class_dir.name.lower()
             if not class_dir.is_dir() or label not in FER2013_CLASSES:
-                raise ValueError(
+                raise DataFileError(
                     f"Unknown class folder '{class_dir}'; FER2013 class folders are named "
                     f"{valid} (any case). Rename or remove it. " + _received(class_dir.name)
                 )
             for file in _visible(class_dir):
                 if file.suffix.lower() not in _IMAGE_SUFFIXES or not file.is_file():
-                    raise ValueError(
+                    raise DataFileError(
                         f"'{file}' is not a {'/'.join(_IMAGE_SUFFIXES)} image file; the class "
                         "folders may hold only images. Remove or convert it. "
                         + _received(file.name)
@@ -424,7 +429,7 @@ def _read_image_folder(root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
                 split = prefix if prefix in SPLIT_ATTRIBUTES else default_split
                 files.append((file.relative_to(root).as_posix(), split, label))
     if not files:
-        raise ValueError(
+        raise DataFileError(
             f"No images found under '{root}'; expected the Kaggle FER2013 layout "
             f"<folder>/train/<class>/*.png|jpg|jpeg and <folder>/test/<class>/*. "
             + _received(str(root))
@@ -438,12 +443,12 @@ def _read_image_folder(root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
                 file.read_bytes(), channels=1, expand_animations=False
             ).numpy()
         except tf.errors.OpError as error:
-            raise ValueError(
+            raise DataFileError(
                 f"Cannot decode image '{file}' ({error.message.strip()}). Replace or remove "
                 "the file. " + _received(file.name)
             ) from error
         if image.shape[:2] != (_SIDE, _SIDE):
-            raise ValueError(
+            raise DataFileError(
                 f"Image '{file}' is {image.shape[1]}x{image.shape[0]} pixels; FER2013 images "
                 f"must be {_SIDE}x{_SIDE} (this loader does not resize). Resize or remove it. "
                 + _received(file.name)
