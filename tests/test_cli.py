@@ -305,7 +305,7 @@ def test_truncated_model_is_an_invalid_file(trained, small_csv, tmp_path, capsys
     data = trained[1].read_bytes()
     truncated = tmp_path / "truncated.skfer"
     truncated.write_bytes(data[: len(data) // 2])
-    assert main(["evaluate", str(truncated), "--data", str(small_csv)]) == 4
+    assert main(["evaluate", str(truncated), "--data", str(small_csv), "--quiet"]) == 4
     err = capsys.readouterr().err
     assert err.startswith(f"error: '{truncated}' is truncated or not an skfer model file")
     assert "Traceback" not in err
