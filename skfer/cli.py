@@ -5,36 +5,61 @@
     skfer predict model.skfer photo.jpg --annotate faces.png
     skfer reproduce --preset quick
 
-Exit codes: 0 success; 2 usage error (bad option, missing input file); 3 weights could not be
-downloaded; 4 invalid data, model, weight or image file.
+Exit codes: 0 success; 1 unexpected error (a bug); 2 usage error (bad option, missing input
+file or package); 3 weights could not be downloaded; 4 invalid data, model, weight or image
+file (predict: some image failed); 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
+import math
 import os
 import sys
-import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from . import __version__
 from .datasets import FER2013_CLASSES, SPLIT_ATTRIBUTES
+from .errors import DataFileError
 
 __all__ = ["build_parser", "main"]
 
-# Quiets TensorFlow's C++ log where TensorFlow is imported after this line (the commands import
-# it). skfer/__init__.py imports it first today, so only a setting there or in the shell counts.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
+EXIT_UNEXPECTED = 1
+EXIT_USAGE = 2
 EXIT_DOWNLOAD_FAILED = 3
 EXIT_INVALID_FILE = 4
+EXIT_INTERRUPTED = 130
 
 _PRESETS = ("cpu", "gpu", "paper", "quick")  # sorted(skfer.reproduce.PRESETS), without importing TF
 _SHARED = Path(__file__).resolve().parents[2] / "shared"  # as examples/reproduce_table.py
-# Loaders whose ValueError means a bad input file (exit 4), not a bug (traceback).
-_LOADERS = {("datasets", "load_fer2013"), ("persistence", "load"), ("faces", "load_image")}
+
+
+def _number(kind: Callable, low: float, high: float = math.inf, *, open_low: bool = False):
+    """An argparse ``type``: ``kind(text)`` within ``[low, high)`` (``(low, high)``: open_low)."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = math.nan
+        if not (low < value if open_low else low <= value) or not value < high:
+            bound = f"> {low}" if open_low else f">= {low}"
+            bound += "" if high == math.inf else f" and < {high}"
+            raise argparse.ArgumentTypeError(f"must be {kind.__name__} {bound}, got {text!r}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+_COUNT = _number(int, 0)
+_POSITIVE = _number(int, 1)
+_RATE = _number(float, 0, open_low=True)
+_FRACTION = _number(float, 0, 1, open_low=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,9 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
         "train",
         parents=[common],
         help="train a classifier on FER2013's Training split",
-        description="Train a TransferCNNClassifier on the Training split (PublicTest, when "
-        "present, is the validation data for early stopping; else 10% of Training) and "
-        "save it. Unset options keep TransferCNNClassifier's defaults.",
+        description="Train a TransferCNNClassifier on the Training split, with a stratified "
+        "part of Training held out for early stopping, and save it; print the held-out "
+        "accuracy and the accuracy on each test split of --data (never used in training). "
+        "Unset options keep TransferCNNClassifier's defaults.",
     )
     train.add_argument("--data", required=True, help="FER2013 CSV (.csv or .csv.gz) or folder")
     train.add_argument("--backbone", required=True, help="a name from skfer.list_backbones()")
@@ -66,15 +92,22 @@ def build_parser() -> argparse.ArgumentParser:
         "initialisation (default: the backbone's default source)",
     )
     _suppressed = dict(default=argparse.SUPPRESS)
-    train.add_argument("--input-size", type=int, help="backbone input side in px", **_suppressed)
-    train.add_argument("--short-epochs", type=int, help="frozen-backbone epochs", **_suppressed)
-    train.add_argument("--long-epochs", type=int, help="fine-tuning epochs", **_suppressed)
-    train.add_argument("--short-lr", type=float, help="short-phase learning rate", **_suppressed)
-    train.add_argument("--long-lr", type=float, help="long-phase learning rate", **_suppressed)
-    train.add_argument("--batch-size", type=int, help="images per step", **_suppressed)
+    train.add_argument("--input-size", type=_POSITIVE, help="input side in px", **_suppressed)
+    train.add_argument("--short-epochs", type=_COUNT, help="frozen-backbone epochs", **_suppressed)
+    train.add_argument("--long-epochs", type=_COUNT, help="fine-tuning epochs", **_suppressed)
+    train.add_argument("--short-lr", type=_RATE, help="short-phase learning rate", **_suppressed)
+    train.add_argument("--long-lr", type=_RATE, help="long-phase learning rate", **_suppressed)
+    train.add_argument("--batch-size", type=_POSITIVE, help="images per step", **_suppressed)
     train.add_argument("--augment", action="store_true", help="random mirror, shift, rotate, zoom")
     train.add_argument(
-        "--limit-per-class", type=int, metavar="N", help="train on at most N images per class"
+        "--limit-per-class", type=_POSITIVE, metavar="N", help="use at most N images per class"
+    )
+    train.add_argument(
+        "--holdout",
+        type=_FRACTION,
+        default=0.1,
+        metavar="FRACTION",
+        help="part of Training held out for early stopping (default: %(default)s)",
     )
     train.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     train.add_argument("--out", required=True, metavar="MODEL.skfer", help="model file to write")
@@ -149,44 +182,103 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line on ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
+    """Run the command line on ``argv`` (default: ``sys.argv[1:]``); return the exit code.
+
+    Every error ends in one ``error:`` line on stderr and the exit code of the module
+    docstring, never in a traceback.
+    """
     args = build_parser().parse_args(argv)
     for dest, label in args.inputs.items():
         values = getattr(args, dest)
         for value in values if isinstance(values, list) else [values]:
             if value is not None and not Path(value).exists():
                 args.parser.error(f"{label} {value}: no such file or folder")
-
-    from .backbones import WeightsDownloadError
-
     try:
-        return args.run(args)
-    except WeightsDownloadError as error:
-        hint = " On the command line: --weights PATH." if args.command == "train" else ""
-        return _fail(f"{error}{hint}", EXIT_DOWNLOAD_FAILED)
-    except ValueError as error:
-        if not _is_invalid_file(error):
-            raise
+        _start_backend(args)
+        from .backbones import WeightsDownloadError, WeightsFileError
+
+        try:
+            return args.run(args)
+        except WeightsDownloadError as error:
+            hint = " On the command line: --weights PATH." if args.command == "train" else ""
+            return _fail(f"{error}{hint}", EXIT_DOWNLOAD_FAILED)
+        except WeightsFileError as error:
+            return _fail(error, EXIT_INVALID_FILE)
+    except DataFileError as error:
         return _fail(error, EXIT_INVALID_FILE)
+    except OSError as error:  # a file that cannot be read or written
+        return _fail(error, EXIT_INVALID_FILE)
+    except ImportError as error:  # a missing optional package; the message says which
+        return _fail(error, EXIT_USAGE)
+    except KeyboardInterrupt:
+        return _fail("interrupted", EXIT_INTERRUPTED)
+    except Exception as error:  # a bug: still one line, which names it as such
+        return _fail(
+            f"unexpected {type(error).__name__}: {error} (a bug in skfer; please report it "
+            "with the command line)",
+            EXIT_UNEXPECTED,
+        )
 
 
 def _fail(message: object, code: int) -> int:
-    print(f"error: {message}", file=sys.stderr)
+    print(f"error: {message}", file=sys.stderr, flush=True)
     return code
 
 
-def _is_invalid_file(error: ValueError) -> bool:
-    """Whether ``error`` reports a bad input file: a weight file, or raised inside a loader."""
-    from .backbones import WeightsFileError
+def _start_backend(args: argparse.Namespace) -> None:
+    """Start Keras' backend quietly: TensorFlow unless ``KERAS_BACKEND`` names another."""
+    backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+    if backend == "tensorflow":
+        _start_tensorflow(args)
+        return
+    import keras
 
-    if isinstance(error, WeightsFileError):
-        return True
-    package = Path(__file__).parent
-    return any(
-        Path(frame.filename).parent == package
-        and (Path(frame.filename).stem, frame.name) in _LOADERS
-        for frame in traceback.extract_tb(error.__traceback__)
+    devices = ""
+    if keras.backend.backend() == "jax":
+        import jax
+
+        devices = f" ({', '.join(sorted({device.platform for device in jax.devices()}))})"
+    _progress(args, f"Keras {keras.__version__} on {keras.backend.backend()}{devices}")
+
+
+def _start_tensorflow(args: argparse.Namespace) -> None:
+    """Import TensorFlow without its start-up log; say which device it uses unless quiet.
+
+    TensorFlow's C++ start-up lines (absl, oneDNN, CUDA drivers, ``cuInit``) ignore
+    ``TF_CPP_MIN_LOG_LEVEL``, so file descriptor 2 goes to /dev/null while it starts; its
+    Python warnings (``tf.function`` retracing, absl) are limited to errors.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    with _stderr_to_devnull():
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    with contextlib.suppress(ImportError):
+        from absl import logging as absl_logging
+
+        absl_logging.set_verbosity(absl_logging.ERROR)
+    _progress(
+        args, f"TensorFlow {tf.__version__} on {f'{len(gpus)} GPU(s)' if gpus else 'the CPU'}"
     )
+
+
+@contextlib.contextmanager
+def _stderr_to_devnull() -> Iterator[None]:
+    """Send file descriptor 2 to /dev/null inside the block (Python's sys.stderr too)."""
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no file descriptor 2 (e.g. some embedded interpreters)
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _progress(args: argparse.Namespace, message: str) -> None:
@@ -206,12 +298,19 @@ def _train(args: argparse.Namespace) -> int:
         args.parser.error(
             f"--backbone {args.backbone!r} is unknown; choose one of: {', '.join(list_backbones())}"
         )
-    sources = get_backbone(args.backbone).weights
+    spec = get_backbone(args.backbone)
+    if getattr(args, "input_size", spec.min_input_size) < spec.min_input_size:
+        args.parser.error(
+            f"--input-size {args.input_size}: {args.backbone} needs at least "
+            f"{spec.min_input_size} px (default {spec.default_input_size})"
+        )
+    if getattr(args, "short_epochs", 1) == 0 and getattr(args, "long_epochs", 1) == 0:
+        args.parser.error("--short-epochs 0 and --long-epochs 0 would train nothing")
     weights = None if args.weights.lower() == "none" else args.weights
-    if weights not in (None, "default", *sources) and not Path(weights).exists():
+    if weights not in (None, "default", *spec.weights) and not Path(weights).exists():
         args.parser.error(
             f"--weights {weights}: no such file, and not a weight source of {args.backbone} "
-            f"({', '.join(['default', *sources, 'none'])})"
+            f"({', '.join(['default', *spec.weights, 'none'])})"
         )
 
     data = load_fer2013(args.data)
@@ -224,13 +323,17 @@ def _train(args: argparse.Namespace) -> int:
     images, target = data.train.images, data.train.target
     if args.limit_per_class is not None:
         images, target = stratified_subset(images, target, args.limit_per_class, args.seed)
-    if "public_test" in data:
-        X_val, y_val, held_out = data.public_test.images, data.public_test.target, "PublicTest"
-    else:
+    try:
         images, X_val, target, y_val = train_test_split(
-            images, target, test_size=0.1, stratify=target, random_state=args.seed
+            images, target, test_size=args.holdout, stratify=target, random_state=args.seed
         )
-        held_out = "held-out 10% of Training"
+    except ValueError as error:
+        return _fail(
+            f"cannot hold out {args.holdout:g} of {len(target)} Training images with every "
+            f"class in both parts ({error}); pass a larger --holdout or --limit-per-class",
+            EXIT_USAGE,
+        )
+    held_out = f"held-out {args.holdout:.0%} of Training (early stopping)"
 
     options = {
         "input_size": "input_size",
@@ -253,6 +356,13 @@ def _train(args: argparse.Namespace) -> int:
     clf.fit(images, target, validation_data=(X_val, y_val))
     path = clf.save(args.out)
     print(f"{held_out} accuracy: {clf.score(X_val, y_val):.4f} ({len(y_val)} images)")
+    for usage in data.splits:
+        if usage != "Training":
+            split = data[SPLIT_ATTRIBUTES[usage]]
+            print(
+                f"{usage} accuracy (test split, not used in training): "
+                f"{clf.score(split.images, split.target):.4f} ({len(split.target)} images)"
+            )
     print(f"saved {path}")
     return 0
 
@@ -274,25 +384,35 @@ def _evaluate(args: argparse.Namespace) -> int:
     splits = args.split or [usage for usage in data.splits if usage != "Training"]
     if not splits:
         args.parser.error(f"{args.data} holds only Training rows; pass --split Training")
+    tests = [usage for usage in dict.fromkeys(splits) if usage != "Training"]
+    if tests:
+        _progress(
+            args,
+            f"note: {', '.join(tests)} scores are test scores only if the model never used "
+            "these images to train, stop early or choose settings (skfer train and skfer "
+            "reproduce do not)",
+        )
     results = []
     for usage in dict.fromkeys(splits):
         split = data[SPLIT_ATTRIBUTES[usage]]
         _progress(args, f"predicting {usage} ({len(split.target)} images)")
-        results.append(
-            evaluate(
-                split.target,
-                clf.predict(split.images),
-                model=Path(args.model).name,
-                split=usage,
-                class_names=FER2013_CLASSES,
-                labels=labels,
-            )
+        result = evaluate(
+            split.target,
+            clf.predict(split.images),
+            model=Path(args.model).name,
+            split=usage,
+            class_names=FER2013_CLASSES,
+            labels=labels,
         )
+        if usage == "Training":
+            result["note"] = "training data of skfer train: not a test score"
+        results.append(result)
     sys.stdout.write(json.dumps(results, indent=2) + "\n" if args.json else results_table(results))
     return 0
 
 
 def _predict(args: argparse.Namespace) -> int:
+    """Report each image on its own: one that fails is reported and the others still run."""
     from .faces import annotate, load_image, predict_faces
     from .persistence import load
 
@@ -302,18 +422,25 @@ def _predict(args: argparse.Namespace) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
     reports = []
     for index, name in enumerate(args.images, start=1):
-        image = load_image(name)
-        _progress(args, f"detecting faces in {name}")
-        faces = predict_faces(clf, image)
-        report = {"image": name, "faces": faces}
-        if out is not None:
-            target = out if len(args.images) == 1 else out.with_stem(f"{out.stem}_{index}")
-            report["annotated"] = str(annotate(image, faces, target))
+        try:
+            image = load_image(name)
+            _progress(args, f"detecting faces in {name}")
+            faces = predict_faces(clf, image)
+            report = {"image": name, "faces": faces}
+            if out is not None:
+                target = out if len(args.images) == 1 else out.with_stem(f"{out.stem}_{index}")
+                report["annotated"] = str(annotate(image, faces, target))
+        except (ValueError, OSError) as error:
+            report = {"image": name, "error": str(error)}
+            _fail(error, EXIT_INVALID_FILE)
         reports.append(report)
-        if not args.json:
+        if not args.json and "faces" in report:
             _print_faces(report)
     if args.json:
         print(json.dumps(reports, indent=2))
+    failed = sum("error" in report for report in reports)
+    if failed:
+        return _fail(f"{failed} of {len(reports)} images failed (see above)", EXIT_INVALID_FILE)
     return 0
 
 

@@ -4,28 +4,28 @@ The CSV parser is vectorised with numpy: the file is decompressed in pieces on t
 thread while a worker thread parses whole lines of the previous pieces, so a full
 FER2013 CSV loads in about the time it takes to decompress it. Every row is validated:
 a row that the fast path cannot take is re-parsed in pure Python, which accepts it
-(leading zeros, tabs, padded fields) or raises a ``ValueError`` naming its CSV line.
+(leading zeros, tabs, padded fields) or raises a
+:class:`~skfer.errors.DataFileError` naming its CSV line.
 Nothing is silently dropped or coerced.
 
-:func:`fer2013_integrity` reports exact duplicates (within and across splits),
-duplicates with conflicting labels and blank images of a loaded dataset, and
-:func:`drop_test_duplicates` removes from Training the images that have an exact copy
-in a test split (an opt-in leakage filter; :func:`load_fer2013` keeps every row).
+The integrity report (duplicates, conflicting labels, blank images) lives in
+:mod:`skfer.integrity`; its names stay importable from here.
 """
 
 from __future__ import annotations
 
 import os
 import zlib
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 from sklearn.utils import Bunch
+
+from .errors import DataFileError
 
 FER2013_CLASSES: tuple[str, ...] = (
     "angry",
@@ -89,9 +89,11 @@ def load_fer2013(path: str | os.PathLike, *, splits: Sequence[str] | None = None
     ------
     FileNotFoundError
         If ``path`` does not exist.
-    ValueError
+    DataFileError
         If the data are malformed (the message names the line or file), or a requested
-        split is unknown or absent.
+        split is absent (a ``ValueError``).
+    ValueError
+        If a requested split name is unknown.
     """
     source = os.fspath(path)
     wanted = _check_splits(splits)
@@ -110,7 +112,7 @@ def load_fer2013(path: str | os.PathLike, *, splits: Sequence[str] | None = None
         wanted = present
     missing = [name for name in wanted if name not in present]
     if missing:
-        raise ValueError(
+        raise DataFileError(
             f"Split(s) {missing} requested but not in '{source}', which holds {list(present)}. "
             f"Request only splits that are present. Received: splits={splits!r}"
         )
@@ -184,12 +186,12 @@ def _iter_pieces(path: Path) -> Iterator[bytes]:
                         yield piece
                     block = inflater.unused_data
         except zlib.error as error:
-            raise ValueError(
+            raise DataFileError(
                 f"'{path}' is not a valid gzip file ({error}). Re-download or re-compress it. "
                 + _received(path.name)
             ) from error
         if not inflater.eof:
-            raise ValueError(
+            raise DataFileError(
                 f"'{path}' is a truncated gzip file. Re-download or re-compress it. "
                 + _received(path.name)
             )
@@ -204,7 +206,7 @@ def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarra
         if b"\n" in head:
             break
     if not head.strip():
-        raise ValueError(
+        raise DataFileError(
             f"'{path}' is empty; expected a CSV with the header 'emotion,pixels,Usage'. "
             f"Re-download the file. Received: {path.name!r}"
         )
@@ -237,7 +239,7 @@ def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarra
             submit(last + b"\n")
         results.extend(future.result() for future in queue)
     if not results:
-        raise ValueError(
+        raise DataFileError(
             f"'{path}' has a header but no data rows; expected one row per image after "
             "line 1. " + _received(header.decode("utf-8", "replace").strip())
         )
@@ -253,7 +255,7 @@ def _parse_header(header: bytes, source: str) -> _Layout:
     names = [name.strip().strip('"').lower() for name in text.split(",")]
     missing = [column for column in _HEADER if column.lower() not in names]
     if missing:
-        raise ValueError(
+        raise DataFileError(
             f"'{source}' line 1: the CSV header lacks column(s) {missing}; expected the "
             f"Kaggle FER2013 header '{','.join(_HEADER)}'. Fix the header line. " + _received(text)
         )
@@ -347,43 +349,43 @@ def _parse_chunk(
 
 
 def _parse_row(line: bytes, layout: _Layout, line_number: int) -> tuple[np.ndarray, int, int]:
-    """Parse one CSV line in pure Python, raising a precise ``ValueError`` if it is bad."""
+    """Parse one CSV line in pure Python, raising a precise ``DataFileError`` if it is bad."""
     where = f"'{layout.source}' line {line_number} (data row {line_number - 2})"
     text = line.decode("utf-8", "replace").rstrip("\r")
     fields = text.split(",")
     if len(fields) != layout.n_columns:
-        raise ValueError(
+        raise DataFileError(
             f"{where} has {len(fields)} comma-separated field(s); expected "
             f"{layout.n_columns} as in the header. Fix or remove the row. " + _received(text)
         )
     emotion = fields[layout.emotion].strip()
     if not (emotion.isascii() and emotion.isdigit() and int(emotion) < len(FER2013_CLASSES)):
-        raise ValueError(
+        raise DataFileError(
             f"{where}: emotion must be an integer label 0..{len(FER2013_CLASSES) - 1} "
             f"({', '.join(FER2013_CLASSES)}). Fix or remove the row. " + _received(emotion)
         )
     tokens = fields[layout.pixels].split()
     for index, token in enumerate(tokens):
         if not (token.isascii() and token.isdigit()):
-            raise ValueError(
+            raise DataFileError(
                 f"{where}: pixel {index} is not a number; pixels must be space-separated "
                 f"integers 0..255. Fix or remove the row. " + _received(token)
             )
     if len(tokens) != _N_PIXELS:
-        raise ValueError(
+        raise DataFileError(
             f"{where} has {len(tokens)} pixel values; expected {_N_PIXELS} "
             f"({_SIDE}x{_SIDE}). Fix or remove the row. " + _received(fields[layout.pixels])
         )
     values = np.array([int(token) for token in tokens])
     if values.max() > 255:
         index = int(values.argmax())
-        raise ValueError(
+        raise DataFileError(
             f"{where}: pixel {index} is {values[index]}; pixel values must be integers "
             f"0..255. Fix or remove the row. " + _received(tokens[index])
         )
     usage = fields[layout.usage].strip()
     if usage not in SPLIT_ATTRIBUTES:
-        raise ValueError(
+        raise DataFileError(
             f"{where}: unknown Usage; expected one of {list(SPLIT_ATTRIBUTES)}. Fix or "
             f"remove the row. " + _received(usage)
         )
@@ -404,7 +406,7 @@ def _read_image_folder(root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
             continue
         default_split = _FOLDER_SPLITS.get(split_dir.name.lower())
         if default_split is None:
-            raise ValueError(
+            raise DataFileError(
                 f"Unexpected folder '{split_dir}' in the FER2013 image folder; expected only "
                 f"'train' and 'test' subfolders, each with one folder per class ({valid}). "
                 + _received(split_dir.name)
@@ -412,13 +414,13 @@ def _read_image_folder(root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
         for class_dir in _visible(split_dir):
             label = class_dir.name.lower()
             if not class_dir.is_dir() or label not in FER2013_CLASSES:
-                raise ValueError(
+                raise DataFileError(
                     f"Unknown class folder '{class_dir}'; FER2013 class folders are named "
                     f"{valid} (any case). Rename or remove it. " + _received(class_dir.name)
                 )
             for file in _visible(class_dir):
                 if file.suffix.lower() not in _IMAGE_SUFFIXES or not file.is_file():
-                    raise ValueError(
+                    raise DataFileError(
                         f"'{file}' is not a {'/'.join(_IMAGE_SUFFIXES)} image file; the class "
                         "folders may hold only images. Remove or convert it. "
                         + _received(file.name)
@@ -427,7 +429,7 @@ def _read_image_folder(root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
                 split = prefix if prefix in SPLIT_ATTRIBUTES else default_split
                 files.append((file.relative_to(root).as_posix(), split, label))
     if not files:
-        raise ValueError(
+        raise DataFileError(
             f"No images found under '{root}'; expected the Kaggle FER2013 layout "
             f"<folder>/train/<class>/*.png|jpg|jpeg and <folder>/test/<class>/*. "
             + _received(str(root))
@@ -441,12 +443,12 @@ def _read_image_folder(root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
                 file.read_bytes(), channels=1, expand_animations=False
             ).numpy()
         except tf.errors.OpError as error:
-            raise ValueError(
+            raise DataFileError(
                 f"Cannot decode image '{file}' ({error.message.strip()}). Replace or remove "
                 "the file. " + _received(file.name)
             ) from error
         if image.shape[:2] != (_SIDE, _SIDE):
-            raise ValueError(
+            raise DataFileError(
                 f"Image '{file}' is {image.shape[1]}x{image.shape[0]} pixels; FER2013 images "
                 f"must be {_SIDE}x{_SIDE} (this loader does not resize). Resize or remove it. "
                 + _received(file.name)
@@ -462,206 +464,13 @@ def _visible(folder: Path) -> list[Path]:
     return sorted(entry for entry in folder.iterdir() if not entry.name.startswith("."))
 
 
-# ------------------------------------------------------------------------- integrity
-
-Member = tuple[str, int]
-"""One image of a loaded dataset: ``(Usage name, row)``, e.g. ``("PublicTest", 28712)``."""
+_INTEGRITY_NAMES = ("IntegrityReport", "Member", "drop_test_duplicates", "fer2013_integrity")
 
 
-@dataclass(frozen=True)
-class IntegrityReport:
-    """Exact duplicates, conflicting labels and blank images of a loaded FER2013 Bunch.
+def __getattr__(name: str):
+    """Keep ``from skfer.datasets import fer2013_integrity`` (now in :mod:`skfer.integrity`)."""
+    if name in _INTEGRITY_NAMES:
+        from . import integrity
 
-    Members are ``(Usage name, row)`` pairs, ``row`` being the split's ``rows`` entry
-    (the 0-based CSV data row). Groups are tuples of members sorted by row, and groups
-    are sorted by their first row.
-
-    Attributes
-    ----------
-    n_images, n_distinct : int
-        Number of images in all splits, and of distinct images (byte-for-byte).
-    duplicate_groups : tuple of tuple of Member
-        Every set of two or more identical images.
-    within_split_groups : dict of str to int
-        For each split present, the number of groups whose members all lie in it.
-    cross_split_groups : dict of tuple of str to int
-        Number of groups spanning two or more splits, keyed by the splits they span
-        (e.g. ``("Training", "PublicTest")``); only combinations that occur.
-    test_images_in_train : dict of str to int
-        For each test split present, how many of its images have an exact copy in
-        Training (0 where Training is not loaded).
-    conflicting_groups : tuple of tuple of Member
-        The duplicate groups whose members carry two or more different labels.
-    blank, all_black : tuple of Member
-        Constant images (all pixels equal), and those of them that are all 0.
-    """
-
-    n_images: int
-    n_distinct: int
-    duplicate_groups: tuple[tuple[Member, ...], ...]
-    within_split_groups: dict[str, int]
-    cross_split_groups: dict[tuple[str, ...], int]
-    test_images_in_train: dict[str, int]
-    conflicting_groups: tuple[tuple[Member, ...], ...]
-    blank: tuple[Member, ...]
-    all_black: tuple[Member, ...]
-
-    def summary(self) -> str:
-        """Return the counts as a few lines of text."""
-        within = ", ".join(f"{name} {n}" for name, n in self.within_split_groups.items())
-        cross = ", ".join(f"{' & '.join(key)} {n}" for key, n in self.cross_split_groups.items())
-        in_train = ", ".join(f"{name} {n}" for name, n in self.test_images_in_train.items())
-        return "\n".join(
-            [
-                f"FER2013 integrity: {self.n_images} images, {self.n_distinct} distinct.",
-                f"Exact-duplicate groups: {len(self.duplicate_groups)}; within one split: "
-                f"{within}; across splits: {sum(self.cross_split_groups.values())}"
-                + (f" ({cross})." if cross else "."),
-                f"Test images with an exact copy in Training: {in_train or 'no test split'}.",
-                f"Duplicate groups with conflicting labels: {len(self.conflicting_groups)}.",
-                f"Blank (constant) images: {len(self.blank)}, of which all-black: "
-                f"{len(self.all_black)}.",
-            ]
-        )
-
-
-def fer2013_integrity(data: Bunch) -> IntegrityReport:
-    """Find exact duplicates, conflicting labels and blank images in loaded FER2013 data.
-
-    Parameters
-    ----------
-    data : sklearn.utils.Bunch
-        As returned by :func:`load_fer2013`: one Bunch per split (``train``,
-        ``public_test``, ``private_test``) with ``images``, ``target`` and ``rows``.
-
-    Returns
-    -------
-    IntegrityReport
-        The duplicate groups and blank images, with their counts; ``summary()`` gives
-        them as text. Images are compared byte-for-byte, all splits at once.
-    """
-    names, code, rows, target, flat = _pool(data)
-    image_id = _image_ids(flat)
-    n_ids = int(image_id.max(initial=-1)) + 1
-    members = np.flatnonzero(np.bincount(image_id, minlength=n_ids)[image_id] > 1)
-    members = members[np.lexsort((code[members], rows[members], image_id[members]))]
-    groups = (
-        np.split(members, np.flatnonzero(np.diff(image_id[members])) + 1) if members.size else []
-    )
-    groups.sort(key=lambda group: (rows[group[0]], code[group[0]]))
-    span = [tuple(np.unique(code[group]).tolist()) for group in groups]
-    cross = Counter(codes for codes in span if len(codes) > 1)
-    in_train = np.zeros(n_ids, dtype=bool)
-    if "Training" in names:
-        in_train[image_id[code == names.index("Training")]] = True
-    low, high = flat.min(axis=1), flat.max(axis=1)
-    blank = np.flatnonzero(low == high)
-    return IntegrityReport(
-        n_images=int(code.size),
-        n_distinct=n_ids,
-        duplicate_groups=tuple(_members(names, code, rows, group) for group in groups),
-        within_split_groups={name: span.count((c,)) for c, name in enumerate(names)},
-        cross_split_groups={
-            tuple(names[c] for c in codes): n for codes, n in sorted(cross.items())
-        },
-        test_images_in_train={
-            name: int(in_train[image_id[code == c]].sum())
-            for c, name in enumerate(names)
-            if name != "Training"
-        },
-        conflicting_groups=tuple(
-            _members(names, code, rows, group)
-            for group in groups
-            if np.unique(target[group]).size > 1
-        ),
-        blank=_members(names, code, rows, blank),
-        all_black=_members(names, code, rows, blank[high[blank] == 0]),
-    )
-
-
-def drop_test_duplicates(data: Bunch) -> tuple[Bunch, np.ndarray]:
-    """Remove from Training every image that has an exact copy in a test split.
-
-    An opt-in leakage filter: train on the result and compare with training on ``data``
-    to measure how much the copies inflate test scores. ``data`` is not modified.
-
-    Parameters
-    ----------
-    data : sklearn.utils.Bunch
-        As returned by :func:`load_fer2013`, with a ``train`` split.
-
-    Returns
-    -------
-    filtered : sklearn.utils.Bunch
-        A copy of ``data`` whose ``train`` split lacks the images that are byte-for-byte
-        identical to an image of ``public_test`` or ``private_test``; other splits are
-        shared with ``data``, and ``DESCR`` says how many rows were dropped.
-    dropped_rows : numpy.ndarray
-        The ``rows`` (0-based CSV data rows, int64, ascending) of the dropped Training
-        images; empty when no test split is loaded.
-
-    Raises
-    ------
-    ValueError
-        If ``data`` has no ``train`` split.
-    """
-    if "train" not in data:
-        raise ValueError(
-            "drop_test_duplicates needs the Training split; load it with "
-            "load_fer2013(path) or splits=[..., 'Training']. "
-            + _received(str([key for key in SPLIT_ATTRIBUTES.values() if key in data]))
-        )
-    names, code, _, _, flat = _pool(data)
-    image_id = _image_ids(flat)
-    in_test = np.zeros(image_id.size, dtype=bool)
-    in_test[image_id[code != names.index("Training")]] = True
-    drop = in_test[image_id[code == names.index("Training")]]
-    train = data.train
-    filtered = Bunch(**data)
-    filtered.train = Bunch(
-        **{
-            key: value[~drop] if isinstance(value, np.ndarray) else value
-            for key, value in train.items()
-        }
-    )
-    tests = [name for name in names if name != "Training"]
-    filtered.DESCR = (
-        f"{data.get('DESCR', '')} drop_test_duplicates removed {int(drop.sum())} Training "
-        f"image(s) with an exact copy in {' or '.join(tests) or 'a test split (none loaded)'}; "
-        f"{int((~drop).sum())} remain."
-    ).lstrip()
-    return filtered, np.sort(train.rows[drop]).astype(np.int64)
-
-
-def _pool(data: Bunch) -> tuple[tuple[str, ...], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Stack the loaded splits: ``(Usage names, split code, rows, target, flat images)``."""
-    names = tuple(name for name, attribute in SPLIT_ATTRIBUTES.items() if attribute in data)
-    if not names:
-        raise ValueError(
-            f"No FER2013 split in the Bunch; expected at least one of "
-            f"{list(SPLIT_ATTRIBUTES.values())} as returned by load_fer2013. "
-            + _received(str(list(data)))
-        )
-    splits = [data[SPLIT_ATTRIBUTES[name]] for name in names]
-    code = np.concatenate(
-        [np.full(split.target.size, c, dtype=np.int64) for c, split in enumerate(splits)]
-    )
-    rows = np.concatenate([np.asarray(split.rows, dtype=np.int64) for split in splits])
-    target = np.concatenate([np.asarray(split.target) for split in splits])
-    flat = np.concatenate([split.images.reshape(split.target.size, -1) for split in splits])
-    return names, code, rows, target, flat
-
-
-def _image_ids(flat: np.ndarray) -> np.ndarray:
-    """Number the distinct rows of C-contiguous ``flat`` 0, 1, ... (exact: compares bytes)."""
-    keys = flat.view(np.dtype((np.void, flat.shape[1] * flat.itemsize))).ravel()
-    return np.unique(keys, return_inverse=True)[1].ravel()
-
-
-def _members(
-    names: tuple[str, ...], code: np.ndarray, rows: np.ndarray, index: np.ndarray
-) -> tuple[Member, ...]:
-    """Return the images at ``index`` of the pooled splits as ``(Usage name, row)`` pairs."""
-    return tuple(
-        (names[c], r) for c, r in zip(code[index].tolist(), rows[index].tolist(), strict=True)
-    )
+        return getattr(integrity, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -108,9 +108,11 @@ class ClassExpert(ClassifierMixin, BaseEstimator):
         return proba
 
     def predict(self, X) -> np.ndarray:
-        """``positive_class`` where the score is at least 0.5, else the likeliest other label.
+        """The argmax of :meth:`predict_proba`: ``positive_class`` where its score exceeds 1/K.
 
-        Other labels tie, so that is the first of them in ``classes_``.
+        With K labels, each other column holds ``(1 - score) / (K - 1)``, so the score wins
+        above ``1/K`` (not 0.5); below it the other labels tie and the first of them in
+        ``classes_`` is predicted (at exactly ``1/K``, the first of all labels in ``classes_``).
         """
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
 
@@ -131,20 +133,38 @@ class OneVsAllExperts(ClassifierMixin, BaseEstimator):
         Build experts for these classes only; None builds one per class in ``y``.
     class_weight : None or 'balanced', default='balanced'
         Applied to each expert's binary problem.
+    calibration : None or 'prior', default=None
+        How :meth:`predict` and :meth:`predict_proba` combine the expert scores. None: as
+        they are. A 'balanced' expert scores its class as if it were half of the data, so
+        uncalibrated scores favour rare classes (in one run, 289 of 500 PublicTest images
+        were predicted disgust, 1.5% of FER2013's images). 'prior' rescales
+        each score's odds by its class's training frequency (``class_prior_``), which
+        undoes the weighting: predictions then follow the class frequencies, for accuracy
+        rather than per-class recall.
 
     Attributes
     ----------
     classes_ : ndarray
         The classes with an expert, sorted: the columns of :meth:`expert_scores` and
         :meth:`predict_proba`.
+    class_prior_ : ndarray
+        Each class's share of the training labels, in the order of ``classes_``.
     experts_ : list of ClassExpert
         The fitted experts, in the order of ``classes_``.
     """
 
-    def __init__(self, estimator=None, *, classes: Sequence | None = None, class_weight="balanced"):
+    def __init__(
+        self,
+        estimator=None,
+        *,
+        classes: Sequence | None = None,
+        class_weight="balanced",
+        calibration=None,
+    ):
         self.estimator = estimator
         self.classes = classes
         self.class_weight = class_weight
+        self.calibration = calibration
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -169,6 +189,14 @@ class OneVsAllExperts(ClassifierMixin, BaseEstimator):
         """
         y = column_or_1d(y, warn=True)
         check_classification_targets(y)
+        if self.calibration not in (None, "prior") or (
+            self.calibration == "prior" and self.class_weight not in (None, "balanced")
+        ):
+            raise ValueError(
+                "calibration must be None or 'prior' ('prior' with class_weight None or "
+                f"'balanced'). Received: calibration={self.calibration!r}, "
+                f"class_weight={self.class_weight!r}"
+            )
         present = np.unique(y)
         if len(present) < 2:
             raise ValueError(
@@ -182,6 +210,7 @@ class OneVsAllExperts(ClassifierMixin, BaseEstimator):
                 f"Received: classes={self.classes!r}"
             )
         self.classes_ = wanted
+        self.class_prior_ = np.array([np.mean(y == label) for label in wanted])
         self.experts_ = [
             ClassExpert(self.estimator, label, class_weight=self.class_weight).fit(
                 X, y, **fit_params
@@ -205,13 +234,29 @@ class OneVsAllExperts(ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "experts_")
         return np.column_stack([expert.score_positive(X) for expert in self.experts_])
 
-    def predict_proba(self, X) -> np.ndarray:
-        """Expert scores normalised to sum to one over ``classes_``."""
+    def _calibrated_scores(self, X) -> np.ndarray:
+        """Expert scores, their odds multiplied by ``prior / (1 - prior)`` with 'prior'.
+
+        A 'balanced' expert saw its class as half of the data; the rescaled score is its
+        probability at the class's real frequency. Unweighted experts saw that already.
+        """
         scores = self.expert_scores(X)
+        if self.calibration != "prior" or self.class_weight is None:
+            return scores
+        ratio = self.class_prior_ / (1.0 - self.class_prior_)
+        return scores * ratio / (scores * ratio + 1.0 - scores)
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Expert scores (calibrated as ``calibration`` says) normalised to sum to one."""
+        scores = self._calibrated_scores(X)
         totals = scores.sum(axis=1, keepdims=True)
         uniform = np.full_like(scores, 1.0 / scores.shape[1])
         return np.divide(scores, totals, out=uniform, where=totals > 0)
 
     def predict(self, X) -> np.ndarray:
-        """The class whose expert is most confident."""
-        return self.classes_[np.argmax(self.expert_scores(X), axis=1)]
+        """The class with the highest (calibrated) expert score.
+
+        Uncalibrated (``calibration=None``, the default) with 'balanced' experts, this
+        favours rare classes: see ``calibration``.
+        """
+        return self.classes_[np.argmax(self._calibrated_scores(X), axis=1)]

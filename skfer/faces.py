@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import DataFileError
 from .metrics import _class_names
 
 __all__ = ["FaceBox", "annotate", "crop_faces", "detect_faces", "load_image", "predict_faces"]
@@ -36,6 +37,16 @@ __all__ = ["FaceBox", "annotate", "crop_faces", "detect_faces", "load_image", "p
 _GRAY_WEIGHTS = np.array([0.2989, 0.587, 0.114], dtype=np.float32)  # tf.image.rgb_to_grayscale
 _PNET_WINDOW = 12  # smallest face, in pixels, MTCNN's first network sees
 _MTCNN_SAFE_MIN_FACE = 20  # largest min_face_size mtcnn 1.0 handles (see the module docstring)
+_SIGNATURES = {  # first bytes of image files
+    b"\x89PNG\r\n\x1a\n": "PNG",
+    b"\xff\xd8\xff": "JPEG",
+    b"GIF87a": "GIF",
+    b"GIF89a": "GIF",
+    b"BM": "BMP",
+    b"II*\x00": "TIFF",
+    b"MM\x00*": "TIFF",
+}
+_READABLE_FORMATS = ("PNG", "JPEG", "GIF", "BMP")
 
 
 @dataclass(frozen=True)
@@ -62,9 +73,12 @@ def load_image(image: str | os.PathLike | np.ndarray) -> np.ndarray:
     Raises
     ------
     FileNotFoundError
-        When the path does not exist.
+        When the path does not exist (``IsADirectoryError`` when it is a folder).
+    DataFileError
+        When the file is empty, unreadable, not an image, of another format (WebP, TIFF,
+        HEIF, ...) or corrupt; a ``ValueError``.
     ValueError
-        On an undecodable file, a wrong shape, or values out of range.
+        On an array of a wrong shape, or values out of range.
     """
     if isinstance(image, (str, os.PathLike)):
         return _read_image_file(Path(image))
@@ -113,19 +127,52 @@ def _read_image_file(path: Path) -> np.ndarray:
     """Decode a PNG, JPEG, GIF or BMP file into ``uint8`` RGB."""
     import tensorflow as tf
 
+    if path.is_dir():
+        raise IsADirectoryError(
+            f"'{path}' is a folder, not an image file; pass the image files in it "
+            f"(e.g. {path / '*.jpg'}). Received: {str(path)!r}"
+        )
     if not path.is_file():
         raise FileNotFoundError(
             f"No image file at '{path}'; check the path (relative paths start at "
             f"{Path.cwd()}). Received: {str(path)!r}"
         )
     try:
-        decoded = tf.io.decode_image(path.read_bytes(), channels=3, expand_animations=False)
+        data = path.read_bytes()
+    except OSError as error:
+        raise DataFileError(
+            f"'{path}' cannot be read ({error.strerror or error}); check its permissions. "
+            f"Received: {str(path)!r}"
+        ) from error
+    kind = _image_format(data)
+    if kind not in _READABLE_FORMATS:
+        if not data:
+            what = "empty (0 bytes)"
+        elif kind:
+            what = f"a {kind} image, a format skfer cannot read"
+        else:
+            what = f"not an image file (its first bytes {data[:8]!r} are no image format's)"
+        raise DataFileError(
+            f"'{path}' is {what}; pass a PNG, JPEG, GIF or BMP file (convert other formats), "
+            f"or the pixels as an array. Received: {str(path)!r}"
+        )
+    try:
+        decoded = tf.io.decode_image(data, channels=3, expand_animations=False)
     except tf.errors.OpError as error:
-        raise ValueError(
-            f"Cannot decode '{path}' ({error.message.strip()}); pass a PNG, JPEG, GIF or BMP "
-            f"file, or the pixels as an array. Received: {str(path)!r}"
+        raise DataFileError(
+            f"'{path}' is a truncated or corrupt {kind} file that cannot be decoded; export or "
+            f"copy it again. Received: {str(path)!r}, {len(data)} bytes"
         ) from error
     return decoded.numpy()
+
+
+def _image_format(data: bytes) -> str | None:
+    """The image format whose signature ``data`` starts with, or None."""
+    if data[8:12] == b"WEBP" and data.startswith(b"RIFF"):
+        return "WebP"
+    if data[4:12] in (b"ftypheic", b"ftypheix", b"ftypmif1", b"ftypavif"):
+        return "HEIF/AVIF"
+    return next((kind for magic, kind in _SIGNATURES.items() if data.startswith(magic)), None)
 
 
 @functools.cache

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 from sklearn.utils import check_array
 
-__all__ = ["as_image_batch", "check_one_label_per_image"]
+__all__ = ["as_image_batch", "check_one_label_per_image", "warn_unlike_training"]
 
 IMAGE_LAYOUTS = "(n, H*W) flat square rows, (n, H, W), (n, H, W, 1) or (n, H, W, 3)"
 
@@ -79,4 +80,45 @@ def check_one_label_per_image(images: np.ndarray, labels: np.ndarray, *, name: s
         raise ValueError(
             f"{name} holds {len(images)} images but y holds {len(labels)} labels; pass exactly "
             f"one label per image. Received: len({name})={len(images)}, len(y)={len(labels)}"
+        )
+
+
+def warn_unlike_training(images: np.ndarray, image_shape: tuple[int, ...], *, name="X") -> None:
+    """Warn when images to predict differ from the training images in size or scale.
+
+    Such images still get predictions (they are resized to the backbone's input as the
+    training images were), but usually worse ones, so this warns rather than raises.
+
+    Parameters
+    ----------
+    images : numpy.ndarray
+        An ``(n, H, W, C)`` batch from :func:`as_image_batch`.
+    image_shape : tuple of int
+        The fitted estimator's ``image_shape_``, ``(H, W, C)`` of the training images.
+    name : str
+        Name used in warning messages.
+
+    Warns
+    -----
+    UserWarning
+        If the images are not ``H x W`` pixels, or are floats within 0..1 (pixel
+        intensities in skfer are 0..255, so such images look almost black).
+    """
+    height, width = image_shape[:2]
+    if images.shape[1:3] != (height, width):
+        warnings.warn(
+            f"{name} holds {images.shape[2]}x{images.shape[1]} images but the model was fitted "
+            f"on {width}x{height} images; they are resized, but faces framed or scaled unlike "
+            f"the training images are predicted worse. Crop and resize them as the training "
+            f"images were. Received: shape={images.shape}",
+            UserWarning,
+            stacklevel=2,
+        )
+    if images.dtype.kind == "f" and images.size and 0 < images.max() <= 1 and images.min() >= 0:
+        warnings.warn(
+            f"{name} holds floats within 0..1, but skfer expects pixel intensities in 0..255, "
+            f"so these images look almost black to the model; multiply them by 255. "
+            f"Received: min={images.min():g}, max={images.max():g}",
+            UserWarning,
+            stacklevel=2,
         )

@@ -17,12 +17,27 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from .errors import DataFileError
+
 __all__ = ["FORMAT_VERSION", "load", "save"]
 
 FORMAT_VERSION = 1
 _MODEL = "model.keras"
 _STATE = "estimator.json"
 _FITTED = ("n_features_in_", "image_shape_", "history_", "long_phase_start_")
+# Pickle protocol 2+ and the compressions joblib.dump writes (zlib, gzip, bz2, xz, lz4).
+_PICKLE_SIGNATURES = (
+    b"\x80",
+    b"ZF",
+    b"\x78\x01",
+    b"\x78\x5e",
+    b"\x78\x9c",
+    b"\x78\xda",
+    b"\x1f\x8b",
+    b"BZh",
+    b"\xfd7zXZ",
+    b"\x04\x22\x4d\x18",
+)
 
 
 def _version() -> str:
@@ -96,12 +111,44 @@ def save(estimator, path: str | os.PathLike) -> Path:
     return path
 
 
+def _not_a_model(path: Path, names=(), error=None) -> DataFileError:
+    """The error for a file that is not an skfer model: say what it is and what to do.
+
+    ``names`` are the members of a zip file; ``error`` is why it did not open as one.
+    """
+    with open(path, "rb") as file:
+        head = file.read(8)
+    if head.startswith(_PICKLE_SIGNATURES):  # checked first: a pickled model holds a zip
+        return DataFileError(
+            f"{str(path)!r} is a pickle or joblib file, not an skfer model; skfer never "
+            "unpickles (it can run arbitrary code). If you trust the file, load it with "
+            "joblib.load(path) and save it with clf.save('model.skfer'). "
+            f"Received: first bytes {head!r}"
+        )
+    if {"config.json", "model.weights.h5"} <= set(names):
+        return DataFileError(
+            f"{str(path)!r} is a Keras model file (.keras), not an skfer model; load it with "
+            "keras.models.load_model(path), or save a fitted classifier with "
+            f"clf.save('model.skfer'). Received: {sorted(names)[:5]}"
+        )
+    if error is None:
+        return DataFileError(
+            f"{str(path)!r} is a zip file but not an skfer model (it lacks {_STATE} or "
+            f"{_MODEL}); save models with clf.save(path). Received: {sorted(names)[:5]}"
+        )
+    return DataFileError(
+        f"{str(path)!r} is truncated or not an skfer model file ({error}); copy or save "
+        f"it again. Received: {path.stat().st_size} bytes"
+    )
+
+
 def load(path: str | os.PathLike):
     """Load a classifier written by :func:`save` (or ``TransferCNNClassifier.save``).
 
     The Keras model loads with ``safe_mode=True``. A truncated file, a file that is not a
-    ``.skfer`` archive, or one written by an skfer with another file format raises
-    ``ValueError`` naming the problem.
+    ``.skfer`` archive (a Keras ``.keras`` file, a pickle or joblib file, ...) raises
+    :class:`~skfer.errors.DataFileError` (a ``ValueError``) naming the problem, as does one
+    written by an skfer with another file format.
     """
     from .classifier import TransferCNNClassifier
 
@@ -112,21 +159,15 @@ def load(path: str | os.PathLike):
         with zipfile.ZipFile(path) as archive:
             names = set(archive.namelist())
             if not {_STATE, _MODEL} <= names:
-                raise ValueError(
-                    f"{str(path)!r} is a zip file but not an skfer model (it lacks {_STATE} or "
-                    f"{_MODEL}); save models with clf.save(path). Received: {sorted(names)[:5]}"
-                )
+                raise _not_a_model(path, names)
             state = json.loads(archive.read(_STATE))
             with tempfile.TemporaryDirectory() as directory:
                 archive.extract(_MODEL, directory)
                 model = keras.models.load_model(Path(directory) / _MODEL, safe_mode=True)
     except (zipfile.BadZipFile, EOFError, zipfile.LargeZipFile) as error:
-        raise ValueError(
-            f"{str(path)!r} is truncated or not an skfer model file ({error}); copy or save "
-            f"it again. Received: {path.stat().st_size} bytes"
-        ) from error
+        raise _not_a_model(path, error=error) from error
     if state.get("format") != FORMAT_VERSION or state.get("class") != "TransferCNNClassifier":
-        raise ValueError(
+        raise DataFileError(
             f"{str(path)!r} was written by skfer {state.get('skfer_version')!r} in file format "
             f"{state.get('format')!r}; this skfer ({_version()}) reads format {FORMAT_VERSION}. "
             f"Load it with the skfer version that wrote it, or retrain. "

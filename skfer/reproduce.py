@@ -193,6 +193,41 @@ def _log(verbose: int, message: str) -> None:
         print(f"[skfer reproduce] {message}", flush=True)
 
 
+N_STEPS = 5  # data, base models, experts, selection and ensemble, evaluation and report
+
+
+class _Progress:
+    """Prints ``[2/5] experts 3/7 (fear): 12.0 min elapsed, about 16.0 min left in this step``."""
+
+    def __init__(self, verbose: int):
+        self.verbose = verbose
+        self.started = self.step_started = time.perf_counter()
+        self.number, self.name = 0, ""
+
+    def step(self, number: int, name: str) -> None:
+        """Start step ``number`` of :data:`N_STEPS`."""
+        self.number, self.name = number, name
+        self.step_started = time.perf_counter()
+        self._print(f"{name}: {self._minutes(self.step_started - self.started)} min elapsed")
+
+    def item(self, done: int, count: int, label: str = "") -> None:
+        """Say that ``done`` of the step's ``count`` items are finished; estimate the rest."""
+        now = time.perf_counter()
+        left = (now - self.step_started) / done * (count - done)
+        self._print(
+            f"{self.name} {done}/{count}{f' ({label})' if label else ''}: "
+            f"{self._minutes(now - self.started)} min elapsed, about {self._minutes(left)} min "
+            "left in this step"
+        )
+
+    def _print(self, message: str) -> None:
+        _log(self.verbose, f"[{self.number}/{N_STEPS}] {message}")
+
+    @staticmethod
+    def _minutes(seconds: float) -> str:
+        return f"{seconds / 60:.1f}"
+
+
 def _resolve_weights(params: dict, weights_dir: Path | None) -> dict:
     """Use the default weight file from ``weights_dir`` (searched by its published name) if
     it is there, else let the backbone download it (hash-checked)."""
@@ -263,7 +298,9 @@ def reproduce(
     weights_dir = Path(weights_dir) if weights_dir is not None else None
     started = time.perf_counter()
     timings: dict[str, float] = {}
+    progress = _Progress(verbose)
 
+    progress.step(1, "loading data")
     fer = load_fer2013(data, splits=["Training", "PublicTest"])
     images, target = fer.train.images, fer.train.target
     if plan.train_per_class is not None:
@@ -291,7 +328,8 @@ def reproduce(
     models: dict[str, TransferCNNClassifier] = {}
     holdout_accuracy: dict[str, float] = {}
     failures: list[str] = []
-    for base in plan.base_models:
+    progress.step(2, "base models")
+    for number, base in enumerate(plan.base_models, start=1):
         params = _resolve_weights(base.params, weights_dir)
         weights = params.get("weights", "default")
         _log(verbose, f"training {base.label} ({params['backbone']}, weights={weights})")
@@ -302,6 +340,7 @@ def reproduce(
         except WeightsDownloadError as error:
             failures.append(f"{base.label}: {error}")
             _log(verbose, f"skipped {base.label}: {error}")
+            progress.item(number, len(plan.base_models), f"{base.label}: skipped")
             continue
         timings[base.label] = time.perf_counter() - tick
         models[base.label] = clf
@@ -313,6 +352,7 @@ def reproduce(
             f"{base.label}: held-out {holdout_accuracy[base.label]:.4f}, PublicTest "
             f"{results[-len(eval_splits)]['accuracy']:.4f}, {timings[base.label] / 60:.1f} min",
         )
+        progress.item(number, len(plan.base_models), base.label)
 
     document: dict = {
         "preset": asdict(plan),
@@ -327,10 +367,13 @@ def reproduce(
         _log(verbose, f"best base model on held-out data: {best_label}")
         results += _experts_and_ensemble(
             plan, best, best_label, out, X_train, y_train, X_hold, y_hold, eval_splits,
-            document, timings, random_state, verbose,
+            document, timings, random_state, verbose, progress,
         )  # fmt: skip
+    progress.step(5, "evaluation and report")
+    figures = []
+    if models:
         try:
-            _figures(best, best_label, eval_splits["PublicTest"], out)
+            figures = _figures(best, best_label, eval_splits["PublicTest"], out)
         except ImportError as error:
             _log(verbose, f"figures skipped: {error}")
 
@@ -343,10 +386,11 @@ def reproduce(
     save_results(results, out / "results_table.json")
     (out / "results.json").write_text(json.dumps(document, indent=2, default=str))
     table = results_table(results)
+    settings = _settings_markdown(plan, data, len(y_train), len(y_hold), eval_splits, random_state)
     (out / "results.md").write_text(
-        f"# skfer reproduce --preset {preset}{' --smoke' if smoke else ''}\n\n{table}\n\n"
-        f"wall time: "
-        f"{timings['total'] / 60:.1f} min\n"
+        _results_markdown(
+            f"{preset}{' --smoke' if smoke else ''}", settings, table, figures, timings["total"]
+        )
     )
     _log(verbose, f"done in {timings['total'] / 60:.1f} min; table:\n{table}")
     if failures:
@@ -360,9 +404,10 @@ def reproduce(
 
 def _experts_and_ensemble(
     plan, best, best_label, out, X_train, y_train, X_hold, y_hold, eval_splits,
-    document, timings, random_state, verbose,
+    document, timings, random_state, verbose, progress,
 ) -> list[dict]:  # fmt: skip
     """Experts on the best model's fine-tuned backbone, expert selection, the stacked MLP."""
+    progress.step(3, "experts")
     tick = time.perf_counter()
     backbone_file = save_weights_by_layer_name(
         best.model_.get_layer(BACKBONE_LAYER).backbone, out / "best_backbone.h5"
@@ -379,10 +424,18 @@ def _experts_and_ensemble(
     )
     _log(verbose, f"training 7 one-vs-all experts on the fine-tuned backbone of {best_label}")
     experts = OneVsAllExperts(expert_template).fit(
-        X_train, y_train, validation_data=(X_hold, y_hold)
+        X_train,
+        y_train,
+        validation_data=(X_hold, y_hold),
+        callbacks=[
+            _expert_progress(
+                progress, expert_template, [FER2013_CLASSES[k] for k in np.unique(y_train)]
+            )
+        ],
     )
     timings["experts"] = time.perf_counter() - tick
 
+    progress.step(4, "expert selection and ensemble")
     tick = time.perf_counter()
     selection = select_experts(
         best, experts, X_hold, y_hold, hidden_layer_sizes=plan.stacker_layers
@@ -415,7 +468,62 @@ def _experts_and_ensemble(
     return rows
 
 
-def _figures(best, best_label, public_test, out: Path) -> None:
+def _expert_progress(progress: _Progress, template, labels: list[str]):
+    """A Keras callback that reports each expert when its last training phase ends."""
+    import keras
+
+    phases = (template.short_epochs > 0) + (template.long_epochs > 0)
+
+    class ExpertProgress(keras.callbacks.Callback):
+        ended = 0
+
+        def on_train_end(self, logs=None):
+            self.ended += 1
+            if self.ended % phases == 0:
+                done = self.ended // phases
+                progress.item(done, len(labels), labels[done - 1])
+
+    return ExpertProgress()
+
+
+def _settings_markdown(plan, data, n_train, n_hold, eval_splits, random_state) -> str:
+    """The preset's settings, as Markdown: data, base models, experts and stacker."""
+    subset = (
+        f"at most {plan.train_per_class} Training images per class, "
+        if plan.train_per_class is not None
+        else "all Training images, "
+    )
+    tests = ", ".join(f"{name} ({len(split[1])})" for name, split in eval_splits.items())
+    lines = [
+        f"Preset: {plan.description}.",
+        "",
+        f"- data: `{data}`; {subset}{n_train} for training and {n_hold} "
+        f"({plan.holdout_fraction:.0%}, stratified) held out for early stopping, choosing "
+        f"the best base model, selecting experts and fitting the stacker; seed {random_state}",
+        f"- test splits, only ever predicted: {tests}",
+    ]
+    for base in plan.base_models:
+        params = ", ".join(f"{key}={value!r}" for key, value in base.params.items())
+        lines.append(f"- base model {base.label}: {params}")
+    expert = ", ".join(f"{key}={value!r}" for key, value in plan.expert_params.items())
+    lines += [
+        "- experts: the best base model's settings on its fine-tuned backbone, long_epochs=0, "
+        f"augmentation=False{f', {expert}' if expert else ''}",
+        f"- stacking MLP: hidden layers {plan.stacker_layers}",
+    ]
+    return "\n".join(lines)
+
+
+def _results_markdown(preset, settings, table, figures, seconds) -> str:
+    """``results.md``: the settings, the table, the figures and the wall time."""
+    pictures = "".join(f"![{path.stem.replace('_', ' ')}]({path.name})\n\n" for path in figures)
+    return (
+        f"# skfer reproduce --preset {preset}\n\n{settings}\n\n{table}\n\n{pictures}"
+        f"wall time: {seconds / 60:.1f} min\n"
+    )
+
+
+def _figures(best, best_label, public_test, out: Path) -> list[Path]:
     """Confusion matrix of the best base model on PublicTest; its accuracy curves."""
     from .plots import plot_confusion_matrix, plot_training_curves
 
@@ -435,3 +543,4 @@ def _figures(best, best_label, public_test, out: Path) -> None:
         long_phase_start=best.long_phase_start_ if best.long_phase_start_ < n_epochs else None,
         title=f"{best_label}: training and held-out accuracy",
     )
+    return [out / "confusion_matrix.png", out / "accuracy_curves.png"]

@@ -70,11 +70,16 @@ def photos(tmp_path_factory) -> tuple[Path, Path]:
     return face, blank
 
 
-def test_train_saves_model_and_prints_publictest_accuracy(trained):
+def test_train_early_stops_on_held_out_training_and_labels_splits(trained):
     process, model = trained
     assert process.returncode == 0, process.stderr
-    assert "PublicTest accuracy:" in process.stdout and f"({7 * N_TEST} images)" in process.stdout
-    assert model.is_file()
+    held_out, test, saved = process.stdout.splitlines()[-3:]  # after Keras's progress bars
+    n_held_out = round(0.1 * 7 * N_TRAIN)
+    assert held_out.startswith("held-out 10% of Training (early stopping) accuracy: ")
+    assert held_out.endswith(f"({n_held_out} images)")
+    assert test.startswith("PublicTest accuracy (test split, not used in training): ")
+    assert test.endswith(f"({7 * N_TEST} images)")
+    assert saved == f"saved {model}" and model.is_file()
 
 
 def test_evaluate_prints_table_of_publictest(trained, small_csv):
@@ -96,6 +101,14 @@ def test_evaluate_json_scores_the_requested_splits(trained, small_csv, capsys):
         ("Training", 7 * N_TRAIN),
     ]
     assert list(results[0]["recall_per_class"]) == list(FER2013_CLASSES)
+    assert "note" not in results[0]
+    assert results[1]["note"] == "training data of skfer train: not a test score"
+
+
+def test_evaluate_says_when_test_scores_are_test_scores(trained, small_csv, capsys):
+    assert main(["evaluate", str(trained[1]), "--data", str(small_csv)]) == 0
+    err = capsys.readouterr().err
+    assert "note: PublicTest scores are test scores only if the model never used" in err
 
 
 def test_predict_json_reports_faces_and_annotates(trained, photos, tmp_path):
@@ -130,9 +143,115 @@ def test_predict_text_lists_faces_and_says_when_there_is_none(trained, photos, c
 def test_undecodable_image_is_an_invalid_file(trained, tmp_path, capsys):
     garbage = tmp_path / "photo.png"
     garbage.write_bytes(b"not an image")
-    assert main(["predict", str(trained[1]), str(garbage)]) == 4
+    assert main(["predict", str(trained[1]), str(garbage), "--quiet"]) == 4
+    first, last = capsys.readouterr().err.splitlines()
+    assert first.startswith(f"error: '{garbage}' is not an image file")
+    assert last == "error: 1 of 1 images failed (see above)"
+
+
+def test_predict_reports_each_image_and_keeps_going(trained, photos, tmp_path, capsys):
+    face, blank = photos
+    fake = tmp_path / "fake.jpg"
+    fake.write_text("a text file")
+    argv = ["predict", str(trained[1]), str(face), str(fake), str(blank), "--json", "--quiet"]
+    assert main(argv) == 4
+    captured = capsys.readouterr()
+    good, bad, good2 = json.loads(captured.out)
+    assert [good["image"], bad["image"], good2["image"]] == [str(face), str(fake), str(blank)]
+    assert len(good["faces"]) == 1 and good2["faces"] == [] and set(bad) == {"image", "error"}
+    assert bad["error"].startswith(f"'{fake}' is not an image file")
+    assert "function_node" not in captured.err and "Traceback" not in captured.err
+
+
+def test_predict_on_an_empty_folder_is_one_error_line(trained, tmp_path, capsys):
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    assert main(["predict", str(trained[1]), str(folder), "--quiet"]) == 4
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.splitlines() == [
+        f"error: '{folder}' is a folder, not an image file; pass the image files in it "
+        f"(e.g. {folder / '*.jpg'}). Received: {str(folder)!r}",
+        "error: 1 of 1 images failed (see above)",
+    ]
+
+
+def test_quiet_prints_no_tensorflow_start_up_lines(trained, tmp_path):
+    garbage = tmp_path / "photo.png"
+    garbage.write_bytes(b"")
+    env = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
+    process = subprocess.run(
+        [sys.executable, "-m", "skfer.cli", "predict", str(trained[1]), str(garbage), "--quiet"],
+        capture_output=True, text=True, cwd=PROJECT_ROOT, env=env, timeout=600,
+    )  # fmt: skip
+    assert process.returncode == 4
+    assert process.stderr.splitlines() == [
+        f"error: '{garbage}' is empty (0 bytes); pass a PNG, JPEG, GIF or BMP file (convert "
+        f"other formats), or the pixels as an array. Received: {str(garbage)!r}",
+        "error: 1 of 1 images failed (see above)",
+    ]
+
+
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        (["--input-size", "16"], "--input-size 16: mobilenet needs at least 32 px (default"),
+        (["--short-epochs", "-1"], "argument --short-epochs: must be int >= 0, got '-1'"),
+        (["--batch-size", "0"], "argument --batch-size: must be int >= 1, got '0'"),
+        (["--long-lr", "nan"], "argument --long-lr: must be float > 0, got 'nan'"),
+        (["--holdout", "1"], "argument --holdout: must be float > 0 and < 1, got '1'"),
+        (["--limit-per-class", "x"], "argument --limit-per-class: must be int >= 1, got 'x'"),
+        (["--short-epochs", "0", "--long-epochs", "0"], "would train nothing"),
+    ],
+)
+def test_train_options_are_checked_before_loading_data(option, message, tmp_path, capsys):
+    unread = tmp_path / "not_read.csv"
+    unread.write_text("would fail to load\n")
+    argv = ["train", "--data", str(unread), "--backbone", "mobilenet", "--out", "m.skfer"]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--weights", "none", *option])
+    assert exit_info.value.code == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"error: Cannot decode '{garbage}'") and "Traceback" not in err
+    assert message in err and "Traceback" not in err
+
+
+def test_invalid_data_file_is_one_error_line(tmp_path, capsys):
+    bad = tmp_path / "fer.csv"
+    bad.write_text("emotion,pixels\n")
+    argv = ["train", "--data", str(bad), "--backbone", "mobilenet", "--weights", "none"]
+    assert main([*argv, "--out", str(tmp_path / "m.skfer"), "--quiet"]) == 4
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: '{bad}' line 1: the CSV header lacks column(s) ['Usage']")
+    assert len(err.splitlines()) == 1
+
+
+def test_too_small_holdout_is_one_error_line(small_csv, tmp_path, capsys):
+    argv = ["train", "--data", str(small_csv), "--backbone", "mobilenet", "--weights", "none"]
+    argv += ["--limit-per-class", "1", "--out", str(tmp_path / "m.skfer"), "--quiet"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot hold out 0.1 of 7 Training images with every class")
+    assert len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "raised, code, line",
+    [
+        (RuntimeError("boom"), 1, "error: unexpected RuntimeError: boom (a bug in skfer;"),
+        (KeyboardInterrupt(), 130, "error: interrupted"),
+        (PermissionError(13, "Permission denied", "out/m.skfer"), 4, "error: [Errno 13]"),
+    ],
+)
+def test_any_other_error_is_one_line(raised, code, line, monkeypatch, capsys):
+    import skfer.cli
+
+    def run(args):
+        raise raised
+
+    monkeypatch.setattr(skfer.cli, "_reproduce", run)
+    assert main(["reproduce", "--quiet", "--data", __file__]) == code
+    (err,) = capsys.readouterr().err.splitlines()
+    assert err.startswith(line)
 
 
 @pytest.mark.parametrize("command", [None, "train", "evaluate", "predict", "reproduce"])
@@ -186,7 +305,7 @@ def test_truncated_model_is_an_invalid_file(trained, small_csv, tmp_path, capsys
     data = trained[1].read_bytes()
     truncated = tmp_path / "truncated.skfer"
     truncated.write_bytes(data[: len(data) // 2])
-    assert main(["evaluate", str(truncated), "--data", str(small_csv)]) == 4
+    assert main(["evaluate", str(truncated), "--data", str(small_csv), "--quiet"]) == 4
     err = capsys.readouterr().err
     assert err.startswith(f"error: '{truncated}' is truncated or not an skfer model file")
     assert "Traceback" not in err

@@ -256,3 +256,19 @@ def test_image_folder_errors(tmp_path):
     write_png(tmp_path / "test" / "joy" / "d.png", pixel_rows(1)[0])
     with pytest.raises(ValueError, match=r"Unknown class folder .*joy.*angry, disgust"):
         load_fer2013(tmp_path)
+
+
+def test_bad_files_raise_the_typed_data_file_error(tmp_path):
+    from skfer.errors import DataFileError
+
+    bad = tmp_path / "fer.csv"
+    for content in ("", "emotion,pixels\n", "emotion,pixels,Usage\n9,1 2,Training\n"):
+        bad.write_text(content)
+        with pytest.raises(DataFileError):
+            load_fer2013(bad)
+    bad.write_text("emotion,pixels,Usage\n0," + " ".join(["1"] * 2304) + ",Training\n")
+    with pytest.raises(DataFileError, match=r"Split\(s\) \['PublicTest'\] requested"):
+        load_fer2013(bad, splits=["PublicTest"])
+    with pytest.raises(ValueError, match="Unknown FER2013 split") as info:
+        load_fer2013(bad, splits=["Validation"])
+    assert not isinstance(info.value, DataFileError)  # a bad argument, not a bad file

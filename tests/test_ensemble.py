@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.ensemble import StackingClassifier
 from sklearn.neural_network import MLPClassifier
 
@@ -112,3 +113,52 @@ def test_expert_selection_returns_a_subset_and_its_reason(fitted):
     strict = select_experts(base, experts, X_test, y_test, cv=3, min_gain=1.0)
     assert list(strict.selected) == []  # no gain in accuracy can exceed 1
     assert "base model alone" in selection.summary()
+
+
+class ConstantScore(ClassifierMixin, BaseEstimator):
+    """A stand-in binary model: scores every sample ``score``, or ``rare_score`` when the
+    positive class was under a fifth of its training labels."""
+
+    def __init__(self, score=0.6, rare_score=None, class_weight=None):
+        self.score = score
+        self.rare_score = rare_score
+        self.class_weight = class_weight
+
+    def fit(self, X, y):
+        self.classes_ = np.array([False, True])
+        rare = self.rare_score is not None and np.mean(y) < 0.2
+        self.score_ = self.rare_score if rare else self.score
+        return self
+
+    def predict_proba(self, X):
+        return np.tile([1 - self.score_, self.score_], (len(X), 1))
+
+
+def test_class_expert_predicts_its_class_above_one_over_k():
+    X, y = np.zeros((6, 4)), np.array([0, 1, 2, 0, 1, 2])
+    expert = ClassExpert(ConstantScore(0.4), positive_class=2).fit(X, y)
+    assert expert.predict(X).tolist() == [2] * 6  # 0.4 < 0.5 but > 1/3
+    np.testing.assert_array_equal(
+        expert.predict(X), expert.classes_[expert.predict_proba(X).argmax(1)]
+    )
+    expert = ClassExpert(ConstantScore(0.3), positive_class=2).fit(X, y)
+    assert expert.predict(X).tolist() == [0] * 6  # below 1/3: the first other label
+
+
+def test_prior_calibration_undoes_the_balanced_weighting():
+    X, y = np.zeros((100, 4)), np.array([0] * 90 + [1] * 10)
+    template = ConstantScore(score=0.6, rare_score=0.7)
+    raw = OneVsAllExperts(template).fit(X, y)
+    assert raw.predict(X).tolist() == [1] * 100  # the rare class's expert is most confident
+    calibrated = OneVsAllExperts(template, calibration="prior").fit(X, y)
+    np.testing.assert_allclose(calibrated.class_prior_, [0.9, 0.1])
+    assert calibrated.predict(X).tolist() == [0] * 100
+    odds = np.array([0.6 / 0.4 * 9, 0.7 / 0.3 / 9])
+    np.testing.assert_allclose(
+        calibrated.predict_proba(X)[0], (odds / (1 + odds)) / (odds / (1 + odds)).sum()
+    )
+    np.testing.assert_allclose(calibrated.expert_scores(X)[0], [0.6, 0.7])  # raw scores
+    unweighted = OneVsAllExperts(template, class_weight=None, calibration="prior").fit(X, y)
+    assert unweighted.predict(X).tolist() == [1] * 100  # already saw the real frequencies
+    with pytest.raises(ValueError, match="calibration must be None or 'prior'"):
+        OneVsAllExperts(template, calibration="isotonic").fit(X, y)

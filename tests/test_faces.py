@@ -134,10 +134,28 @@ def test_load_image_rejects(image, message):
 def test_load_image_file_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="No image file at"):
         load_image(tmp_path / "missing.png")
-    text = tmp_path / "notes.png"
-    text.write_text("not an image")
-    with pytest.raises(ValueError, match="Cannot decode"):
-        load_image(text)
+    with pytest.raises(IsADirectoryError, match="is a folder, not an image file"):
+        load_image(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"not an image", r"is not an image file \(its first bytes b'not an i'"),
+        (b"", r"is empty \(0 bytes\)"),
+        (b"RIFF\x00\x00\x00\x00WEBPVP8 ", "is a WebP image, a format skfer cannot read"),
+        (b"II*\x00" + bytes(20), "is a TIFF image, a format skfer cannot read"),
+        (b"\xff\xd8\xff\xe0" + bytes(20), "is a truncated or corrupt JPEG file"),
+    ],
+)
+def test_load_image_says_what_the_file_is(tmp_path, content, message):
+    from skfer.errors import DataFileError
+
+    path = tmp_path / "fake.jpg"
+    path.write_bytes(content)
+    with pytest.raises(DataFileError, match=message) as error:
+        load_image(path)
+    assert "function_node" not in str(error.value) and "DecodeImage" not in str(error.value)
 
 
 # ------------------------------------------------------------------------ crop_faces

@@ -1,4 +1,4 @@
-"""Tests for :func:`skfer.datasets.fer2013_integrity` and :func:`drop_test_duplicates`."""
+"""Tests for :func:`skfer.integrity.fer2013_integrity` and :func:`drop_test_duplicates`."""
 
 from __future__ import annotations
 
@@ -8,12 +8,10 @@ import numpy as np
 import pytest
 from sklearn.utils import Bunch
 
-from skfer.datasets import (
-    SPLIT_ATTRIBUTES,
-    IntegrityReport,
-    drop_test_duplicates,
-    fer2013_integrity,
-)
+import skfer.datasets
+import skfer.integrity
+from skfer.datasets import SPLIT_ATTRIBUTES
+from skfer.integrity import IntegrityReport, drop_test_duplicates, fer2013_integrity
 
 
 def naive_integrity(data: Bunch) -> dict:
@@ -235,3 +233,14 @@ def test_synthetic_drop_test_duplicates(synthetic):
     assert dropped.size == 0
     with pytest.raises(ValueError, match="needs the Training split"):
         drop_test_duplicates(Bunch(public_test=synthetic.public_test))
+
+
+def test_integrity_names_stay_importable_from_datasets():
+    from skfer.datasets import IntegrityReport as Report
+    from skfer.datasets import drop_test_duplicates as drop
+
+    assert Report is IntegrityReport and drop is drop_test_duplicates
+    for name in skfer.integrity.__all__:
+        assert getattr(skfer.datasets, name) is getattr(skfer.integrity, name)
+    with pytest.raises(AttributeError, match="no attribute 'nonexistent'"):
+        skfer.datasets.nonexistent  # noqa: B018

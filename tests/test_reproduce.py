@@ -41,3 +41,86 @@ def test_reproduce_table_quick_runs_end_to_end(tmp_path, fer2013_csv, mobilenet_
         data = (out / picture).read_bytes()
         assert data.startswith(b"\x89PNG") and len(data) > 10_000
     assert "wall time" in table and "total" in document["timings_seconds"]
+
+
+def test_progress_names_the_step_and_estimates_what_is_left(monkeypatch, capsys):
+    from skfer import reproduce
+
+    clock = iter([0.0, 60.0, 60.0 + 120.0, 60.0 + 360.0, 0.0, 0.0])
+    monkeypatch.setattr(reproduce.time, "perf_counter", lambda: next(clock))
+    progress = reproduce._Progress(verbose=1)
+    progress.step(3, "experts")
+    progress.item(1, 7, "angry")
+    progress.item(3, 7, "fear")
+    assert capsys.readouterr().out.splitlines() == [
+        "[skfer reproduce] [3/5] experts: 1.0 min elapsed",
+        "[skfer reproduce] [3/5] experts 1/7 (angry): 3.0 min elapsed, about 12.0 min left in "
+        "this step",
+        "[skfer reproduce] [3/5] experts 3/7 (fear): 7.0 min elapsed, about 8.0 min left in "
+        "this step",
+    ]
+    reproduce._Progress(verbose=0).step(1, "loading data")
+    assert capsys.readouterr().out == ""
+
+
+def test_results_markdown_states_the_settings_and_links_the_figures(tmp_path):
+    import numpy as np
+
+    from skfer.reproduce import PRESETS, _results_markdown, _settings_markdown
+
+    plan = PRESETS["quick"]
+    splits = {"PublicTest": (None, np.zeros(3589))}
+    settings = _settings_markdown(plan, "fer.csv.gz", 1680, 420, splits, 0)
+    figures = [tmp_path / "confusion_matrix.png", tmp_path / "accuracy_curves.png"]
+    text = _results_markdown("quick", settings, "| table |", figures, 90.0)
+    assert text.startswith(f"# skfer reproduce --preset quick\n\nPreset: {plan.description}.\n")
+    assert "at most 300 Training images per class, 1680 for training and 420 (20%" in text
+    assert "- test splits, only ever predicted: PublicTest (3589)" in text
+    assert "- base model MobileNet 0.25 (ImageNet): backbone='mobilenet', input_size=96" in text
+    assert "augmentation=False, short_epochs=10" in text
+    assert "- stacking MLP: hidden layers (64, 32)" in text
+    assert "![confusion matrix](confusion_matrix.png)" in text
+    assert "![accuracy curves](accuracy_curves.png)" in text
+    assert text.endswith(
+        "| table |\n\n![confusion matrix](confusion_matrix.png)\n\n"
+        "![accuracy curves](accuracy_curves.png)\n\nwall time: 1.5 min\n"
+    )
+
+
+def test_reproduce_on_a_tiny_preset_reports_steps_and_writes_results(
+    fer2013_subset, tmp_path, monkeypatch, capsys
+):
+    from conftest import TINY
+
+    from skfer import reproduce
+
+    X, y, X_test, y_test = fer2013_subset
+    rows = ["emotion,pixels,Usage"] + [
+        f"{label},{' '.join(map(str, image.ravel().tolist()))},{usage}"
+        for images, target, usage in ((X, y, "Training"), (X_test, y_test, "PublicTest"))
+        for image, label in zip(images, target, strict=True)
+    ]
+    data = tmp_path / "fer.csv"
+    data.write_text("\n".join(rows) + "\n")
+    params = {k: v for k, v in TINY.items() if k not in ("verbose", "random_state")}
+    tiny = reproduce.Preset(
+        name="tiny",
+        description="test preset",
+        base_models=(reproduce.BaseModelPlan("tiny CNN", {**params, "input_size": 16}),),
+        holdout_fraction=0.25,
+        stacker_layers=(4, 4),
+    )
+    monkeypatch.setitem(reproduce.PRESETS, "tiny", tiny)
+    reproduce.reproduce("tiny", data, tmp_path / "out", verbose=1)
+    out = capsys.readouterr().out
+    for line in (
+        "[1/5] loading data",
+        "[2/5] base models 1/1 (tiny CNN)",
+        "[3/5] experts 7/7 (neutral)",
+        "[4/5] expert selection and ensemble",
+        "[5/5] evaluation",
+    ):
+        assert line in out
+    assert out.count("[3/5] experts") == 8  # the step, then one line per expert
+    text = (tmp_path / "out/results.md").read_text()
+    assert "Preset: test preset." in text and "![confusion matrix](confusion_matrix.png)" in text
