@@ -27,6 +27,8 @@ from typing import NamedTuple
 import numpy as np
 from sklearn.utils import Bunch
 
+from .ferplus import FERPLUS_CLASSES, load_ferplus  # noqa: F401 (re-exported)
+
 FER2013_CLASSES: tuple[str, ...] = (
     "angry",
     "disgust",
