@@ -29,6 +29,7 @@ from .model import (
     set_backbone_trainable,
     split_at_pooling,
 )
+from .soft_targets import check_target_distribution, soft_target_data
 
 __all__ = ["TransferCNNClassifier"]
 
@@ -221,7 +222,7 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         tags.transformer_tags = TransformerTags(preserves_dtype=[])
         return tags
 
-    def fit(self, X, y, *, validation_data=None, callbacks=None):
+    def fit(self, X, y, *, validation_data=None, callbacks=None, target_distribution=None):
         """Train the network in two phases.
 
         Parameters
@@ -236,6 +237,11 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
             ``validation_fraction``.
         callbacks : list of keras.callbacks.Callback, optional
             Extra Keras callbacks for both phases (TensorBoard, say).
+        target_distribution : array-like of shape (n, n_classes), optional
+            Soft targets (e.g. FER+ vote shares): train with categorical cross-entropy against
+            these rows, columns in ``classes_`` order, each non-negative and summing to 1.
+            ``y`` still gives ``classes_``; validation accuracy stays on hard labels. See
+            :mod:`skfer.soft_targets`.
 
         Returns
         -------
@@ -272,6 +278,13 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         seed = int(rng.randint(np.iinfo(np.int32).max))
         keras.utils.set_random_seed(seed)
         train, validation = self._split_validation(images, targets, validation_data, seed)
+        distribution = None
+        if target_distribution is not None:  # soft targets: the same split, of row numbers
+            distribution = check_target_distribution(target_distribution, y.size, classes)
+            (rows, _), _ = self._split_validation(np.arange(y.size), targets, validation_data, seed)
+            train, validation = soft_target_data(
+                train, distribution[rows], validation, classes.size
+            )
 
         spec = get_backbone(self.backbone)
         weights = spec.default_weights if self.weights == "default" else self.weights
@@ -304,7 +317,10 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
             checkpoint = TrainingCheckpoint(
                 self.checkpoint_dir,
                 fingerprint(
-                    {k: v for k, v in self.get_params().items() if k != "verbose"}, images, targets
+                    {k: v for k, v in self.get_params().items() if k != "verbose"},
+                    images,
+                    targets,
+                    *([] if distribution is None else [distribution]),
                 ),
             )
         phases = (("short", 0), ("long", self.unfreeze_blocks))
@@ -579,7 +595,9 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         steps_per_execution = CACHED_STEPS_PER_EXECUTION if multi_step else 1
         trained_model.compile(
             optimizer=_make_optimizer(self.optimizer, learning_rate),
-            loss="sparse_categorical_crossentropy",
+            loss="categorical_crossentropy"
+            if y_train.ndim == 2
+            else "sparse_categorical_crossentropy",
             metrics=["accuracy"],
             jit_compile=self.jit_compile,
             steps_per_execution=steps_per_execution,
