@@ -13,6 +13,9 @@ Every preset holds out a stratified part of Training (10%; 20% in ``quick``). It
 early stopping, to choose the best base model, to select experts and to train the stacking MLP,
 so that PublicTest (and any ``--test`` file) is only ever predicted, never used to choose
 anything.
+
+``dataset="ferplus"`` runs the same table on the FER+ majority labels of the same images
+(:func:`skfer.ferplus.load_ferplus`), with FER+'s 8 classes.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from .classifier import TransferCNNClassifier
 from .datasets import FER2013_CLASSES, SPLIT_ATTRIBUTES, load_fer2013
 from .ensemble import make_fer_ensemble, select_experts
 from .experts import OneVsAllExperts
+from .ferplus import load_dataset
 from .metrics import evaluate, results_table, save_results
 from .model import BACKBONE_LAYER
 
@@ -189,11 +193,16 @@ def reproduce(
     weights_dir: str | os.PathLike | None = None,
     random_state: int = 0,
     verbose: int = 1,
+    dataset: str = "fer2013",
+    ferplus_csv: str | os.PathLike | None = None,
 ) -> dict:
     """Run ``preset`` on FER2013 at ``data`` and write the table, JSON and figures into ``out``.
 
     Returns the JSON document written to ``out/results.json``. Raises ``WeightsDownloadError``
     at the end if some base model could not get its weights (the others still ran).
+    ``dataset="ferplus"`` takes the labels from FER+'s ``ferplus_csv`` instead (majority
+    labels, excluded rows left out); the peer model, trained on FER2013's labels, and
+    ``test`` files, which carry FER2013 labels, are then not scored.
     """
     plan = PRESETS[preset]
     out = Path(out)
@@ -202,7 +211,13 @@ def reproduce(
     started = time.perf_counter()
     timings: dict[str, float] = {}
 
-    fer = load_fer2013(data, splits=["Training", "PublicTest"])
+    if dataset == "ferplus" and test is not None:
+        raise ValueError(
+            "test= files carry FER2013 labels and cannot be scored against FER+ labels; drop "
+            f"test= (--test) or use dataset='fer2013'. Received: test={os.fspath(test)!r}"
+        )
+    fer = load_dataset(dataset, data, ferplus_csv, splits=["Training", "PublicTest"])
+    class_names = fer.class_names
     images, target = fer.train.images, fer.train.target
     if plan.train_per_class is not None:
         images, target = stratified_subset(images, target, plan.train_per_class, random_state)
@@ -245,7 +260,9 @@ def reproduce(
         models[base.label] = clf
         holdout_accuracy[base.label] = clf.score(X_hold, y_hold)
         for split, (X, y) in eval_splits.items():
-            results.append(evaluate(y, clf.predict(X), model=base.label, split=split))
+            results.append(
+                evaluate(y, clf.predict(X), model=base.label, split=split, **_scoring(class_names))
+            )
         _log(
             verbose,
             f"{base.label}: held-out {holdout_accuracy[base.label]:.4f}, PublicTest "
@@ -255,6 +272,7 @@ def reproduce(
     document: dict = {
         "preset": asdict(plan),
         "random_state": random_state,
+        "dataset": dataset,
         "holdout_accuracy": holdout_accuracy,
         "failures": failures,
     }
@@ -265,15 +283,15 @@ def reproduce(
         _log(verbose, f"best base model on held-out data: {best_label}")
         results += _experts_and_ensemble(
             plan, best, best_label, out, X_train, y_train, X_hold, y_hold, eval_splits,
-            document, timings, random_state, verbose,
+            document, timings, random_state, verbose, class_names,
         )  # fmt: skip
         try:
-            _figures(best, best_label, eval_splits["PublicTest"], out)
+            _figures(best, best_label, eval_splits["PublicTest"], out, class_names)
         except ImportError as error:
             _log(verbose, f"figures skipped: {error}")
 
     peer = weights_dir / PEER_WEIGHT_FILE if weights_dir is not None else None
-    if peer is not None and peer.exists():
+    if peer is not None and peer.exists() and dataset == "fer2013":
         results += evaluate_peer(peer, eval_splits, verbose)
 
     timings["total"] = time.perf_counter() - started
@@ -282,7 +300,9 @@ def reproduce(
     (out / "results.json").write_text(json.dumps(document, indent=2, default=str))
     table = results_table(results)
     (out / "results.md").write_text(
-        f"# skfer reproduce --preset {preset}\n\n{table}\n\nwall time: "
+        f"# skfer reproduce --preset {preset}"
+        + (f" --dataset {dataset}" if dataset != "fer2013" else "")
+        + f"\n\n{table}\n\nwall time: "
         f"{timings['total'] / 60:.1f} min\n"
     )
     _log(verbose, f"done in {timings['total'] / 60:.1f} min; table:\n{table}")
@@ -297,7 +317,7 @@ def reproduce(
 
 def _experts_and_ensemble(
     plan, best, best_label, out, X_train, y_train, X_hold, y_hold, eval_splits,
-    document, timings, random_state, verbose,
+    document, timings, random_state, verbose, class_names,
 ) -> list[dict]:  # fmt: skip
     """Experts on the best model's fine-tuned backbone, expert selection, the stacked MLP."""
     tick = time.perf_counter()
@@ -314,7 +334,11 @@ def _experts_and_ensemble(
             **plan.expert_params,
         }
     )
-    _log(verbose, f"training 7 one-vs-all experts on the fine-tuned backbone of {best_label}")
+    _log(
+        verbose,
+        f"training {len(class_names)} one-vs-all experts on the fine-tuned backbone of "
+        f"{best_label}",
+    )
     experts = OneVsAllExperts(expert_template).fit(
         X_train, y_train, validation_data=(X_hold, y_hold)
     )
@@ -333,26 +357,36 @@ def _experts_and_ensemble(
         random_state=random_state,
     ).fit(X_hold, y_hold)
     timings["selection_and_ensemble"] = time.perf_counter() - tick
-    chosen = ", ".join(FER2013_CLASSES[k] for k in selection.selected) or "none"
+    chosen = ", ".join(class_names[k] for k in selection.selected) or "none"
     document["expert_selection"] = {
-        "selected": [FER2013_CLASSES[k] for k in selection.selected],
+        "selected": [class_names[k] for k in selection.selected],
         "baseline_cv_accuracy": selection.baseline_score,
-        "steps": [(FER2013_CLASSES[k], score) for k, score in selection.steps],
-        "first_round": {FER2013_CLASSES[k]: v for k, v in selection.candidates.items()},
+        "steps": [(class_names[k], score) for k, score in selection.steps],
+        "first_round": {class_names[k]: v for k, v in selection.candidates.items()},
         "rule": selection.rule,
     }
     rows = []
+    names = _scoring(class_names)
     for split, (X, y) in eval_splits.items():
-        expert_row = evaluate(y, experts.predict(X), model="one-vs-all experts alone", split=split)
+        expert_row = evaluate(
+            y, experts.predict(X), model="one-vs-all experts alone", split=split, **names
+        )
         expert_row["note"] = f"on the fine-tuned backbone of {best_label}"
-        row = evaluate(y, ensemble.predict(X), model="ensemble (MLP stack)", split=split)
+        row = evaluate(y, ensemble.predict(X), model="ensemble (MLP stack)", split=split, **names)
         row["note"] = f"{best_label} + experts: {chosen}"
         rows += [expert_row, row]
         _log(verbose, f"ensemble on {split}: accuracy {row['accuracy']:.4f}")
     return rows
 
 
-def _figures(best, best_label, public_test, out: Path) -> None:
+def _scoring(class_names) -> dict:
+    """``evaluate``'s class names and labels; its defaults for FER2013 (that table unchanged)."""
+    if tuple(class_names) == FER2013_CLASSES:
+        return {}
+    return {"class_names": class_names, "labels": list(range(len(class_names)))}
+
+
+def _figures(best, best_label, public_test, out: Path, class_names) -> None:
     """Confusion matrix of the best base model on PublicTest; its accuracy curves."""
     from .plots import plot_confusion_matrix, plot_training_curves
 
@@ -361,8 +395,8 @@ def _figures(best, best_label, public_test, out: Path) -> None:
         y,
         best.predict(X),
         out / "confusion_matrix.png",
-        class_names=FER2013_CLASSES,
-        labels=list(range(7)),
+        class_names=class_names,
+        labels=list(range(len(class_names))),
         title=f"{best_label}, PublicTest (normalised by true class)",
     )
     n_epochs = len(best.history_["phase"])
