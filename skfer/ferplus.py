@@ -49,8 +49,8 @@ def load_ferplus(
 
     A row's label follows Barsoum et al.'s ``majority`` mode (``src/ferplus.py`` of
     microsoft/FERPlus): votes of 1 are discarded as outliers, then the column (of all 10)
-    with more than half of the remaining votes wins. Two columns cannot both exceed half, so
-    ties never win. A row is excluded when the winner is ``NF`` (``"not_a_face"``) or
+    with more than half of the remaining votes wins; a tie between two columns therefore
+    has no winner. A row is excluded when the winner is ``NF`` (``"not_a_face"``) or
     ``unknown`` (``"unknown"``), when no column wins (``"no_majority"``), or when its
     ``Image name`` is empty although an emotion wins (``"no_image"``: FER+ dropped it).
 
