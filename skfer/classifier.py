@@ -25,6 +25,7 @@ from .distribute import DISTRIBUTIONS, make_strategy, strategy_scope
 from .images import as_image_batch, check_one_label_per_image
 from .model import POOLING_CHOICES, build_transfer_model
 from .params import InstanceOf, Interval, Options, SequenceOf, check_params
+from .soft_targets import check_target_distribution, soft_target_data
 from .training import OPTIMIZERS, SCHEDULES, Phase, TrainingSettings, train
 
 __all__ = ["TransferCNNClassifier"]
@@ -240,7 +241,7 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         tags.transformer_tags = TransformerTags(preserves_dtype=[])
         return tags
 
-    def fit(self, X, y, *, validation_data=None, callbacks=None):
+    def fit(self, X, y, *, validation_data=None, callbacks=None, target_distribution=None):
         """Train the network in two phases.
 
         Parameters
@@ -255,6 +256,11 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
             ``validation_fraction``.
         callbacks : list of keras.callbacks.Callback, optional
             Extra Keras callbacks for both phases (TensorBoard, say).
+        target_distribution : array-like of shape (n, n_classes), optional
+            Soft targets (e.g. FER+ vote shares): train with categorical cross-entropy against
+            these rows, columns in ``classes_`` order, each non-negative and summing to 1.
+            ``y`` still gives ``classes_``; validation accuracy stays on hard labels. See
+            :mod:`skfer.soft_targets`.
 
         Returns
         -------
@@ -288,6 +294,9 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         self._flat_input = np.asarray(X).ndim == 2
 
         class_weight = self._class_weights(targets)
+        distribution = None
+        if target_distribution is not None:
+            distribution = check_target_distribution(target_distribution, y.size, classes)
 
         seed = self._draw_seed()
         checkpoint = None
@@ -295,11 +304,19 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
             checkpoint = TrainingCheckpoint(
                 self.checkpoint_dir,
                 fingerprint(
-                    {k: v for k, v in self.get_params().items() if k != "verbose"}, images, targets
+                    {k: v for k, v in self.get_params().items() if k != "verbose"},
+                    images,
+                    targets,
+                    *([] if distribution is None else [distribution]),
                 ),
             )
             seed = checkpoint.stored_seed(seed)  # a resumed fit keeps its validation split
         train_data, validation = self._split_validation(images, targets, validation_data, seed)
+        if distribution is not None:  # soft targets: the same split, of row numbers
+            (rows, _), _ = self._split_validation(np.arange(y.size), targets, validation_data, seed)
+            train_data, validation = soft_target_data(
+                train_data, distribution[rows], validation, classes.size
+            )
 
         weights = spec.default_weights if self.weights == "default" else self.weights
         self._strategy = make_strategy(self.distribution)

@@ -163,6 +163,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="FER2013 CSV (.csv or .csv.gz) or folder (default: %(default)s)",
     )
     reproduce.add_argument("--test", help="extra CSV (e.g. PrivateTest rows) reported as its split")
+    reproduce.add_argument(
+        "--dataset",
+        choices=("fer2013", "ferplus"),
+        default="fer2013",
+        help="labels: FER2013's own, or the FER+ majority votes (default: %(default)s)",
+    )
+    reproduce.add_argument(
+        "--ferplus-labels",
+        metavar="FER2013NEW.csv",
+        help="FER+'s fer2013new.csv, for --dataset ferplus (default: "
+        f"{_SHARED / 'data/ferplus/fer2013new.csv'})",
+    )
     reproduce.add_argument("--out", default="runs/reproduce", help="output folder")
     reproduce.add_argument(
         "--weights-dir",
@@ -176,7 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="shrink the preset to a minute or two on a CPU (same code, tiny data and sizes)",
     )
     reproduce.set_defaults(
-        run=_reproduce, parser=reproduce, inputs={"data": "--data", "test": "--test"}
+        run=_reproduce,
+        parser=reproduce,
+        inputs={"data": "--data", "test": "--test", "ferplus_labels": "--ferplus-labels"},
     )
     return parser
 
@@ -465,6 +479,15 @@ def _print_faces(report: dict) -> None:
 def _reproduce(args: argparse.Namespace) -> int:
     from .reproduce import reproduce
 
+    ferplus_labels = args.ferplus_labels
+    if args.dataset == "ferplus":
+        ferplus_labels = ferplus_labels or str(_SHARED / "data/ferplus/fer2013new.csv")
+        if not Path(ferplus_labels).exists():
+            args.parser.error(f"--ferplus-labels {ferplus_labels}: no such file")
+        if args.test is not None:
+            args.parser.error("--test files carry FER2013 labels; drop it with --dataset ferplus")
+    elif ferplus_labels is not None:
+        args.parser.error("--ferplus-labels needs --dataset ferplus")
     reproduce(
         args.preset,
         args.data,
@@ -474,6 +497,8 @@ def _reproduce(args: argparse.Namespace) -> int:
         random_state=args.seed,
         smoke=args.smoke,
         verbose=0 if args.quiet else 1,
+        dataset=args.dataset,
+        ferplus_csv=ferplus_labels,
     )
     return 0
 

@@ -26,6 +26,7 @@ import numpy as np
 from sklearn.utils import Bunch
 
 from .errors import DataFileError
+from .ferplus import FERPLUS_CLASSES, load_ferplus  # noqa: F401 (re-exported)
 
 FER2013_CLASSES: tuple[str, ...] = (
     "angry",

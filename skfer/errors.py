@@ -8,7 +8,8 @@ __all__ = ["DataFileError"]
 class DataFileError(ValueError):
     """A data, model or image file that is malformed, truncated or of another format.
 
-    Raised by :func:`skfer.datasets.load_fer2013`, :func:`skfer.load` and
+    Raised by :func:`skfer.datasets.load_fer2013`, :func:`skfer.datasets.load_ferplus`,
+    :func:`skfer.load` and
     :func:`skfer.faces.load_image`; the message names the file, the problem and the fix.
     A ``ValueError``, so ``except ValueError`` still catches it.
     """

@@ -20,6 +20,9 @@ Every preset holds out a stratified part of Training (10%; 20% in ``quick``). It
 early stopping, to choose the best base model, to select experts and to train the stacking MLP,
 so that PublicTest (and any ``--test`` file) is only ever predicted, never used to choose
 anything.
+
+``dataset="ferplus"`` runs the same table on the FER+ majority labels of the same images
+(:func:`skfer.ferplus.load_ferplus`), with FER+'s 8 classes.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from .classifier import TransferCNNClassifier
 from .datasets import FER2013_CLASSES, SPLIT_ATTRIBUTES, load_fer2013
 from .ensemble import make_fer_ensemble, select_experts
 from .experts import OneVsAllExperts
+from .ferplus import load_dataset
 from .metrics import evaluate, results_table, save_results
 from .model import BACKBONE_LAYER
 
@@ -284,6 +288,8 @@ def reproduce(
     random_state: int = 0,
     smoke: bool = False,
     verbose: int = 1,
+    dataset: str = "fer2013",
+    ferplus_csv: str | os.PathLike | None = None,
 ) -> dict:
     """Run ``preset`` on FER2013 at ``data`` and write the table, JSON and figures into ``out``.
 
@@ -291,6 +297,9 @@ def reproduce(
 
     Returns the JSON document written to ``out/results.json``. Raises ``WeightsDownloadError``
     at the end if some base model could not get its weights (the others still ran).
+    ``dataset="ferplus"`` takes the labels from FER+'s ``ferplus_csv`` instead (majority
+    labels, excluded rows left out); the peer model, trained on FER2013's labels, and
+    ``test`` files, which carry FER2013 labels, are then not scored.
     """
     plan = smoke_preset(PRESETS[preset]) if smoke else PRESETS[preset]
     out = Path(out)
@@ -300,8 +309,14 @@ def reproduce(
     timings: dict[str, float] = {}
     progress = _Progress(verbose)
 
+    if dataset == "ferplus" and test is not None:
+        raise ValueError(
+            "test= files carry FER2013 labels and cannot be scored against FER+ labels; drop "
+            f"test= (--test) or use dataset='fer2013'. Received: test={os.fspath(test)!r}"
+        )
     progress.step(1, "loading data")
-    fer = load_fer2013(data, splits=["Training", "PublicTest"])
+    fer = load_dataset(dataset, data, ferplus_csv, splits=["Training", "PublicTest"])
+    class_names = fer.class_names
     images, target = fer.train.images, fer.train.target
     if plan.train_per_class is not None:
         images, target = stratified_subset(images, target, plan.train_per_class, random_state)
@@ -346,7 +361,9 @@ def reproduce(
         models[base.label] = clf
         holdout_accuracy[base.label] = clf.score(X_hold, y_hold)
         for split, (X, y) in eval_splits.items():
-            results.append(evaluate(y, clf.predict(X), model=base.label, split=split))
+            results.append(
+                evaluate(y, clf.predict(X), model=base.label, split=split, **_scoring(class_names))
+            )
         _log(
             verbose,
             f"{base.label}: held-out {holdout_accuracy[base.label]:.4f}, PublicTest "
@@ -357,6 +374,7 @@ def reproduce(
     document: dict = {
         "preset": asdict(plan),
         "random_state": random_state,
+        "dataset": dataset,
         "holdout_accuracy": holdout_accuracy,
         "failures": failures,
     }
@@ -367,18 +385,18 @@ def reproduce(
         _log(verbose, f"best base model on held-out data: {best_label}")
         results += _experts_and_ensemble(
             plan, best, best_label, out, X_train, y_train, X_hold, y_hold, eval_splits,
-            document, timings, random_state, verbose, progress,
+            document, timings, random_state, verbose, progress, class_names,
         )  # fmt: skip
     progress.step(5, "evaluation and report")
     figures = []
     if models:
         try:
-            figures = _figures(best, best_label, eval_splits["PublicTest"], out)
+            figures = _figures(best, best_label, eval_splits["PublicTest"], out, class_names)
         except ImportError as error:
             _log(verbose, f"figures skipped: {error}")
 
     peer = weights_dir / PEER_WEIGHT_FILE if weights_dir is not None else None
-    if peer is not None and peer.exists():
+    if peer is not None and peer.exists() and dataset == "fer2013":
         results += evaluate_peer(peer, eval_splits, verbose)
 
     timings["total"] = time.perf_counter() - started
@@ -389,7 +407,12 @@ def reproduce(
     settings = _settings_markdown(plan, data, len(y_train), len(y_hold), eval_splits, random_state)
     (out / "results.md").write_text(
         _results_markdown(
-            f"{preset}{' --smoke' if smoke else ''}", settings, table, figures, timings["total"]
+            f"{preset}{' --smoke' if smoke else ''}"
+            + (f" --dataset {dataset}" if dataset != "fer2013" else ""),
+            settings,
+            table,
+            figures,
+            timings["total"],
         )
     )
     _log(verbose, f"done in {timings['total'] / 60:.1f} min; table:\n{table}")
@@ -404,7 +427,7 @@ def reproduce(
 
 def _experts_and_ensemble(
     plan, best, best_label, out, X_train, y_train, X_hold, y_hold, eval_splits,
-    document, timings, random_state, verbose, progress,
+    document, timings, random_state, verbose, progress, class_names,
 ) -> list[dict]:  # fmt: skip
     """Experts on the best model's fine-tuned backbone, expert selection, the stacked MLP."""
     progress.step(3, "experts")
@@ -422,7 +445,11 @@ def _experts_and_ensemble(
             **plan.expert_params,
         }
     )
-    _log(verbose, f"training 7 one-vs-all experts on the fine-tuned backbone of {best_label}")
+    _log(
+        verbose,
+        f"training {len(class_names)} one-vs-all experts on the fine-tuned backbone of "
+        f"{best_label}",
+    )
     experts = OneVsAllExperts(expert_template).fit(
         X_train,
         y_train,
@@ -449,19 +476,22 @@ def _experts_and_ensemble(
         random_state=random_state,
     ).fit(X_hold, y_hold)
     timings["selection_and_ensemble"] = time.perf_counter() - tick
-    chosen = ", ".join(FER2013_CLASSES[k] for k in selection.selected) or "none"
+    chosen = ", ".join(class_names[k] for k in selection.selected) or "none"
     document["expert_selection"] = {
-        "selected": [FER2013_CLASSES[k] for k in selection.selected],
+        "selected": [class_names[k] for k in selection.selected],
         "baseline_cv_accuracy": selection.baseline_score,
-        "steps": [(FER2013_CLASSES[k], score) for k, score in selection.steps],
-        "first_round": {FER2013_CLASSES[k]: v for k, v in selection.candidates.items()},
+        "steps": [(class_names[k], score) for k, score in selection.steps],
+        "first_round": {class_names[k]: v for k, v in selection.candidates.items()},
         "rule": selection.rule,
     }
     rows = []
+    names = _scoring(class_names)
     for split, (X, y) in eval_splits.items():
-        expert_row = evaluate(y, experts.predict(X), model="one-vs-all experts alone", split=split)
+        expert_row = evaluate(
+            y, experts.predict(X), model="one-vs-all experts alone", split=split, **names
+        )
         expert_row["note"] = f"on the fine-tuned backbone of {best_label}"
-        row = evaluate(y, ensemble.predict(X), model="ensemble (MLP stack)", split=split)
+        row = evaluate(y, ensemble.predict(X), model="ensemble (MLP stack)", split=split, **names)
         row["note"] = f"{best_label} + experts: {chosen}"
         rows += [expert_row, row]
         _log(verbose, f"ensemble on {split}: accuracy {row['accuracy']:.4f}")
@@ -523,7 +553,14 @@ def _results_markdown(preset, settings, table, figures, seconds) -> str:
     )
 
 
-def _figures(best, best_label, public_test, out: Path) -> list[Path]:
+def _scoring(class_names) -> dict:
+    """``evaluate``'s class names and labels; its defaults for FER2013 (that table unchanged)."""
+    if tuple(class_names) == FER2013_CLASSES:
+        return {}
+    return {"class_names": class_names, "labels": list(range(len(class_names)))}
+
+
+def _figures(best, best_label, public_test, out: Path, class_names) -> list[Path]:
     """Confusion matrix of the best base model on PublicTest; its accuracy curves."""
     from .plots import plot_confusion_matrix, plot_training_curves
 
@@ -532,8 +569,8 @@ def _figures(best, best_label, public_test, out: Path) -> list[Path]:
         y,
         best.predict(X),
         out / "confusion_matrix.png",
-        class_names=FER2013_CLASSES,
-        labels=list(range(7)),
+        class_names=class_names,
+        labels=list(range(len(class_names))),
         title=f"{best_label}, PublicTest (normalised by true class)",
     )
     n_epochs = len(best.history_["phase"])

@@ -314,7 +314,8 @@ def _fit_phase(
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     trained_model.compile(
         optimizer=optimizer,
-        loss="sparse_categorical_crossentropy",
+        # Soft targets (rows of class probabilities) or class indices.
+        loss="categorical_crossentropy" if y_train.ndim == 2 else "sparse_categorical_crossentropy",
         metrics=["accuracy"],
         jit_compile=settings.jit_compile,
         steps_per_execution=steps_per_execution,

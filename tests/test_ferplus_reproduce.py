@@ -1,0 +1,100 @@
+"""``skfer reproduce --dataset ferplus``: the table on FER+ majority labels."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import TINY
+from test_ferplus import write_fer2013, write_ferplus
+
+import skfer.reproduce
+from skfer.cli import main
+from skfer.ferplus import FERPLUS_CLASSES
+
+N_TRAIN, N_TEST = 40, 4  # rows per FER+ class; 5-fold expert selection needs 5 held out
+
+
+@pytest.fixture
+def ferplus_files(tmp_path) -> tuple[Path, Path]:
+    """A FER2013 CSV and its FER+ labels: every class, plus one not-a-face Training row."""
+    rows = []
+    for usage, n in (("Training", N_TRAIN), ("PublicTest", N_TEST)):
+        for k in range(len(FERPLUS_CLASSES)):
+            votes = [0] * 10
+            votes[k], votes[(k + 1) % 8] = 8, 2
+            rows += [(usage, f"fer{len(rows) + i}.png", votes) for i in range(n)]
+    rows.append(("Training", "", [0] * 9 + [10]))
+    fer = write_fer2013(tmp_path / "fer2013.csv", [usage for usage, _, _ in rows])
+    return fer, write_ferplus(tmp_path / "fer2013new.csv", rows)
+
+
+@pytest.mark.slow
+def test_quick_preset_path_on_ferplus_labels(ferplus_files, tmp_path, monkeypatch, capsys):
+    """The whole table (base model, 8 experts, ensemble, figures) on the tiny test backbone:
+    about a minute on 2 CPU cores."""
+    tiny = {key: value for key, value in TINY.items() if key not in ("random_state", "verbose")}
+    plan = skfer.reproduce.Preset(
+        name="quick",
+        description="the quick preset's steps on the tiny test backbone",
+        base_models=(skfer.reproduce.BaseModelPlan("tiny", tiny),),
+        train_per_class=300,
+        holdout_fraction=0.2,
+        stacker_layers=(8, 4),
+    )
+    monkeypatch.setitem(skfer.reproduce.PRESETS, "quick", plan)
+    out = tmp_path / "out"
+    fer, labels = ferplus_files
+    args = ["reproduce", "--dataset", "ferplus", "--ferplus-labels", labels, "--data", fer]
+    assert main([*map(str, args), "--out", str(out), "--weights-dir", str(tmp_path)]) == 0
+    n_train = len(FERPLUS_CLASSES) * N_TRAIN  # the not-a-face row is left out
+    assert f"{n_train - n_train // 5} training, {n_train // 5} held-out" in capsys.readouterr().out
+    document = json.loads((out / "results.json").read_text())
+    assert document["dataset"] == "ferplus"
+    assert {row["model"] for row in document["results"]} == {
+        "tiny",
+        "one-vs-all experts alone",
+        "ensemble (MLP stack)",
+    }
+    for row in document["results"]:
+        assert row["n_samples"] == len(FERPLUS_CLASSES) * N_TEST
+        assert tuple(row["recall_per_class"]) == FERPLUS_CLASSES
+        assert len(row["confusion_matrix"]) == len(FERPLUS_CLASSES)
+    assert set(document["expert_selection"]["first_round"]) <= set(FERPLUS_CLASSES)
+    assert (out / "results.md").read_text().startswith("# skfer reproduce --preset quick --dataset")
+    for picture in ("confusion_matrix.png", "accuracy_curves.png"):
+        assert (out / picture).read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--ferplus-labels", "{labels}"], "--ferplus-labels needs --dataset ferplus"),
+        (["--dataset", "ferplus", "--ferplus-labels", "{labels}", "--test", "{fer}"], "--test"),
+        (["--dataset", "ferplus", "--ferplus-labels", "absent.csv"], "no such file"),
+    ],
+)
+def test_cli_options_are_checked_before_training(ferplus_files, extra, message, capsys):
+    fer, labels = ferplus_files
+    extra = [value.format(labels=labels, fer=fer) for value in extra]
+    with pytest.raises(SystemExit) as exit_info:
+        main(["reproduce", "--data", str(fer), *extra])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_a_misaligned_ferplus_file_is_an_invalid_file(ferplus_files, tmp_path, capsys):
+    fer, labels = ferplus_files
+    short = tmp_path / "short.csv"
+    short.write_text("\n".join(labels.read_text().splitlines()[:-1]) + "\n")
+    args = ["reproduce", "--dataset", "ferplus", "--ferplus-labels", short, "--data", fer]
+    assert main([*map(str, args), "--out", str(tmp_path / "out")]) == 4
+    assert "rows but the FER2013 file" in capsys.readouterr().err
+
+
+def test_reproduce_refuses_fer2013_test_files_with_ferplus(ferplus_files, tmp_path):
+    fer, labels = ferplus_files
+    with pytest.raises(ValueError, match="test= files carry FER2013 labels"):
+        skfer.reproduce.reproduce(
+            "quick", fer, tmp_path, test=fer, dataset="ferplus", ferplus_csv=labels
+        )
