@@ -4,22 +4,28 @@
 #
 #   python benchmarks/gpu_bundle.py pack ../shared WHEELS .device   # here, once (< 64 MiB)
 #   benchmarks/gpu_run.sh [--smoke] [--bundle .device] [--out runs/gpu]
+#                         [--preset-limit SECONDS] [--bench-limit SECONDS]
 #
 # It unpacks FER2013 and the weights from the bundle, installs the brought wheels if Keras is
 # missing, then writes into --out: run.log (device, the fit ratio of TransferCNNClassifier to a
 # hand-written Keras model of the same graph at batch 64 and 256, wall times) and the GPU
 # preset's table, JSON and figures (reproduce/). --smoke shrinks both to a minute or two on a
-# CPU (try it there first: KERAS_BACKEND=jax with jax installed).
+# CPU (try it there first: KERAS_BACKEND=jax with jax installed). The limits (default: none)
+# stop a step that runs long, so that a lease's time limit still leaves the next step's output.
 set -uo pipefail
 smoke=""
 bundle=.device
 out=runs/gpu
+preset_limit=0
+bench_limit=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --smoke) smoke=--smoke ;;
         --bundle) bundle=$2; shift ;;
         --out) out=$2; shift ;;
-        *) echo "error: unknown option $1 (use --smoke, --bundle DIR, --out DIR)" >&2; exit 2 ;;
+        --preset-limit) preset_limit=$2; shift ;;
+        --bench-limit) bench_limit=$2; shift ;;
+        *) echo "error: unknown option $1 (see the comment at the top of $0)" >&2; exit 2 ;;
     esac
     shift
 done
@@ -46,12 +52,12 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 elapsed "setup done"
 
 if [ -n "$smoke" ]; then bench=(--n 512 --size 48 --head 32); else bench=(--n 8192 --size 96 --head 1024 1024); fi
-python3 -m skfer.cli reproduce --preset gpu $smoke --data "$work/fer2013.csv" \
+timeout "$preset_limit" python3 -m skfer.cli reproduce --preset gpu $smoke --data "$work/fer2013.csv" \
     --weights-dir "$work/weights" --out "$out/reproduce" 2>&1 | tee -a "$log"
 elapsed "reproduce --preset gpu done (exit ${PIPESTATUS[0]})"
 rm -f "$out/reproduce/best_backbone.h5"  # an intermediate file, not a result
 
-python3 benchmarks/bench_training.py --only fit --data "$work/fer2013.csv" --backbone mobilenet \
+timeout "$bench_limit" python3 benchmarks/bench_training.py --only fit --data "$work/fer2013.csv" --backbone mobilenet \
     "${bench[@]}" --repeats 1 --fit-batch-sizes 64 256 --augment 2>&1 | tee -a "$log"
 elapsed "fit ratio done (exit ${PIPESTATUS[0]})"
 rm -rf "$work"

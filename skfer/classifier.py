@@ -19,14 +19,14 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from .backbones import BackboneSpec, get_backbone
 from .backend import resolve_jit_compile
-from .cache import fingerprint
+from .cache import feature_cache, fingerprint
 from .checkpoint import TrainingCheckpoint
 from .distribute import DISTRIBUTIONS, make_strategy, strategy_scope
 from .images import as_image_batch, check_one_label_per_image
-from .model import POOLING_CHOICES, build_transfer_model
+from .model import POOLING_CHOICES, build_transfer_model, split_at_pooling
 from .params import InstanceOf, Interval, Options, SequenceOf, check_params
 from .soft_targets import check_target_distribution, soft_target_data
-from .training import OPTIMIZERS, SCHEDULES, Phase, TrainingSettings, train
+from .training import OPTIMIZERS, SCHEDULES, Phase, TrainingSettings, feature_graph, train
 
 __all__ = ["TransferCNNClassifier"]
 
@@ -398,6 +398,39 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
                 proba + self.model_.predict(mirrored, batch_size=self.batch_size, verbose=0)
             ) / 2
         return proba.astype(np.float64)
+
+    def predict_proba_cached(self, X, *, cache=None) -> np.ndarray:
+        """:meth:`predict_proba` with the backbone's pooled features from a feature cache.
+
+        Models whose feature part is identical (same backbone, input size, pooling, precision
+        and weight values), such as the one-vs-all experts on one fine-tuned backbone, then
+        compute the features of the same images once; each runs only its head. The
+        probabilities are those of :meth:`predict_proba`.
+
+        Parameters
+        ----------
+        X : array-like
+            Images in the layouts accepted by :meth:`fit`.
+        cache : FeatureCache, optional
+            Defaults to the process-wide :data:`skfer.cache.feature_cache`.
+
+        Returns
+        -------
+        ndarray of shape (n, n_classes)
+        """
+        images = self._check_predict_input(X)
+        cache = feature_cache if cache is None else cache
+        feature_model, head = split_at_pooling(self.model_)
+        graph = feature_graph(self.model_, self.backbone)
+
+        def proba(batch):
+            features = cache.features(feature_model, batch, graph=graph, batch_size=self.batch_size)
+            return head.predict(features, batch_size=self.batch_size, verbose=0)
+
+        result = proba(images)
+        if self.test_time_flip:
+            result = (result + proba(images[:, :, ::-1])) / 2
+        return result.astype(np.float64)
 
     def predict(self, X) -> np.ndarray:
         """Most probable class of each image.

@@ -94,9 +94,14 @@ class ClassExpert(ClassifierMixin, BaseEstimator):
         return self
 
     def score_positive(self, X) -> np.ndarray:
-        """The expert's own score for its class, ``P(positive_class)``."""
+        """The expert's own score for its class, ``P(positive_class)``.
+
+        A :class:`~skfer.TransferCNNClassifier` expert reads its backbone's features through
+        the feature cache (``predict_proba_cached``): experts on one backbone share them.
+        """
         check_is_fitted(self, "estimator_")
-        proba = self.estimator_.predict_proba(X)
+        predict = getattr(self.estimator_, "predict_proba_cached", self.estimator_.predict_proba)
+        proba = predict(X)
         return proba[:, int(np.flatnonzero(self.estimator_.classes_)[0])]
 
     def predict_proba(self, X) -> np.ndarray:

@@ -59,6 +59,18 @@ a distribution strategy, where Keras fails on it.
 SCHEDULES = ("constant", "cosine")
 
 
+def feature_graph(model: keras.Model, backbone: str) -> dict:
+    """What defines the pooled features of ``model`` besides its weights: the feature cache's
+    key (with the weights and the images)."""
+    pooling = model.get_layer(POOLING_LAYER)
+    return {
+        "backbone": backbone,
+        "input_size": model.get_layer("backbone_input").size,
+        "pooling": type(pooling).__name__,
+        "dtype_policy": pooling.dtype_policy.name,
+    }
+
+
 def warmup_cosine(learning_rate: float, steps_per_epoch: int, epochs: int):
     """One epoch of linear warm-up from ``learning_rate / 10`` (the curve dips where the
     backbone starts to learn), then a cosine decay to 0 over the remaining steps."""
@@ -283,13 +295,7 @@ def _fit_phase(
     if cached:
         # The frozen backbone's output cannot change during this phase: compute it once.
         feature_model, trained_model = split_at_pooling(model)
-        pooling = model.get_layer(POOLING_LAYER)
-        graph = {
-            "backbone": spec.name,
-            "input_size": model.get_layer("backbone_input").size,
-            "pooling": type(pooling).__name__,
-            "dtype_policy": pooling.dtype_policy.name,
-        }
+        graph = feature_graph(model, spec.name)
 
         def features(images):
             return cache.features(
