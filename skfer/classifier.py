@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 import warnings
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -29,6 +30,16 @@ from .soft_targets import check_target_distribution, soft_target_data
 from .training import OPTIMIZERS, SCHEDULES, Phase, TrainingSettings, feature_graph, train
 
 __all__ = ["TransferCNNClassifier"]
+
+_SPLITS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _feature_split(model: keras.Model) -> tuple[keras.Model, keras.Model]:
+    """``split_at_pooling(model)``, made once per model (new Keras models would retrace)."""
+    if model not in _SPLITS:
+        _SPLITS[model] = split_at_pooling(model)
+    return _SPLITS[model]
+
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 
@@ -381,6 +392,13 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
     def predict_proba(self, X) -> np.ndarray:
         """Class probabilities, one column per entry of ``classes_``.
 
+        With ``cache_features`` (the default), the backbone's pooled features go through the
+        feature cache (:mod:`skfer.cache`): models whose feature part is identical (same
+        backbone, input size, pooling, precision and weight values), such as the one-vs-all
+        experts on one fine-tuned backbone, compute the features of the same images once,
+        and predicting the same images again runs only the head. The probabilities are the
+        same either way.
+
         Parameters
         ----------
         X : array-like
@@ -391,46 +409,22 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         ndarray of shape (n, n_classes)
         """
         images = self._check_predict_input(X)
-        proba = self.model_.predict(images, batch_size=self.batch_size, verbose=0)
+        proba = self._probabilities(images)
         if self.test_time_flip:
-            mirrored = images[:, :, ::-1]
-            proba = (
-                proba + self.model_.predict(mirrored, batch_size=self.batch_size, verbose=0)
-            ) / 2
+            proba = (proba + self._probabilities(images[:, :, ::-1])) / 2
         return proba.astype(np.float64)
 
-    def predict_proba_cached(self, X, *, cache=None) -> np.ndarray:
-        """:meth:`predict_proba` with the backbone's pooled features from a feature cache.
-
-        Models whose feature part is identical (same backbone, input size, pooling, precision
-        and weight values), such as the one-vs-all experts on one fine-tuned backbone, then
-        compute the features of the same images once; each runs only its head. The
-        probabilities are those of :meth:`predict_proba`.
-
-        Parameters
-        ----------
-        X : array-like
-            Images in the layouts accepted by :meth:`fit`.
-        cache : FeatureCache, optional
-            Defaults to the process-wide :data:`skfer.cache.feature_cache`.
-
-        Returns
-        -------
-        ndarray of shape (n, n_classes)
-        """
-        images = self._check_predict_input(X)
-        cache = feature_cache if cache is None else cache
-        feature_model, head = split_at_pooling(self.model_)
-        graph = feature_graph(self.model_, self.backbone)
-
-        def proba(batch):
-            features = cache.features(feature_model, batch, graph=graph, batch_size=self.batch_size)
-            return head.predict(features, batch_size=self.batch_size, verbose=0)
-
-        result = proba(images)
-        if self.test_time_flip:
-            result = (result + proba(images[:, :, ::-1])) / 2
-        return result.astype(np.float64)
+    def _probabilities(self, images: np.ndarray) -> np.ndarray:
+        if not self.cache_features:
+            return self.model_.predict(images, batch_size=self.batch_size, verbose=0)
+        feature_model, head = _feature_split(self.model_)
+        features = feature_cache.features(
+            feature_model,
+            images,
+            graph=feature_graph(self.model_, self.backbone),
+            batch_size=self.batch_size,
+        )
+        return head.predict(features, batch_size=self.batch_size, verbose=0)
 
     def predict(self, X) -> np.ndarray:
         """Most probable class of each image.

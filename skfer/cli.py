@@ -362,7 +362,6 @@ def _train(args: argparse.Namespace) -> int:
         weights=weights,
         augmentation=args.augment,
         random_state=args.seed,
-        smoke=args.smoke,
         verbose=0 if args.quiet else 1,
         **{param: getattr(args, dest) for dest, param in options.items() if dest in args},
     )

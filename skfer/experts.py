@@ -96,12 +96,11 @@ class ClassExpert(ClassifierMixin, BaseEstimator):
     def score_positive(self, X) -> np.ndarray:
         """The expert's own score for its class, ``P(positive_class)``.
 
-        A :class:`~skfer.TransferCNNClassifier` expert reads its backbone's features through
-        the feature cache (``predict_proba_cached``): experts on one backbone share them.
+        :class:`~skfer.TransferCNNClassifier` experts on one backbone share its features
+        through the feature cache (their ``cache_features``, on by default).
         """
         check_is_fitted(self, "estimator_")
-        predict = getattr(self.estimator_, "predict_proba_cached", self.estimator_.predict_proba)
-        proba = predict(X)
+        proba = self.estimator_.predict_proba(X)
         return proba[:, int(np.flatnonzero(self.estimator_.classes_)[0])]
 
     def predict_proba(self, X) -> np.ndarray:

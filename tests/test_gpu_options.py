@@ -10,7 +10,7 @@ from conftest import two_class_images
 
 from skfer import OneVsAllExperts, TransferCNNClassifier, get_backbone
 from skfer.backend import BackendError, require_tensorflow, resolve_jit_compile
-from skfer.cache import FeatureCache
+from skfer.cache import feature_cache
 from skfer.layers import FaceAugmentation
 from skfer.reproduce import PRESETS, smoke_preset
 from skfer.training import warmup_cosine
@@ -90,11 +90,17 @@ def test_experts_on_one_backbone_compute_its_features_once(tiny_params):
     y = np.arange(60) % 3
     template = TransferCNNClassifier(**{**tiny_params, "long_epochs": 0})
     experts = OneVsAllExperts(template).fit(X, y)
-    cache = FeatureCache()
-    for expert in experts.experts_:
-        shared = expert.estimator_.predict_proba_cached(X, cache=cache)
-        np.testing.assert_allclose(shared, expert.estimator_.predict_proba(X), rtol=1e-5)
-    assert (cache.misses, cache.hits) == (1, 2)
+    feature_cache.clear()
+    shared = [expert.estimator_.predict_proba(X) for expert in experts.experts_]
+    assert (feature_cache.misses, feature_cache.hits) == (1, 2)
+    for expert, proba in zip(experts.experts_, shared, strict=True):
+        direct = expert.estimator_.model_.predict(X[..., np.newaxis], verbose=0)
+        np.testing.assert_allclose(proba, direct, rtol=1e-5, atol=1e-6)
+    expert = experts.experts_[0].estimator_
+    np.testing.assert_allclose(
+        expert.set_params(cache_features=False).predict_proba(X), shared[0], rtol=1e-5
+    )
+    assert (feature_cache.misses, feature_cache.hits) == (1, 2)  # not consulted
 
 
 def test_jit_compile_auto_follows_the_backend():
