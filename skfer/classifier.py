@@ -23,7 +23,7 @@ from .backend import resolve_jit_compile
 from .cache import feature_cache, fingerprint
 from .checkpoint import TrainingCheckpoint
 from .distribute import DISTRIBUTIONS, make_strategy, strategy_scope
-from .images import as_image_batch, check_one_label_per_image
+from .images import as_image_batch, check_one_label_per_image, warn_unlike_training
 from .model import POOLING_CHOICES, build_transfer_model, split_at_pooling
 from .params import InstanceOf, Interval, Options, SequenceOf, check_params
 from .soft_targets import check_target_distribution, soft_target_data
@@ -556,7 +556,9 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
 
     def _check_predict_input(self, X, name: str = "X") -> np.ndarray:
         check_is_fitted(self, "model_")
-        return self._conform_images(X, name)
+        images = self._conform_images(X, name)
+        warn_unlike_training(images, self.image_shape_, name=name)
+        return images
 
     def _conform_images(self, X, name: str) -> np.ndarray:
         """``X`` as an image batch that fits the training images' layout, or an error."""

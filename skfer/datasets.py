@@ -109,14 +109,7 @@ def load_fer2013(path: str | os.PathLike, *, splits: Sequence[str] | None = None
     else:
         images, target, usage, rows = _read_csv(location)
     present = tuple(name for code, name in enumerate(_SPLITS) if np.any(usage == code))
-    if wanted is None:
-        wanted = present
-    missing = [name for name in wanted if name not in present]
-    if missing:
-        raise DataFileError(
-            f"Split(s) {missing} requested but not in '{source}', which holds {list(present)}. "
-            f"Request only splits that are present. Received: splits={splits!r}"
-        )
+    wanted = _present_splits(wanted, present, source, splits)
     result = Bunch(class_names=FER2013_CLASSES, source=source)
     kept = tuple(name for name in _SPLITS if name in wanted)
     for name in kept:
@@ -135,6 +128,19 @@ def load_fer2013(path: str | os.PathLike, *, splits: Sequence[str] | None = None
         f"loaded from '{source}'. Splits: {counts}."
     )
     return result
+
+
+def _present_splits(wanted, present, source, splits) -> tuple[str, ...]:
+    """``wanted`` (None: all of ``present``), or :class:`DataFileError` naming what is absent."""
+    if wanted is None:
+        return tuple(present)
+    missing = [name for name in wanted if name not in present]
+    if missing:
+        raise DataFileError(
+            f"Split(s) {missing} requested but not in '{source}', which holds {list(present)}. "
+            f"Request only splits that are present. Received: splits={splits!r}"
+        )
+    return tuple(wanted)
 
 
 def _check_splits(splits: Sequence[str] | None) -> tuple[str, ...] | None:

@@ -93,7 +93,7 @@ def load_ferplus(
         align (row counts or a ``Usage`` differ), or a requested split is unknown or absent.
     """
     # Imported here: skfer.datasets re-exports this module's names at its top.
-    from .datasets import SPLIT_ATTRIBUTES, _check_splits, load_fer2013
+    from .datasets import SPLIT_ATTRIBUTES, _check_splits, _present_splits, load_fer2013
 
     wanted = _check_splits(splits)
     labels_path = Path(ferplus_csv)
@@ -113,14 +113,7 @@ def load_ferplus(
     target, reason = _majority(votes, image_names)
 
     present = fer.splits
-    if wanted is None:
-        wanted = present
-    missing = [name for name in wanted if name not in present]
-    if missing:
-        raise ValueError(
-            f"Split(s) {missing} requested but not in '{fer.source}', which holds "
-            f"{list(present)}. Request only splits that are present. Received: splits={splits!r}"
-        )
+    wanted = _present_splits(wanted, present, fer.source, splits)
     result = Bunch(class_names=FERPLUS_CLASSES, source=fer.source, ferplus_source=str(labels_path))
     kept_splits = tuple(name for name in present if name in wanted)
     result.excluded_counts = {}

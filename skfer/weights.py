@@ -204,24 +204,37 @@ def load_weights_by_layer_name(
     with h5py.File(path, "r") as handle:
         root = _weight_groups(handle)
         stored = {_decode(name) for name in root.attrs["layer_names"]}
-        values: dict[str, list[np.ndarray]] = {}
-        problems: list[str] = []
-        for layer in model.layers:
-            if not layer.weights:
-                continue
+
+        def arrays_of(layer):
             if layer.name not in stored:
-                problems.append(f"layer {layer.name!r} missing")
-                continue
+                return "missing"
             group = root[layer.name]
             names = [_decode(n) for n in group.attrs.get("weight_names", [])]
-            arrays = [np.asarray(group[name]) for name in names]
-            expected = [tuple(w.shape) for w in layer.weights]
-            actual = [a.shape for a in arrays]
-            if expected != actual:
-                problems.append(f"layer {layer.name!r} has shapes {actual}, expected {expected}")
-                continue
-            values[layer.name] = arrays
+            return [np.asarray(group[name]) for name in names]
+
+        values, problems = _collect_layer_values(model, arrays_of)
     _set_layer_weights(model, path, values, problems)
+
+
+def _collect_layer_values(model, arrays_of) -> tuple[dict[str, list[np.ndarray]], list[str]]:
+    """``arrays_of(layer)`` (its weights, or what is wrong) for every weighted layer of
+    ``model``, checked against the layer's shapes: the values by layer name, and the problems."""
+    values: dict[str, list[np.ndarray]] = {}
+    problems: list[str] = []
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        arrays = arrays_of(layer)
+        if isinstance(arrays, str):
+            problems.append(f"layer {layer.name!r} {arrays}")
+            continue
+        expected = [tuple(w.shape) for w in layer.weights]
+        actual = [a.shape for a in arrays]
+        if expected != actual:
+            problems.append(f"layer {layer.name!r} has shapes {actual}, expected {expected}")
+            continue
+        values[layer.name] = arrays
+    return values, problems
 
 
 def _set_layer_weights(model, path, values, problems) -> None:
@@ -336,7 +349,7 @@ def _tfjs_layer_values(layer, tensors: dict[str, np.ndarray]) -> list[np.ndarray
         # variance 1 - epsilon, i.e. exactly the folded scale and shift.
         beta = tensors.get(f"{name}/batchnorm_1/sub")
         if beta is None:
-            return f"tensor {name}/batchnorm_1/sub missing"
+            return f"lacks tensor {name}/batchnorm_1/sub"
         gamma = tensors.get(f"{name}/batchnorm_1/mul", np.ones_like(beta))
         values = ([gamma] if layer.scale else []) + ([beta] if layer.center else [])
         return values + [np.zeros_like(beta), np.full_like(beta, 1.0 - layer.epsilon)]
@@ -345,14 +358,14 @@ def _tfjs_layer_values(layer, tensors: dict[str, np.ndarray]) -> list[np.ndarray
     elif isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)):
         kernels = [f"{name}/convolution/merged_input", f"{name}/kernel"]
     else:
-        return f"a {type(layer).__name__} layer, which skfer cannot read from a graph model"
+        return f"is a {type(layer).__name__}, which skfer cannot read from a graph model"
     kernel = next((tensors[key] for key in kernels if key in tensors), None)
     if kernel is None:
-        return f"tensor {kernels[0]} missing"
+        return f"lacks tensor {kernels[0]}"
     if not getattr(layer, "use_bias", False):
         return [kernel]
     bias = tensors.get(f"{name}/bias")
-    return f"tensor {name}/bias missing" if bias is None else [kernel, bias]
+    return f"lacks tensor {name}/bias" if bias is None else [kernel, bias]
 
 
 def load_tfjs_weights(
@@ -377,19 +390,7 @@ def load_tfjs_weights(
     path = Path(path)
     check_weight_file(path, source)
     tensors = read_tfjs_tensors(path)
-    values: dict[str, list[np.ndarray]] = {}
-    problems: list[str] = []
-    for layer in model.layers:
-        if not layer.weights:
-            continue
-        arrays = _tfjs_layer_values(layer, tensors)
-        if isinstance(arrays, str):
-            problems.append(f"layer {layer.name!r}: {arrays}")
-            continue
-        expected = [tuple(w.shape) for w in layer.weights]
-        actual = [a.shape for a in arrays]
-        if expected != actual:
-            problems.append(f"layer {layer.name!r} has shapes {actual}, expected {expected}")
-            continue
-        values[layer.name] = arrays
+    values, problems = _collect_layer_values(
+        model, lambda layer: _tfjs_layer_values(layer, tensors)
+    )
     _set_layer_weights(model, path, values, problems)

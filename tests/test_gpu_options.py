@@ -136,3 +136,12 @@ def test_gpu_preset_meets_the_issue_floor():
     assert face["backbone"] == "mobilenet_vggface2" and face["input_size"] == 224
     for base in plan.base_models:
         assert base.params["input_size"] >= 128 and base.params["batch_size"] >= 128
+
+
+def test_predicting_unlike_the_training_images_warns(tiny_params):
+    X, y = two_class_images(32, 16, darken=3)
+    clf = TransferCNNClassifier(**tiny_params).fit(X, y)
+    with pytest.warns(UserWarning, match="fitted on 16x16 images"):
+        clf.predict(two_class_images(4, 20, darken=3)[0])
+    with pytest.warns(UserWarning, match="floats within 0..1"):
+        clf.predict(X[:4] / 255.0)

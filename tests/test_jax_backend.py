@@ -35,13 +35,24 @@ ROUND_TRIP = textwrap.dedent(
     import keras
     import numpy as np
     import skfer
+    from skfer.backbones import TF_MODE, BackboneSpec, register_backbone
+
+    def small_cnn(input_shape):  # BatchNorm and a depthwise conv, as MobileNet: compiles fast
+        inputs = keras.Input(shape=input_shape)
+        x = keras.layers.Conv2D(8, 3, strides=2, name="conv1")(inputs)
+        x = keras.layers.BatchNormalization(name="conv1_bn")(x)
+        x = keras.layers.DepthwiseConv2D(3, name="conv_dw")(x)
+        return keras.Model(inputs, keras.layers.ReLU(name="relu")(x))
+
+    register_backbone(BackboneSpec("small_cnn", small_cnn, TF_MODE, 24, 16,
+                                   block_ends=("conv1_bn", "relu")))
 
     warnings.filterwarnings("error", message=".*support `jit_compile")
     rng = np.random.default_rng(0)
     X = rng.integers(0, 256, (96, 20, 20), dtype=np.uint8)
     y = np.repeat(["happy", "sad", "neutral"], 32)
     clf = skfer.TransferCNNClassifier(
-        "mobilenet", weights=None, input_size=32, head=(8,), short_epochs=1, long_epochs=1,
+        "small_cnn", weights=None, input_size=24, head=(8,), short_epochs=1, long_epochs=1,
         augmentation=True, batch_size=32, random_state=0, verbose=0,
     )
     clf.fit(X, y)

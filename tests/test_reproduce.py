@@ -41,6 +41,17 @@ def test_reproduce_table_quick_runs_end_to_end(tmp_path, fer2013_csv, mobilenet_
         data = (out / picture).read_bytes()
         assert data.startswith(b"\x89PNG") and len(data) > 10_000
     assert "wall time" in table and "total" in document["timings_seconds"]
+    assert table.startswith("# skfer reproduce --preset quick\n\nPreset: ")
+    assert "![confusion matrix](confusion_matrix.png)" in table
+    for line in (
+        "[1/5] loading data",
+        "[2/5] base models 1/1 (MobileNet 0.25 (ImageNet))",
+        "[3/5] experts 7/7 (neutral)",
+        "[4/5] expert selection and ensemble",
+        "[5/5] evaluation",
+    ):
+        assert line in result.stdout
+    assert result.stdout.count("[3/5] experts") == 8  # the step, then one line per expert
 
 
 def test_progress_names_the_step_and_estimates_what_is_left(monkeypatch, capsys):
@@ -85,42 +96,3 @@ def test_results_markdown_states_the_settings_and_links_the_figures(tmp_path):
         "| table |\n\n![confusion matrix](confusion_matrix.png)\n\n"
         "![accuracy curves](accuracy_curves.png)\n\nwall time: 1.5 min\n"
     )
-
-
-def test_reproduce_on_a_tiny_preset_reports_steps_and_writes_results(
-    fer2013_subset, tmp_path, monkeypatch, capsys
-):
-    from conftest import TINY
-
-    from skfer import reproduce
-
-    X, y, X_test, y_test = fer2013_subset
-    rows = ["emotion,pixels,Usage"] + [
-        f"{label},{' '.join(map(str, image.ravel().tolist()))},{usage}"
-        for images, target, usage in ((X, y, "Training"), (X_test, y_test, "PublicTest"))
-        for image, label in zip(images, target, strict=True)
-    ]
-    data = tmp_path / "fer.csv"
-    data.write_text("\n".join(rows) + "\n")
-    params = {k: v for k, v in TINY.items() if k not in ("verbose", "random_state")}
-    tiny = reproduce.Preset(
-        name="tiny",
-        description="test preset",
-        base_models=(reproduce.BaseModelPlan("tiny CNN", {**params, "input_size": 16}),),
-        holdout_fraction=0.25,
-        stacker_layers=(4, 4),
-    )
-    monkeypatch.setitem(reproduce.PRESETS, "tiny", tiny)
-    reproduce.reproduce("tiny", data, tmp_path / "out", verbose=1)
-    out = capsys.readouterr().out
-    for line in (
-        "[1/5] loading data",
-        "[2/5] base models 1/1 (tiny CNN)",
-        "[3/5] experts 7/7 (neutral)",
-        "[4/5] expert selection and ensemble",
-        "[5/5] evaluation",
-    ):
-        assert line in out
-    assert out.count("[3/5] experts") == 8  # the step, then one line per expert
-    text = (tmp_path / "out/results.md").read_text()
-    assert "Preset: test preset." in text and "![confusion matrix](confusion_matrix.png)" in text
