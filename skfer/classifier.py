@@ -392,12 +392,25 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
     def predict_proba(self, X) -> np.ndarray:
         """Class probabilities, one column per entry of ``classes_``.
 
-        With ``cache_features`` (the default), the backbone's pooled features go through the
-        feature cache (:mod:`skfer.cache`): models whose feature part is identical (same
-        backbone, input size, pooling, precision and weight values), such as the one-vs-all
-        experts on one fine-tuned backbone, compute the features of the same images once,
-        and predicting the same images again runs only the head. The probabilities are the
-        same either way.
+        Parameters
+        ----------
+        X : array-like
+            Images in the layouts accepted by :meth:`fit`.
+
+        Returns
+        -------
+        ndarray of shape (n, n_classes)
+        """
+        return self._predict_proba(X, cached=False)
+
+    def predict_proba_cached(self, X) -> np.ndarray:
+        """:meth:`predict_proba` with the backbone's pooled features from the feature cache.
+
+        Models whose feature part is identical (same backbone, input size, pooling, precision
+        and weight values), such as the one-vs-all experts on one fine-tuned backbone, then
+        compute the features of the same images once, and predicting the same images again
+        runs only the head. The probabilities are those of :meth:`predict_proba`; a first
+        prediction costs a little more (the cache key hashes the weights and images).
 
         Parameters
         ----------
@@ -408,14 +421,17 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         -------
         ndarray of shape (n, n_classes)
         """
+        return self._predict_proba(X, cached=True)
+
+    def _predict_proba(self, X, *, cached: bool) -> np.ndarray:
         images = self._check_predict_input(X)
-        proba = self._probabilities(images)
+        proba = self._probabilities(images, cached)
         if self.test_time_flip:
-            proba = (proba + self._probabilities(images[:, :, ::-1])) / 2
+            proba = (proba + self._probabilities(images[:, :, ::-1], cached)) / 2
         return proba.astype(np.float64)
 
-    def _probabilities(self, images: np.ndarray) -> np.ndarray:
-        if not self.cache_features:
+    def _probabilities(self, images: np.ndarray, cached: bool) -> np.ndarray:
+        if not cached:
             return self.model_.predict(images, batch_size=self.batch_size, verbose=0)
         feature_model, head = _feature_split(self.model_)
         features = feature_cache.features(

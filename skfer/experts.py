@@ -97,10 +97,11 @@ class ClassExpert(ClassifierMixin, BaseEstimator):
         """The expert's own score for its class, ``P(positive_class)``.
 
         :class:`~skfer.TransferCNNClassifier` experts on one backbone share its features
-        through the feature cache (their ``cache_features``, on by default).
+        through the feature cache (``predict_proba_cached``).
         """
         check_is_fitted(self, "estimator_")
-        proba = self.estimator_.predict_proba(X)
+        predict = getattr(self.estimator_, "predict_proba_cached", self.estimator_.predict_proba)
+        proba = predict(X)
         return proba[:, int(np.flatnonzero(self.estimator_.classes_)[0])]
 
     def predict_proba(self, X) -> np.ndarray:

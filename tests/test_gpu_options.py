@@ -91,16 +91,13 @@ def test_experts_on_one_backbone_compute_its_features_once(tiny_params):
     template = TransferCNNClassifier(**{**tiny_params, "long_epochs": 0})
     experts = OneVsAllExperts(template).fit(X, y)
     feature_cache.clear()
-    shared = [expert.estimator_.predict_proba(X) for expert in experts.experts_]
+    shared = [expert.estimator_.predict_proba_cached(X) for expert in experts.experts_]
     assert (feature_cache.misses, feature_cache.hits) == (1, 2)
     for expert, proba in zip(experts.experts_, shared, strict=True):
-        direct = expert.estimator_.model_.predict(X[..., np.newaxis], verbose=0)
-        np.testing.assert_allclose(proba, direct, rtol=1e-5, atol=1e-6)
-    expert = experts.experts_[0].estimator_
-    np.testing.assert_allclose(
-        expert.set_params(cache_features=False).predict_proba(X), shared[0], rtol=1e-5
-    )
-    assert (feature_cache.misses, feature_cache.hits) == (1, 2)  # not consulted
+        np.testing.assert_allclose(proba, expert.estimator_.predict_proba(X), rtol=1e-5, atol=1e-6)
+    assert (feature_cache.misses, feature_cache.hits) == (1, 2)  # predict_proba: not consulted
+    experts.expert_scores(X)
+    assert (feature_cache.misses, feature_cache.hits) == (1, 5)  # the experts read the cache
 
 
 def test_jit_compile_auto_follows_the_backend():
