@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import keras
 
-__all__ = ["JIT_COMPILE_CHOICES", "BackendError", "require_tensorflow", "resolve_jit_compile"]
-
-JIT_COMPILE_CHOICES = ("auto", True, False)
+__all__ = ["BackendError", "require_tensorflow", "resolve_jit_compile"]
 
 
 class BackendError(RuntimeError):
