@@ -306,7 +306,7 @@ def _train(args: argparse.Namespace) -> int:
     from .backbones import get_backbone, list_backbones
     from .classifier import TransferCNNClassifier
     from .datasets import load_fer2013
-    from .reproduce import stratified_subset
+    from .reproduce import stratified_rows
 
     if args.backbone not in list_backbones():
         args.parser.error(
@@ -336,7 +336,8 @@ def _train(args: argparse.Namespace) -> int:
         )
     images, target = data.train.images, data.train.target
     if args.limit_per_class is not None:
-        images, target = stratified_subset(images, target, args.limit_per_class, args.seed)
+        rows = stratified_rows(target, args.limit_per_class, args.seed)
+        images, target = images[rows], target[rows]
     try:
         images, X_val, target, y_val = train_test_split(
             images, target, test_size=args.holdout, stratify=target, random_state=args.seed

@@ -24,7 +24,9 @@ so that PublicTest (and any ``--test`` file) is only ever predicted, never used 
 anything.
 
 ``dataset="ferplus"`` runs the same table on the FER+ majority labels of the same images
-(:func:`skfer.ferplus.load_ferplus`), with FER+'s 8 classes.
+(:func:`skfer.ferplus.load_ferplus`), with FER+'s 8 classes. Its first base model is also
+trained on the vote distributions (soft targets; :func:`base_models_for`), and the held-out
+split decides which of the two the experts build on.
 """
 
 from __future__ import annotations
@@ -54,10 +56,12 @@ PEER_WEIGHT_FILE = "fer2013_mini_xception/fer2013_mini_XCEPTION.102-0.66.hdf5"
 
 @dataclass(frozen=True)
 class BaseModelPlan:
-    """One row of the table: a label and the ``TransferCNNClassifier`` parameters."""
+    """One row of the table: a label, the ``TransferCNNClassifier`` parameters and whether
+    it trains on vote distributions (FER+ only) rather than labels."""
 
     label: str
     params: dict
+    soft_targets: bool = False
 
 
 @dataclass(frozen=True)
@@ -259,10 +263,10 @@ def _resolve_weights(params: dict, weights_dir: Path | None) -> dict:
     return {**params, "weights": str(found[0]) if found else "default"}
 
 
-def stratified_subset(images, target, per_class: int, seed: int):
-    """At most ``per_class`` images of each class, drawn with ``seed``, in their original order."""
+def stratified_rows(target, per_class: int, seed: int) -> np.ndarray:
+    """Row numbers of at most ``per_class`` images of each class, drawn with ``seed``, sorted."""
     rng = np.random.default_rng(seed)
-    index = np.sort(
+    return np.sort(
         np.concatenate(
             [
                 rng.choice(
@@ -272,7 +276,21 @@ def stratified_subset(images, target, per_class: int, seed: int):
             ]
         )
     )
-    return images[index], target[index]
+
+
+def base_models_for(plan: Preset, dataset: str) -> tuple[BaseModelPlan, ...]:
+    """The base models that ``plan`` trains on ``dataset``.
+
+    On FER+ the first base model is trained twice: on the majority labels and, as the row
+    after it, on the vote distributions (soft targets, ``target_distribution=``). Both see the
+    same images and are scored on the same majority labels, so the held-out split compares
+    the two kinds of target and picks the better one for the experts.
+    """
+    if dataset != "ferplus" or not plan.base_models:
+        return plan.base_models
+    first, *rest = plan.base_models
+    soft = replace(first, label=f"{first.label}, soft targets (FER+ votes)", soft_targets=True)
+    return (first, soft, *rest)
 
 
 def evaluate_peer(path: Path, splits: dict, verbose: int = 1) -> list[dict]:
@@ -335,15 +353,17 @@ def reproduce(
     fer = load_dataset(dataset, data, ferplus_csv, splits=["Training", "PublicTest"])
     class_names = fer.class_names
     images, target = fer.train.images, fer.train.target
+    rows = np.arange(len(target))
     if plan.train_per_class is not None:
-        images, target = stratified_subset(images, target, plan.train_per_class, random_state)
-    X_train, X_hold, y_train, y_hold = train_test_split(
-        images,
-        target,
+        rows = stratified_rows(target, plan.train_per_class, random_state)
+    fit_rows, hold_rows = train_test_split(
+        rows,
         test_size=plan.holdout_fraction,
-        stratify=target,
+        stratify=target[rows],
         random_state=random_state,
     )
+    X_train, y_train = images[fit_rows], target[fit_rows]
+    X_hold, y_hold = images[hold_rows], target[hold_rows]
     eval_splits = {"PublicTest": (fer.public_test.images, fer.public_test.target)}
     if test is not None:
         extra = load_fer2013(test)
@@ -361,18 +381,24 @@ def reproduce(
     holdout_accuracy: dict[str, float] = {}
     failures: list[str] = []
     progress.step(2, "base models")
-    for number, base in enumerate(plan.base_models, start=1):
+    base_models = base_models_for(plan, dataset)
+    for number, base in enumerate(base_models, start=1):
         params = _resolve_weights(base.params, weights_dir)
         weights = params.get("weights", "default")
         _log(verbose, f"training {base.label} ({params['backbone']}, weights={weights})")
         tick = time.perf_counter()
         clf = TransferCNNClassifier(**params, random_state=random_state, verbose=verbose)
         try:
-            clf.fit(X_train, y_train, validation_data=(X_hold, y_hold))
+            clf.fit(
+                X_train,
+                y_train,
+                validation_data=(X_hold, y_hold),
+                target_distribution=fer.train.distribution[fit_rows] if base.soft_targets else None,
+            )
         except WeightsDownloadError as error:
             failures.append(f"{base.label}: {error}")
             _log(verbose, f"skipped {base.label}: {error}")
-            progress.item(number, len(plan.base_models), f"{base.label}: skipped")
+            progress.item(number, len(base_models), f"{base.label}: skipped")
             continue
         timings[base.label] = time.perf_counter() - tick
         models[base.label] = clf
@@ -386,7 +412,7 @@ def reproduce(
             f"{base.label}: held-out {holdout_accuracy[base.label]:.4f}, PublicTest "
             f"{results[-len(eval_splits)]['accuracy']:.4f}, {timings[base.label] / 60:.1f} min",
         )
-        progress.item(number, len(plan.base_models), base.label)
+        progress.item(number, len(base_models), base.label)
 
     document: dict = {
         "preset": asdict(plan),
@@ -421,7 +447,9 @@ def reproduce(
     save_results(results, out / "results_table.json")
     (out / "results.json").write_text(json.dumps(document, indent=2, default=str))
     table = results_table(results)
-    settings = _settings_markdown(plan, data, len(y_train), len(y_hold), eval_splits, random_state)
+    settings = _settings_markdown(
+        plan, base_models, data, len(y_train), len(y_hold), eval_splits, random_state
+    )
     (out / "results.md").write_text(
         _results_markdown(
             f"{preset}{' --smoke' if smoke else ''}"
@@ -533,7 +561,7 @@ def _expert_progress(progress: _Progress, template, labels: list[str]):
     return ExpertProgress()
 
 
-def _settings_markdown(plan, data, n_train, n_hold, eval_splits, random_state) -> str:
+def _settings_markdown(plan, base_models, data, n_train, n_hold, eval_splits, random_state) -> str:
     """The preset's settings, as Markdown: data, base models, experts and stacker."""
     subset = (
         f"at most {plan.train_per_class} Training images per class, "
@@ -549,9 +577,10 @@ def _settings_markdown(plan, data, n_train, n_hold, eval_splits, random_state) -
         f"the best base model, selecting experts and fitting the stacker; seed {random_state}",
         f"- test splits, only ever predicted: {tests}",
     ]
-    for base in plan.base_models:
+    for base in base_models:
         params = ", ".join(f"{key}={value!r}" for key, value in base.params.items())
-        lines.append(f"- base model {base.label}: {params}")
+        targets = "; trained on the vote distributions" if base.soft_targets else ""
+        lines.append(f"- base model {base.label}: {params}{targets}")
     expert = ", ".join(f"{key}={value!r}" for key, value in plan.expert_params.items())
     lines += [
         "- experts: the best base model's settings on its fine-tuned backbone, long_epochs=0, "

@@ -32,8 +32,8 @@ def ferplus_files(tmp_path) -> tuple[Path, Path]:
 
 @pytest.mark.slow
 def test_quick_preset_path_on_ferplus_labels(ferplus_files, tmp_path, monkeypatch, capsys):
-    """The whole table (base model, 8 experts, ensemble, figures) on the tiny test backbone:
-    about a minute on 2 CPU cores."""
+    """The whole table (base model on labels and on votes, 8 experts, ensemble, figures) on
+    the tiny test backbone: about a minute on 2 CPU cores."""
     tiny = {key: value for key, value in TINY.items() if key not in ("random_state", "verbose")}
     plan = skfer.reproduce.Preset(
         name="quick",
@@ -52,11 +52,15 @@ def test_quick_preset_path_on_ferplus_labels(ferplus_files, tmp_path, monkeypatc
     assert f"{n_train - n_train // 5} training, {n_train // 5} held-out" in capsys.readouterr().out
     document = json.loads((out / "results.json").read_text())
     assert document["dataset"] == "ferplus"
+    soft = "tiny, soft targets (FER+ votes)"
     assert {row["model"] for row in document["results"]} == {
         "tiny",
+        soft,
         "one-vs-all experts alone",
         "ensemble (MLP stack)",
     }
+    assert set(document["holdout_accuracy"]) == {"tiny", soft}
+    assert "- base model tiny, soft targets (FER+ votes): " in (out / "results.md").read_text()
     for row in document["results"]:
         assert row["n_samples"] == len(FERPLUS_CLASSES) * N_TEST
         assert tuple(row["recall_per_class"]) == FERPLUS_CLASSES

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+import skfer.reproduce
+
 ROOT = Path(__file__).resolve().parents[1]
 METRICS = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "recall_per_class")
 
@@ -81,7 +83,7 @@ def test_results_markdown_states_the_settings_and_links_the_figures(tmp_path):
 
     plan = PRESETS["quick"]
     splits = {"PublicTest": (None, np.zeros(3589))}
-    settings = _settings_markdown(plan, "fer.csv.gz", 1680, 420, splits, 0)
+    settings = _settings_markdown(plan, plan.base_models, "fer.csv.gz", 1680, 420, splits, 0)
     figures = [tmp_path / "confusion_matrix.png", tmp_path / "accuracy_curves.png"]
     text = _results_markdown("quick", settings, "| table |", figures, 90.0)
     assert text.startswith(f"# skfer reproduce --preset quick\n\nPreset: {plan.description}.\n")
@@ -96,3 +98,12 @@ def test_results_markdown_states_the_settings_and_links_the_figures(tmp_path):
         "| table |\n\n![confusion matrix](confusion_matrix.png)\n\n"
         "![accuracy curves](accuracy_curves.png)\n\nwall time: 1.5 min\n"
     )
+
+
+def test_ferplus_adds_a_soft_target_twin_of_the_first_base_model():
+    plan = skfer.reproduce.PRESETS["cpu"]
+    assert skfer.reproduce.base_models_for(plan, "fer2013") == plan.base_models
+    first, soft, *rest = skfer.reproduce.base_models_for(plan, "ferplus")
+    assert (first, *rest) == plan.base_models
+    assert soft.soft_targets and not first.soft_targets
+    assert soft.params == first.params and soft.label.endswith("soft targets (FER+ votes)")
