@@ -4,7 +4,7 @@
 #
 #   python benchmarks/gpu_bundle.py pack ../shared WHEELS .device   # here, once (< 64 MiB)
 #   benchmarks/gpu_run.sh [--smoke] [--bundle .device] [--out runs/gpu]
-#                         [--preset-limit SECONDS] [--bench-limit SECONDS]
+#                         [--preset-limit SECONDS] [--bench-limit SECONDS] [--xla-autotune LEVEL]
 #
 # It unpacks FER2013 and the weights from the bundle, installs the brought wheels if Keras is
 # missing, then writes into --out: run.log (device, the fit ratio of TransferCNNClassifier to a
@@ -12,12 +12,16 @@
 # preset's table, JSON and figures (reproduce/). --smoke shrinks both to a minute or two on a
 # CPU (try it there first: KERAS_BACKEND=jax with jax installed). The limits (default: none)
 # stop a step that runs long, so that a lease's time limit still leaves the next step's output.
+# --xla-autotune sets XLA's --xla_gpu_autotune_level (0-4; XLA's default 4 tries and checks
+# every convolution algorithm while compiling): the first epoch of a phase took 58-133 s on an
+# H100, nearly all of it compiling, against 3 s for each later epoch.
 set -uo pipefail
 smoke=""
 bundle=.device
 out=runs/gpu
 preset_limit=0
 bench_limit=0
+autotune=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --smoke) smoke=--smoke ;;
@@ -25,6 +29,7 @@ while [ $# -gt 0 ]; do
         --out) out=$2; shift ;;
         --preset-limit) preset_limit=$2; shift ;;
         --bench-limit) bench_limit=$2; shift ;;
+        --xla-autotune) autotune=$2; shift ;;
         *) echo "error: unknown option $1 (see the comment at the top of $0)" >&2; exit 2 ;;
     esac
     shift
@@ -38,6 +43,7 @@ export KERAS_BACKEND=jax PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=3
 # Experts share one graph: a persistent cache compiles it once, not once per expert.
 export JAX_COMPILATION_CACHE_DIR="$work/jax-cache"
 export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0 JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES=0
+if [ -n "$autotune" ]; then export XLA_FLAGS="${XLA_FLAGS:+$XLA_FLAGS }--xla_gpu_autotune_level=$autotune"; fi
 elapsed() { echo "[gpu_run] $1 at $(( $(date +%s) - start )) s" | tee -a "$log"; }
 
 python3 benchmarks/gpu_bundle.py unpack "$bundle" "$work" 2>&1 | tee "$log"
@@ -48,10 +54,10 @@ fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || echo "no nvidia-smi"
   python3 -c "import jax, keras; print('jax', jax.__version__, jax.devices(), '| keras', keras.__version__, keras.backend.backend())"
-  date -u; } 2>&1 | tee -a "$log"
+  echo "XLA_FLAGS=${XLA_FLAGS:-}"; date -u; } 2>&1 | tee -a "$log"
 elapsed "setup done"
 
-if [ -n "$smoke" ]; then bench=(--n 512 --size 48 --head 32); else bench=(--n 8192 --size 96 --head 1024 1024); fi
+if [ -n "$smoke" ]; then bench=(--n 512 --size 48 --head 32); else bench=(--n 28709 --size 96 --head 1024 1024); fi  # all Training: 8,192 were too few to time
 timeout "$preset_limit" python3 -m skfer.cli reproduce --preset gpu $smoke --data "$work/fer2013.csv" \
     --weights-dir "$work/weights" --out "$out/reproduce" 2>&1 | tee -a "$log"
 elapsed "reproduce --preset gpu done (exit ${PIPESTATUS[0]})"

@@ -17,6 +17,8 @@ from collections import OrderedDict
 import keras
 import numpy as np
 
+from .backend import predict_in_full_batches
+
 __all__ = ["FeatureCache", "feature_cache", "fingerprint"]
 
 
@@ -63,7 +65,8 @@ class FeatureCache:
     def features(
         self, feature_model: keras.Model, images: np.ndarray, *, graph: dict, batch_size: int
     ) -> np.ndarray:
-        """``feature_model.predict(images)``, computed once per distinct model and data.
+        """``feature_model.predict(images)``, computed once per distinct model and data (by
+        :func:`~skfer.backend.predict_in_full_batches`).
 
         Parameters
         ----------
@@ -93,7 +96,7 @@ class FeatureCache:
                 self.hits += 1
                 return self._entries[key]
             self.misses += 1
-        features = feature_model.predict(images, batch_size=batch_size, verbose=0)
+        features = predict_in_full_batches(feature_model, images, batch_size)
         features.setflags(write=False)
         if features.nbytes <= self.max_bytes:
             with self._lock:

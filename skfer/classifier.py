@@ -19,7 +19,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from .backbones import BackboneSpec, get_backbone
-from .backend import resolve_jit_compile
+from .backend import predict_in_full_batches, resolve_jit_compile
 from .cache import feature_cache, fingerprint
 from .checkpoint import TrainingCheckpoint
 from .distribute import DISTRIBUTIONS, make_strategy, strategy_scope
@@ -432,7 +432,7 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
 
     def _probabilities(self, images: np.ndarray, cached: bool) -> np.ndarray:
         if not cached:
-            return self.model_.predict(images, batch_size=self.batch_size, verbose=0)
+            return predict_in_full_batches(self.model_, images, self.batch_size)
         feature_model, head = _feature_split(self.model_)
         features = feature_cache.features(
             feature_model,
@@ -440,7 +440,7 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
             graph=feature_graph(self.model_, self.backbone),
             batch_size=self.batch_size,
         )
-        return head.predict(features, batch_size=self.batch_size, verbose=0)
+        return predict_in_full_batches(head, features, self.batch_size)
 
     def predict(self, X) -> np.ndarray:
         """Most probable class of each image.
@@ -475,7 +475,7 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
             self.model_.layers.index(self.model_.get_layer("predictions")) - 1
         ]
         embedder = keras.Model(self.model_.input, penultimate.output)
-        return embedder.predict(images, batch_size=self.batch_size, verbose=0)
+        return predict_in_full_batches(embedder, images, self.batch_size)
 
     def save(self, path) -> Path:
         """Write the fitted classifier to one ``.skfer`` file; read it with :func:`skfer.load`.

@@ -165,7 +165,7 @@ PRESETS = {
             BaseModelPlan(
                 "MobileNet 1.0 (face-trained, VGGFace2), 224 px",
                 dict(
-                    backbone="mobilenet_vggface2", input_size=224, long_epochs=12, **_GPU_SCHEDULE
+                    backbone="mobilenet_vggface2", input_size=224, long_epochs=30, **_GPU_SCHEDULE
                 ),
             ),
             BaseModelPlan(

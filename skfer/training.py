@@ -18,6 +18,7 @@ import keras
 import numpy as np
 
 from .backbones import BackboneSpec
+from .backend import compiles_per_batch_shape
 from .cache import FeatureCache, feature_cache
 from .checkpoint import TrainingCheckpoint
 from .distribute import strategy_scope
@@ -350,7 +351,14 @@ def _fit_phase(
             + (", on cached backbone features" if cached else "")
         )
     done = len(history["phase"])  # past ``start`` when resuming a phase
-    batches = ShuffledBatches(X_train, y_train, settings.batch_size, seed=seed, epoch=done)
+    batches = ShuffledBatches(
+        X_train,
+        y_train,
+        settings.batch_size,
+        seed=seed,
+        epoch=done,
+        full_batches=compiles_per_batch_shape(),
+    )
     try:
         fitted = trained_model.fit(
             batches,
@@ -384,21 +392,31 @@ class ShuffledBatches(keras.utils.PyDataset):
     x, y : ndarray
         Inputs and targets, indexed along the first axis.
     batch_size : int
-        Rows per batch; the last batch of an epoch may be smaller.
+        Rows per batch; the last batch of an epoch may be smaller, unless ``full_batches``.
     seed : int
         Seeds the orders.
     epoch : int
         The epoch the first batches belong to.
+    full_batches : bool
+        Fill the last batch of each epoch with the first rows of that epoch's order (seen
+        twice then), so that every batch has ``batch_size`` rows: one batch shape, one
+        compiled training step on JAX.
     """
 
-    def __init__(self, x, y, batch_size: int, *, seed: int, epoch: int = 0):
+    def __init__(
+        self, x, y, batch_size: int, *, seed: int, epoch: int = 0, full_batches: bool = False
+    ):
         super().__init__()
         self.x, self.y, self.batch_size, self.seed = x, y, batch_size, seed
+        self.full_batches = full_batches
         self.epoch = epoch
         self.order = self._permutation()
 
     def _permutation(self) -> np.ndarray:
-        return np.random.default_rng([self.seed, self.epoch]).permutation(len(self.y))
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.y))
+        if self.full_batches:
+            return np.resize(order, len(self) * self.batch_size)  # repeats from the start
+        return order
 
     def __len__(self) -> int:
         return -(-len(self.y) // self.batch_size)

@@ -8,8 +8,14 @@ import numpy as np
 import pytest
 from conftest import two_class_images
 
+import skfer.backend
 from skfer import OneVsAllExperts, TransferCNNClassifier, get_backbone
-from skfer.backend import BackendError, require_tensorflow, resolve_jit_compile
+from skfer.backend import (
+    BackendError,
+    predict_in_full_batches,
+    require_tensorflow,
+    resolve_jit_compile,
+)
 from skfer.cache import feature_cache
 from skfer.layers import FaceAugmentation
 from skfer.reproduce import PRESETS, smoke_preset
@@ -104,6 +110,23 @@ def test_jit_compile_auto_follows_the_backend():
     assert resolve_jit_compile(True) is True and resolve_jit_compile(False) is False
     expected = True if keras.backend.backend() == "jax" else "auto"
     assert resolve_jit_compile("auto") == expected
+
+
+def test_padded_prediction_gives_the_same_rows(monkeypatch):
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, keras.layers.Dense(2, name="dense")(inputs))
+    x = np.random.default_rng(0).normal(size=(10, 3)).astype("float32")
+    seen = []
+    plain_predict = model.predict
+    monkeypatch.setattr(
+        model, "predict", lambda a, **k: seen.append(len(a)) or plain_predict(a, **k)
+    )
+    expected = predict_in_full_batches(model, x, 4)
+    monkeypatch.setattr(skfer.backend, "compiles_per_batch_shape", lambda: True)
+    padded = predict_in_full_batches(model, x, 4)
+    assert seen == [10, 12]  # the second call saw three full batches
+    np.testing.assert_allclose(padded, expected, rtol=1e-6)
+    assert predict_in_full_batches(model, x[:8], 4).shape == (8, 2)  # nothing to pad
 
 
 def test_tensorflow_only_features_say_so_elsewhere(monkeypatch):

@@ -54,6 +54,18 @@ def test_shuffled_batches_depend_on_seed_and_epoch_only():
     np.testing.assert_array_equal(np.concatenate([resumed[i][0] for i in range(3)]), epoch1)
 
 
+def test_full_batches_fill_the_last_batch_from_the_start_of_the_same_order():
+    x = np.arange(10)
+    full = ShuffledBatches(x, x, 4, seed=1, full_batches=True)
+    plain = ShuffledBatches(x, x, 4, seed=1)
+    assert len(full) == 3 and [len(full[i][0]) for i in range(3)] == [4, 4, 4]
+    epoch = np.concatenate([full[i][0] for i in range(3)])
+    np.testing.assert_array_equal(epoch[:10], np.concatenate([plain[i][0] for i in range(3)]))
+    np.testing.assert_array_equal(epoch[10:], epoch[:2])  # every row once, two of them twice
+    tiny = ShuffledBatches(x[:3], x[:3], 8, seed=1, full_batches=True)  # fewer rows than a batch
+    assert sorted(set(tiny[0][0])) == [0, 1, 2] and len(tiny[0][0]) == 8
+
+
 def test_the_cache_is_injected(tiny_params):
     feature_cache.clear()
     cache = FeatureCache()
