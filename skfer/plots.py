@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -17,6 +18,8 @@ import numpy as np
 from sklearn.metrics import ConfusionMatrixDisplay
 
 from .metrics import _class_names
+
+TITLE_CHARACTERS_PER_INCH = 8  # of the default 12 pt title font, with a margin
 
 _DPI = 150
 
@@ -112,10 +115,16 @@ def _confusion_matrix_figure(y_true, y_pred, *, class_names, labels, title, norm
         xticks_rotation=45,
         ax=ax,
     )
-    if title is not None:
-        ax.set_title(title)
+    _set_title(ax, title)
     figure.tight_layout()
     return figure
+
+
+def _set_title(ax, title: str | None) -> None:
+    """``ax``'s title, wrapped to the figure's width (a long model label would be cut off)."""
+    if title is not None:
+        characters = int(ax.figure.get_figwidth() * TITLE_CHARACTERS_PER_INCH)
+        ax.set_title(textwrap.fill(title, width=characters))
 
 
 def _training_curves_figure(history, *, long_phase_start, title):
@@ -152,8 +161,7 @@ def _training_curves_figure(history, *, long_phase_start, title):
     ax.set_ylabel("accuracy")
     ax.grid(alpha=0.3)
     ax.legend()
-    if title is not None:
-        ax.set_title(title)
+    _set_title(ax, title)
     figure.tight_layout()
     return figure
 

@@ -49,7 +49,7 @@ from .ferplus import load_dataset
 from .metrics import evaluate, results_table, save_results
 from .model import BACKBONE_LAYER
 
-__all__ = ["PRESETS", "BaseModelPlan", "Preset", "reproduce"]
+__all__ = ["PRESETS", "BaseModelPlan", "Preset", "base_models_for", "reproduce"]
 
 PEER_WEIGHT_FILE = "fer2013_mini_xception/fer2013_mini_XCEPTION.102-0.66.hdf5"
 

@@ -217,3 +217,21 @@ def test_a_fitted_classifier_end_to_end(tmp_path):
         clf.history_, tmp_path / "curves.png", long_phase_start=clf.long_phase_start_
     )
     _assert_png(curves)
+
+
+@pytest.mark.parametrize("kind", ["confusion", "curves"])
+def test_a_long_title_is_wrapped_inside_the_figure(kind):
+    title = (
+        "MobileNet 1.0 (face-trained, VGGFace2), frozen, 224 px, soft targets (FER+ votes), " * 2
+    )
+    if kind == "confusion":
+        figure = _confusion_matrix_figure(
+            Y_TRUE, Y_PRED, class_names=None, labels=None, title=title, normalize="true"
+        )
+    else:
+        figure = _training_curves_figure(_history(), long_phase_start=2, title=title)
+    text = figure.axes[0].title
+    assert text.get_text().replace("\n", " ") == title.strip()
+    renderer = figure.canvas.get_renderer()
+    box, frame = text.get_window_extent(renderer), figure.bbox
+    assert frame.x0 <= box.x0 and box.x1 <= frame.x1
