@@ -60,9 +60,18 @@ def members(args) -> dict:
     for split, images in (("hold", validation[0]), ("test", test.images)):
         columns[f"{split}_base"] = base.predict_proba_cached(images)
         columns[f"{split}_experts"] = np.stack(
-            [experts.expert(k).predict_proba(images)[:, 1] for k in experts.classes_], axis=1
+            [experts.expert(k).score_positive(images) for k in experts.classes_], axis=1
         )
     return dict(columns, hold_y=validation[1], test_y=test.target)
+
+
+def expert_columns(scores: np.ndarray) -> np.ndarray:
+    """What the experts give the stack: for each expert k, the ``ClassExpert.predict_proba``
+    columns (its score in column k, ``1 - score`` shared by the others), side by side."""
+    n, k = scores.shape
+    columns = np.repeat(((1.0 - scores) / (k - 1))[:, :, np.newaxis], k, axis=2)
+    columns[:, np.arange(k), np.arange(k)] = scores
+    return columns.reshape(n, k * k)
 
 
 def variants(seed: int) -> dict:
@@ -80,10 +89,12 @@ def variants(seed: int) -> dict:
         return MLPClassifier((64, 32), max_iter=1000, random_state=seed, **kwargs)
 
     return {
-        "MLP (64, 32) on probabilities, early stopping (skfer until now)": lambda: make_stacker(
+        "MLP (64, 32) on probabilities, early stopping (skfer before 2026-11-27)": lambda: mlp(
+            early_stopping=True, n_iter_no_change=20
+        ),
+        "MLP (64, 32) on probabilities, no early stopping (make_stacker)": lambda: make_stacker(
             (64, 32), random_state=seed
         ),
-        "MLP (64, 32) on probabilities, no early stopping": lambda: mlp(),
         "MLP (64, 32) on log-probabilities, standardised, early stopping": lambda: log_inputs(
             mlp(early_stopping=True, n_iter_no_change=20)
         ),
@@ -128,7 +139,9 @@ def main(argv=None) -> None:
             hold, test = (
                 outputs[f"{split}_base"]
                 if members_used == "base"
-                else np.column_stack([outputs[f"{split}_base"], outputs[f"{split}_experts"]])
+                else np.column_stack(
+                    [outputs[f"{split}_base"], expert_columns(outputs[f"{split}_experts"])]
+                )
                 for split in ("hold", "test")
             )
             start = time.perf_counter()
