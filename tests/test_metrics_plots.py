@@ -232,6 +232,8 @@ def test_a_long_title_is_wrapped_inside_the_figure(kind):
         figure = _training_curves_figure(_history(), long_phase_start=2, title=title)
     text = figure.axes[0].title
     assert text.get_text().replace("\n", " ") == title.strip()
-    renderer = figure.canvas.get_renderer()
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(figure).get_renderer()
     box, frame = text.get_window_extent(renderer), figure.bbox
     assert frame.x0 <= box.x0 and box.x1 <= frame.x1
