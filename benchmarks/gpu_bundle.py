@@ -5,11 +5,12 @@
 
 The GPU machine gets only the working tree and carried folders (64 MiB in all) and has no
 internet, no TensorFlow and no Keras. ``pack`` copies FER2013 in its compact form
-(``../shared/gpu``) and xz-compresses the weight files and the Keras wheel (the raw files would
-pass the limit by a few hundred KiB); the other wheels are copied as they are. ``unpack`` writes
-``fer2013.csv`` (Training + PublicTest rows, the Kaggle layout that ``load_fer2013`` reads),
-restores the weight files, whose sha256 skfer checks when it loads them, and extracts the Keras
-wheel into ``site/`` (numpy and the standard library only).
+(``../shared/gpu``) and xz-compresses the weight files, FER+'s ``fer2013new.csv`` and the Keras
+wheel (the raw files would pass the limit by a few hundred KiB); the other wheels are copied as
+they are. ``unpack`` writes ``fer2013.csv`` (Training + PublicTest rows, the Kaggle layout that
+``load_fer2013`` reads) and ``fer2013new.csv`` (its FER+ votes, row for row), restores the
+weight files, whose sha256 skfer checks when it loads them, and extracts the Keras wheel into
+``site/`` (numpy and the standard library only).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ WEIGHT_FILES = (
     "mobilenet_v1_0.25_imagenet_notop/mobilenet_2_5_224_tf_no_top.h5",
 )
 USAGE_NAMES = ("Training", "PublicTest")
+FERPLUS_FILE = "fer2013new.csv"
 
 
 def pack(shared: Path, wheels: Path, bundle: Path) -> None:
@@ -43,6 +45,8 @@ def pack(shared: Path, wheels: Path, bundle: Path) -> None:
         target = bundle / "weights" / (relative + ".xz")
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(lzma.compress((shared / "weights" / relative).read_bytes(), preset=9))
+    ferplus = (shared / "data" / "ferplus" / FERPLUS_FILE).read_bytes()
+    (bundle / f"{FERPLUS_FILE}.xz").write_bytes(lzma.compress(ferplus, preset=9))
     (bundle / "wheels").mkdir(exist_ok=True)
     for wheel in sorted(wheels.glob("*.whl")):
         if wheel.name.startswith("keras-"):
@@ -62,7 +66,8 @@ def pack(shared: Path, wheels: Path, bundle: Path) -> None:
 
 
 def unpack(bundle: Path, work: Path) -> None:
-    """Write ``work/fer2013.csv``, ``work/weights/...`` and ``work/site/keras``."""
+    """Write ``work/fer2013.csv``, ``work/fer2013new.csv``, ``work/weights/...`` and
+    ``work/site/keras``."""
     start = time.perf_counter()
     work.mkdir(parents=True, exist_ok=True)
     spec = importlib.util.spec_from_file_location("unpack_fer2013", bundle / "unpack_fer2013.py")
@@ -79,6 +84,8 @@ def unpack(bundle: Path, work: Path) -> None:
                 raise ValueError(f"unexpected Usage {split!r} in the bundle")
             row = b" ".join([numbers[value] for value in pixels.tolist()])
             handle.write(b"%d,%s,%s\n" % (label, row, str(split).encode()))
+    ferplus = lzma.decompress((bundle / f"{FERPLUS_FILE}.xz").read_bytes())
+    (work / FERPLUS_FILE).write_bytes(ferplus)
     for compressed in (bundle / "weights").rglob("*.xz"):
         target = work / "weights" / compressed.relative_to(bundle / "weights").with_suffix("")
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -5,6 +5,7 @@
 #   python benchmarks/gpu_bundle.py pack ../shared WHEELS .device   # here, once (< 64 MiB)
 #   benchmarks/gpu_run.sh [--smoke] [--bundle .device] [--out runs/gpu]
 #                         [--preset-limit SECONDS] [--bench-limit SECONDS] [--xla-autotune LEVEL]
+#                         [--dataset fer2013|ferplus]
 #
 # It unpacks FER2013 and the weights from the bundle, installs the brought wheels if Keras is
 # missing, then writes into --out: run.log (device, the fit ratio of TransferCNNClassifier to a
@@ -14,7 +15,8 @@
 # stop a step that runs long, so that a lease's time limit still leaves the next step's output.
 # --xla-autotune sets XLA's --xla_gpu_autotune_level (0-4; XLA's default 4 tries and checks
 # every convolution algorithm while compiling): the first epoch of a phase took 58-133 s on an
-# H100, nearly all of it compiling, against 3 s for each later epoch.
+# H100, nearly all of it compiling, against 3 s for each later epoch. --dataset ferplus runs
+# the preset on FER+'s labels (the bundle carries fer2013new.csv).
 set -uo pipefail
 smoke=""
 bundle=.device
@@ -22,6 +24,7 @@ out=runs/gpu
 preset_limit=0
 bench_limit=0
 autotune=""
+dataset=fer2013
 while [ $# -gt 0 ]; do
     case "$1" in
         --smoke) smoke=--smoke ;;
@@ -30,6 +33,7 @@ while [ $# -gt 0 ]; do
         --preset-limit) preset_limit=$2; shift ;;
         --bench-limit) bench_limit=$2; shift ;;
         --xla-autotune) autotune=$2; shift ;;
+        --dataset) dataset=$2; shift ;;
         *) echo "error: unknown option $1 (see the comment at the top of $0)" >&2; exit 2 ;;
     esac
     shift
@@ -58,8 +62,10 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 elapsed "setup done"
 
 if [ -n "$smoke" ]; then bench=(--n 512 --size 48 --head 32); else bench=(--n 28709 --size 96 --head 1024 1024); fi  # all Training: 8,192 were too few to time
+labels=()
+if [ "$dataset" = ferplus ]; then labels=(--ferplus-labels "$work/fer2013new.csv"); fi
 timeout "$preset_limit" python3 -m skfer.cli reproduce --preset gpu $smoke --data "$work/fer2013.csv" \
-    --weights-dir "$work/weights" --out "$out/reproduce" 2>&1 | tee -a "$log"
+    --dataset "$dataset" "${labels[@]}" --weights-dir "$work/weights" --out "$out/reproduce" 2>&1 | tee -a "$log"
 elapsed "reproduce --preset gpu done (exit ${PIPESTATUS[0]})"
 rm -f "$out/reproduce/best_backbone.h5"  # an intermediate file, not a result
 
