@@ -28,6 +28,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_score, train_test
 
 from skfer import OneVsAllExperts, TransferCNNClassifier  # noqa: E402
 from skfer.ensemble import make_stacker  # noqa: E402
+from skfer.experts import spread_score  # noqa: E402
 from skfer.ferplus import load_dataset  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -66,12 +67,10 @@ def members(args) -> dict:
 
 
 def expert_columns(scores: np.ndarray) -> np.ndarray:
-    """What the experts give the stack: for each expert k, the ``ClassExpert.predict_proba``
-    columns (its score in column k, ``1 - score`` shared by the others), side by side."""
-    n, k = scores.shape
-    columns = np.repeat(((1.0 - scores) / (k - 1))[:, :, np.newaxis], k, axis=2)
-    columns[:, np.arange(k), np.arange(k)] = scores
-    return columns.reshape(n, k * k)
+    """What the experts give the stack: each expert's ``ClassExpert.predict_proba`` columns,
+    rebuilt from its scores (one column of ``scores`` per class), side by side."""
+    n_classes = scores.shape[1]
+    return np.column_stack([spread_score(scores[:, k], k, n_classes) for k in range(n_classes)])
 
 
 def variants(seed: int) -> dict:

@@ -9,7 +9,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
-__all__ = ["ClassExpert", "OneVsAllExperts"]
+__all__ = ["ClassExpert", "OneVsAllExperts", "spread_score"]
 
 
 def _default_estimator():
@@ -29,6 +29,15 @@ def _set_class_weight(estimator, class_weight):
             f"Received: estimator={type(estimator).__name__}"
         )
     return estimator.set_params(class_weight=class_weight)
+
+
+def spread_score(score: np.ndarray, column: int, n_classes: int) -> np.ndarray:
+    """An expert's scores as ``n_classes`` probability columns: ``score`` in ``column`` and
+    ``1 - score`` shared evenly by the others (:meth:`ClassExpert.predict_proba`)."""
+    rest = (1.0 - score) / (n_classes - 1)
+    proba = np.repeat(rest[:, np.newaxis], n_classes, axis=1)
+    proba[:, column] = score
+    return proba
 
 
 class ClassExpert(ClassifierMixin, BaseEstimator):
@@ -106,11 +115,8 @@ class ClassExpert(ClassifierMixin, BaseEstimator):
 
     def predict_proba(self, X) -> np.ndarray:
         """The score in ``positive_class``'s column, ``1 - score`` shared by the others."""
-        score = self.score_positive(X)
-        rest = (1.0 - score) / (len(self.classes_) - 1)
-        proba = np.repeat(rest[:, np.newaxis], len(self.classes_), axis=1)
-        proba[:, int(np.searchsorted(self.classes_, self.positive_class))] = score
-        return proba
+        column = int(np.searchsorted(self.classes_, self.positive_class))
+        return spread_score(self.score_positive(X), column, len(self.classes_))
 
     def predict(self, X) -> np.ndarray:
         """The argmax of :meth:`predict_proba`: ``positive_class`` where its score exceeds 1/K.
