@@ -286,7 +286,16 @@ def base_models_for(plan: Preset, dataset: str) -> tuple[BaseModelPlan, ...]:
     same images and are scored on the same majority labels, so the held-out split compares
     the two kinds of target and picks the better one for the experts.
     """
-    if dataset != "ferplus" or not plan.base_models:
+    if dataset != "ferplus":
+        soft = [base.label for base in plan.base_models if base.soft_targets]
+        if soft:
+            raise ValueError(
+                f"Base models with soft_targets=True need vote distributions, which only "
+                f"dataset='ferplus' has; set soft_targets=False or use FER+. Received: "
+                f"dataset={dataset!r}, soft-target base models {soft}"
+            )
+        return plan.base_models
+    if not plan.base_models:
         return plan.base_models
     first, *rest = plan.base_models
     soft = replace(first, label=f"{first.label}, soft targets (FER+ votes)", soft_targets=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -109,3 +110,7 @@ def test_ferplus_adds_a_soft_target_twin_of_the_first_base_model():
     assert (first, *rest) == plan.base_models
     assert soft.soft_targets and not first.soft_targets
     assert soft.params == first.params and soft.label.endswith("soft targets (FER+ votes)")
+    with pytest.raises(ValueError, match="soft_targets=True need vote distributions"):
+        skfer.reproduce.base_models_for(
+            dataclasses.replace(plan, base_models=(soft, *rest)), "fer2013"
+        )
