@@ -5,7 +5,7 @@
 #   python benchmarks/gpu_bundle.py pack ../shared WHEELS .device   # here, once (< 64 MiB)
 #   benchmarks/gpu_run.sh [--smoke] [--bundle .device] [--out runs/gpu]
 #                         [--preset-limit SECONDS] [--bench-limit SECONDS] [--xla-autotune LEVEL]
-#                         [--dataset fer2013|ferplus]
+#                         [--dataset fer2013|ferplus] [--only preset|bench]
 #
 # It unpacks FER2013 and the weights from the bundle, installs the brought wheels if Keras is
 # missing, then writes into --out: run.log (device, the fit ratio of TransferCNNClassifier to a
@@ -16,7 +16,8 @@
 # --xla-autotune sets XLA's --xla_gpu_autotune_level (0-4; XLA's default 4 tries and checks
 # every convolution algorithm while compiling): the first epoch of a phase took 58-133 s on an
 # H100, nearly all of it compiling, against 3 s for each later epoch. --dataset ferplus runs
-# the preset on FER+'s labels (the bundle carries fer2013new.csv).
+# the preset on FER+'s labels (the bundle carries fer2013new.csv). --only runs one of the two
+# steps, so that a lease's calls can take one each.
 set -uo pipefail
 smoke=""
 bundle=.device
@@ -25,6 +26,7 @@ preset_limit=0
 bench_limit=0
 autotune=""
 dataset=fer2013
+only=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --smoke) smoke=--smoke ;;
@@ -34,10 +36,12 @@ while [ $# -gt 0 ]; do
         --bench-limit) bench_limit=$2; shift ;;
         --xla-autotune) autotune=$2; shift ;;
         --dataset) dataset=$2; shift ;;
+        --only) only=$2; shift ;;
         *) echo "error: unknown option $1 (see the comment at the top of $0)" >&2; exit 2 ;;
     esac
     shift
 done
+case "$only" in ""|preset|bench) ;; *) echo "error: --only takes preset or bench, not $only" >&2; exit 2 ;; esac
 [ -f "$bundle/keras.tar.xz" ] || { echo "error: no bundle at $bundle: run benchmarks/gpu_bundle.py pack first" >&2; exit 2; }
 start=$(date +%s)
 mkdir -p "$out"
@@ -64,12 +68,16 @@ elapsed "setup done"
 if [ -n "$smoke" ]; then bench=(--n 512 --size 48 --head 32); else bench=(--n 28709 --size 96 --head 1024 1024); fi  # all Training: 8,192 were too few to time
 labels=()
 if [ "$dataset" = ferplus ]; then labels=(--ferplus-labels "$work/fer2013new.csv"); fi
-timeout "$preset_limit" python3 -m skfer.cli reproduce --preset gpu $smoke --data "$work/fer2013.csv" \
-    --dataset "$dataset" "${labels[@]}" --weights-dir "$work/weights" --out "$out/reproduce" 2>&1 | tee -a "$log"
-elapsed "reproduce --preset gpu done (exit ${PIPESTATUS[0]})"
-rm -f "$out/reproduce/best_backbone.h5"  # an intermediate file, not a result
+if [ "$only" != bench ]; then
+    timeout "$preset_limit" python3 -m skfer.cli reproduce --preset gpu $smoke --data "$work/fer2013.csv" \
+        --dataset "$dataset" "${labels[@]}" --weights-dir "$work/weights" --out "$out/reproduce" 2>&1 | tee -a "$log"
+    elapsed "reproduce --preset gpu done (exit ${PIPESTATUS[0]})"
+    rm -f "$out/reproduce/best_backbone.h5"  # an intermediate file, not a result
+fi
 
-timeout "$bench_limit" python3 benchmarks/bench_training.py --only fit --data "$work/fer2013.csv" --backbone mobilenet \
-    "${bench[@]}" --repeats 1 --fit-batch-sizes 64 256 --augment 2>&1 | tee -a "$log"
-elapsed "fit ratio done (exit ${PIPESTATUS[0]})"
+if [ "$only" != preset ]; then
+    timeout "$bench_limit" python3 benchmarks/bench_training.py --only fit --data "$work/fer2013.csv" --backbone mobilenet \
+        "${bench[@]}" --repeats 1 --fit-batch-sizes 64 256 --augment 2>&1 | tee -a "$log"
+    elapsed "fit ratio done (exit ${PIPESTATUS[0]})"
+fi
 rm -rf "$work"
