@@ -520,7 +520,7 @@ def _experts_and_ensemble(
     progress.step(4, "expert selection and ensemble")
     tick = time.perf_counter()
     selection = select_experts(
-        best, experts, X_hold, y_hold, hidden_layer_sizes=plan.stacker_layers
+        best, experts, X_hold, y_hold, hidden_layer_sizes=plan.stacker_layers, n_jobs=-1
     )
     _log(verbose, "expert selection:\n" + selection.summary())
     ensemble = make_fer_ensemble(

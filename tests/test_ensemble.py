@@ -115,6 +115,13 @@ def test_expert_selection_returns_a_subset_and_its_reason(fitted):
     assert "base model alone" in selection.summary()
 
 
+def test_expert_selection_in_parallel_processes_gives_the_same_selection(fitted):
+    base, experts, _, (_, _, X_test, y_test) = fitted
+    serial = select_experts(base, experts, X_test, y_test, cv=3, min_gain=0.0)
+    parallel = select_experts(base, experts, X_test, y_test, cv=3, min_gain=0.0, n_jobs=2)
+    assert parallel == serial
+
+
 class ConstantScore(ClassifierMixin, BaseEstimator):
     """A stand-in binary model: scores every sample ``score``, or ``rare_score`` when the
     positive class was under a fifth of its training labels."""
