@@ -65,8 +65,10 @@ def main(argv=None) -> None:
             best[n_jobs] = min(best[n_jobs], time.perf_counter() - start)
     one, every = selections[None], selections[-1]
     print(one.summary())
-    print(f"select_experts: one process {best[None]:.1f} s, n_jobs=-1 {best[-1]:.1f} s, "
-          f"speed-up {best[None] / best[-1]:.2f}x; same selection and scores: {one == every}")
+    print(
+        f"select_experts: one process {best[None]:.1f} s, n_jobs=-1 {best[-1]:.1f} s, "
+        f"speed-up {best[None] / best[-1]:.2f}x; same selection and scores: {one == every}"
+    )
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(f"peak RSS of this process: {peak:.2f} GiB")
 

@@ -80,7 +80,7 @@ def main(argv=None) -> None:
         np.savez(args.cache, **maps)
 
     keras.utils.set_random_seed(0)
-    upper = keras.Model(backbone.get_layer("conv_dw_13").input, backbone.output)
+    upper = keras.Model(backbone.get_layer(SPLIT_AT).output, backbone.output)
     inputs = keras.Input(maps["fit"].shape[1:])
     # BatchNorm stays in inference mode while block 13 trains, as in skfer's models.
     x = FrozenStatisticsBackbone(upper)(inputs)

@@ -182,14 +182,15 @@ def select_experts(
 
     def accuracies(label_sets: list[list]) -> list[float]:
         """The stack's mean accuracy over the folds, for each set of experts."""
+        features = [
+            np.column_stack([base_columns] + [expert_columns[k] for k in labels])
+            for labels in label_sets
+        ]
         fold_scores = parallel(
             delayed(cross_val_score)(
-                make_stacker(hidden_layer_sizes, random_state=random_state),
-                np.column_stack([base_columns] + [expert_columns[k] for k in labels]),
-                y,
-                cv=[fold],
+                make_stacker(hidden_layer_sizes, random_state=random_state), x, y, cv=[fold]
             )
-            for labels in label_sets
+            for x in features
             for fold in folds
         )
         per_set = np.reshape(np.concatenate(fold_scores), (len(label_sets), len(folds)))
