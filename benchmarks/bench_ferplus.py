@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
 
 from skfer import TransferCNNClassifier  # noqa: E402
-from skfer.datasets import load_ferplus  # noqa: E402
+from skfer.ferplus import load_ferplus  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 

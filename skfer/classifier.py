@@ -22,11 +22,12 @@ from .backbones import BackboneSpec, get_backbone
 from .backend import predict_in_full_batches, resolve_jit_compile
 from .cache import feature_cache, fingerprint
 from .checkpoint import TrainingCheckpoint
-from .distribute import DISTRIBUTIONS, make_strategy, strategy_scope
+from .distribute import DISTRIBUTIONS, even_rows, make_strategy, strategy_scope
 from .images import as_image_batch, check_one_label_per_image, warn_unlike_training
 from .model import POOLING_CHOICES, build_transfer_model, split_at_pooling
 from .params import InstanceOf, Interval, Options, SequenceOf, check_params
 from .soft_targets import check_target_distribution, soft_target_data
+from .stopping import STOPPING_METRICS
 from .training import OPTIMIZERS, SCHEDULES, Phase, TrainingSettings, feature_graph, train
 
 __all__ = ["TransferCNNClassifier"]
@@ -96,6 +97,13 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         Compile the training step with XLA. 'auto' compiles where that is fastest: always on
         Keras' JAX backend (uncompiled JAX steps run op by op), on TensorFlow only on a GPU
         (XLA was slower for small nets on the CPU); see :func:`skfer.backend.resolve_jit_compile`.
+    distribution : {None, 'data_parallel', 'mirrored'}, default=None
+        Train on several devices at once, each batch split between them (:mod:`skfer.distribute`).
+        'data_parallel': every GPU (else every CPU device) the backend's way, a
+        ``keras.distribution.DataParallel`` on JAX (``batch_size`` must then be a multiple of
+        the device count, and the validation data is cut to one) and 'mirrored' on
+        TensorFlow; with one device the same as None. 'mirrored':
+        ``tf.distribute.MirroredStrategy``, TensorFlow only.
     optimizer : {'adam', 'adamw', 'sgd', 'rmsprop'}, default='adam'
         Optimizer of both phases (SGD with momentum 0.9).
     long_schedule : {'constant', 'cosine'}, default='constant'
@@ -113,9 +121,15 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         Share of the training data held out (stratified) for early stopping when
         ``fit`` gets no ``validation_data``; None holds out nothing.
     patience : int or None, default=5
-        Epochs without a better validation accuracy before a phase stops; the best weights are
-        restored, and if no long-phase epoch beats the short phase's best, the short phase's
-        weights are kept. None disables early stopping (the last weights are kept).
+        Epochs without a better validation score (``stopping_metric``) before a phase stops;
+        the best weights are restored, and if no long-phase epoch beats the short phase's best,
+        the short phase's weights are kept. None disables early stopping (the last weights are
+        kept).
+    stopping_metric : {'accuracy', 'balanced_accuracy'}, default='accuracy'
+        The validation score that early stopping and the choice between phases follow.
+        'balanced_accuracy' (the mean recall over classes) suits imbalanced problems, where
+        plain accuracy favours the epoch nearest to always predicting the largest class;
+        :class:`~skfer.OneVsAllExperts` sets it for each expert (:mod:`skfer.stopping`).
     checkpoint_dir : path or None, default=None
         Save the training state after every epoch (model, optimiser, epoch, phase, history)
         so that a crashed ``fit`` resumes when called again with the same data and
@@ -170,6 +184,7 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         "class_weight": [None, Options(("balanced",)), InstanceOf(dict, "a dict {label: weight}")],
         "validation_fraction": [None, Interval(float, 0, 1, closed="neither")],
         "patience": [None, Interval(int, 0, None)],
+        "stopping_metric": [Options(STOPPING_METRICS)],
         "checkpoint_dir": [None, InstanceOf((str, os.PathLike), "a directory path")],
         "random_state": [
             None,
@@ -206,6 +221,7 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         class_weight=None,
         validation_fraction: float | None = 0.1,
         patience: int | None = 5,
+        stopping_metric: str = "accuracy",
         checkpoint_dir=None,
         random_state=None,
         verbose: int = 1,
@@ -234,6 +250,7 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         self.class_weight = class_weight
         self.validation_fraction = validation_fraction
         self.patience = patience
+        self.stopping_metric = stopping_metric
         self.checkpoint_dir = checkpoint_dir
         self.random_state = random_state
         self.verbose = verbose
@@ -330,7 +347,8 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
             )
 
         weights = spec.default_weights if self.weights == "default" else self.weights
-        self._strategy = make_strategy(self.distribution)
+        self._strategy = make_strategy(self.distribution, batch_size=self.batch_size)
+        validation = even_rows(validation, self._strategy)
         with strategy_scope(self._strategy):
             self.model_ = build_transfer_model(
                 spec,
@@ -361,6 +379,7 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
             batch_size=self.batch_size,
             class_weight=class_weight,
             patience=self.patience,
+            stopping_metric=self.stopping_metric,
             cache_features=self.cache_features,
             jit_compile=resolve_jit_compile(self.jit_compile),
             verbose=self.verbose,
@@ -503,6 +522,13 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
                 "short_epochs and long_epochs are both 0: nothing would be trained. "
                 "Received: short_epochs=0, long_epochs=0"
             )
+        if self.batchnorm_training and spec.folded_batchnorm and self.weights is not None:
+            raise ValueError(
+                f"Backbone {spec.name!r}'s weights fold BatchNorm into a fixed scale and shift "
+                "(moving mean 0, variance 1 - epsilon); batchnorm_training=True would replace "
+                "them with batch statistics and wreck its features. Keep "
+                "batchnorm_training=False (or use weights=None). Received: batchnorm_training=True"
+            )
         if isinstance(self.class_weight, dict):
             weights = list(self.class_weight.values())
             if not all(weight in Interval(float, 0, None) for weight in weights):
@@ -599,7 +625,7 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
 
     def __getstate__(self):
         state = dict(super().__getstate__())  # object.__getstate__ returns __dict__ itself
-        state.pop("_strategy", None)  # a tf.distribute strategy is process-local
+        state.pop("_strategy", None)  # a strategy or distribution is process-local
         model = state.pop("model_", None)
         if model is not None:
             with tempfile.TemporaryDirectory() as directory:

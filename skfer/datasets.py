@@ -9,7 +9,8 @@ a row that the fast path cannot take is re-parsed in pure Python, which accepts 
 Nothing is silently dropped or coerced.
 
 The integrity report (duplicates, conflicting labels, blank images) lives in
-:mod:`skfer.integrity`; its names stay importable from here.
+:mod:`skfer.integrity`; its names stay importable from here. FER+'s labels are in
+:mod:`skfer.ferplus`, which builds on this module.
 """
 
 from __future__ import annotations
@@ -26,7 +27,15 @@ import numpy as np
 from sklearn.utils import Bunch
 
 from .errors import DataFileError
-from .ferplus import FERPLUS_CLASSES, load_ferplus  # noqa: F401 (re-exported)
+from .integrity import (  # noqa: F401 (re-exported: they lived here before)
+    IntegrityReport,
+    Member,
+    drop_test_duplicates,
+    fer2013_integrity,
+    has_copy_in,
+    image_ids,
+)
+from .usage import SPLIT_ATTRIBUTES, check_splits, present_splits, received
 
 FER2013_CLASSES: tuple[str, ...] = (
     "angry",
@@ -37,7 +46,6 @@ FER2013_CLASSES: tuple[str, ...] = (
     "surprise",
     "neutral",
 )
-SPLIT_ATTRIBUTES = {"Training": "train", "PublicTest": "public_test", "PrivateTest": "private_test"}
 
 _SIDE = 48
 _N_PIXELS = _SIDE * _SIDE
@@ -97,7 +105,7 @@ def load_fer2013(path: str | os.PathLike, *, splits: Sequence[str] | None = None
         If a requested split name is unknown.
     """
     source = os.fspath(path)
-    wanted = _check_splits(splits)
+    wanted = check_splits(splits)
     location = Path(source)
     if not location.exists():
         raise FileNotFoundError(
@@ -109,7 +117,7 @@ def load_fer2013(path: str | os.PathLike, *, splits: Sequence[str] | None = None
     else:
         images, target, usage, rows = _read_csv(location)
     present = tuple(name for code, name in enumerate(_SPLITS) if np.any(usage == code))
-    wanted = _present_splits(wanted, present, source, splits)
+    wanted = present_splits(wanted, present, source, splits)
     result = Bunch(class_names=FER2013_CLASSES, source=source)
     kept = tuple(name for name in _SPLITS if name in wanted)
     for name in kept:
@@ -128,47 +136,6 @@ def load_fer2013(path: str | os.PathLike, *, splits: Sequence[str] | None = None
         f"loaded from '{source}'. Splits: {counts}."
     )
     return result
-
-
-def _present_splits(wanted, present, source, splits) -> tuple[str, ...]:
-    """``wanted`` (None: all of ``present``), or :class:`DataFileError` naming what is absent."""
-    if wanted is None:
-        return tuple(present)
-    missing = [name for name in wanted if name not in present]
-    if missing:
-        raise DataFileError(
-            f"Split(s) {missing} requested but not in '{source}', which holds {list(present)}. "
-            f"Request only splits that are present. Received: splits={splits!r}"
-        )
-    return tuple(wanted)
-
-
-def _check_splits(splits: Sequence[str] | None) -> tuple[str, ...] | None:
-    """Map requested split names (Usage or attribute names) to Usage names."""
-    if splits is None:
-        return None
-    if isinstance(splits, str):
-        splits = [splits]
-    by_attribute = {attribute: name for name, attribute in SPLIT_ATTRIBUTES.items()}
-    names = []
-    for split in splits:
-        name = by_attribute.get(split, split)
-        if name not in SPLIT_ATTRIBUTES:
-            raise ValueError(
-                f"Unknown FER2013 split {split!r}. Use one of {list(SPLIT_ATTRIBUTES)} "
-                f"(or {list(by_attribute)}). Received: splits={list(splits)}"
-            )
-        names.append(name)
-    if not names:
-        raise ValueError("splits= is empty; name at least one split or pass None for all.")
-    return tuple(names)
-
-
-def _received(value: str, limit: int = 80) -> str:
-    """Return the ``Received: ...`` tail of an error message, truncated to ``limit``."""
-    if len(value) > limit:
-        value = value[:limit] + "..."
-    return f"Received: {value!r}"
 
 
 # ----------------------------------------------------------------------------- CSV
@@ -195,12 +162,12 @@ def _iter_pieces(path: Path) -> Iterator[bytes]:
         except zlib.error as error:
             raise DataFileError(
                 f"'{path}' is not a valid gzip file ({error}). Re-download or re-compress it. "
-                + _received(path.name)
+                + received(path.name)
             ) from error
         if not inflater.eof:
             raise DataFileError(
                 f"'{path}' is a truncated gzip file. Re-download or re-compress it. "
-                + _received(path.name)
+                + received(path.name)
             )
 
 
@@ -248,7 +215,7 @@ def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarra
     if not results:
         raise DataFileError(
             f"'{path}' has a header but no data rows; expected one row per image after "
-            "line 1. " + _received(header.decode("utf-8", "replace").strip())
+            "line 1. " + received(header.decode("utf-8", "replace").strip())
         )
     images = np.concatenate([images for images, _, _ in results]).reshape(-1, _SIDE, _SIDE)
     target = np.concatenate([target for _, target, _ in results])
@@ -264,7 +231,7 @@ def _parse_header(header: bytes, source: str) -> _Layout:
     if missing:
         raise DataFileError(
             f"'{source}' line 1: the CSV header lacks column(s) {missing}; expected the "
-            f"Kaggle FER2013 header '{','.join(_HEADER)}'. Fix the header line. " + _received(text)
+            f"Kaggle FER2013 header '{','.join(_HEADER)}'. Fix the header line. " + received(text)
         )
     emotion, pixels, usage = (names.index(column.lower()) for column in _HEADER)
     return _Layout(len(names), emotion, pixels, usage, source)
@@ -363,38 +330,38 @@ def _parse_row(line: bytes, layout: _Layout, line_number: int) -> tuple[np.ndarr
     if len(fields) != layout.n_columns:
         raise DataFileError(
             f"{where} has {len(fields)} comma-separated field(s); expected "
-            f"{layout.n_columns} as in the header. Fix or remove the row. " + _received(text)
+            f"{layout.n_columns} as in the header. Fix or remove the row. " + received(text)
         )
     emotion = fields[layout.emotion].strip()
     if not (emotion.isascii() and emotion.isdigit() and int(emotion) < len(FER2013_CLASSES)):
         raise DataFileError(
             f"{where}: emotion must be an integer label 0..{len(FER2013_CLASSES) - 1} "
-            f"({', '.join(FER2013_CLASSES)}). Fix or remove the row. " + _received(emotion)
+            f"({', '.join(FER2013_CLASSES)}). Fix or remove the row. " + received(emotion)
         )
     tokens = fields[layout.pixels].split()
     for index, token in enumerate(tokens):
         if not (token.isascii() and token.isdigit()):
             raise DataFileError(
                 f"{where}: pixel {index} is not a number; pixels must be space-separated "
-                f"integers 0..255. Fix or remove the row. " + _received(token)
+                f"integers 0..255. Fix or remove the row. " + received(token)
             )
     if len(tokens) != _N_PIXELS:
         raise DataFileError(
             f"{where} has {len(tokens)} pixel values; expected {_N_PIXELS} "
-            f"({_SIDE}x{_SIDE}). Fix or remove the row. " + _received(fields[layout.pixels])
+            f"({_SIDE}x{_SIDE}). Fix or remove the row. " + received(fields[layout.pixels])
         )
     values = np.array([int(token) for token in tokens])
     if values.max() > 255:
         index = int(values.argmax())
         raise DataFileError(
             f"{where}: pixel {index} is {values[index]}; pixel values must be integers "
-            f"0..255. Fix or remove the row. " + _received(tokens[index])
+            f"0..255. Fix or remove the row. " + received(tokens[index])
         )
     usage = fields[layout.usage].strip()
     if usage not in SPLIT_ATTRIBUTES:
         raise DataFileError(
             f"{where}: unknown Usage; expected one of {list(SPLIT_ATTRIBUTES)}. Fix or "
-            f"remove the row. " + _received(usage)
+            f"remove the row. " + received(usage)
         )
     return values.astype(np.uint8), int(emotion), _SPLITS.index(usage)
 
@@ -416,21 +383,20 @@ def _read_image_folder(root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
             raise DataFileError(
                 f"Unexpected folder '{split_dir}' in the FER2013 image folder; expected only "
                 f"'train' and 'test' subfolders, each with one folder per class ({valid}). "
-                + _received(split_dir.name)
+                + received(split_dir.name)
             )
         for class_dir in _visible(split_dir):
             label = class_dir.name.lower()
             if not class_dir.is_dir() or label not in FER2013_CLASSES:
                 raise DataFileError(
                     f"Unknown class folder '{class_dir}'; FER2013 class folders are named "
-                    f"{valid} (any case). Rename or remove it. " + _received(class_dir.name)
+                    f"{valid} (any case). Rename or remove it. " + received(class_dir.name)
                 )
             for file in _visible(class_dir):
                 if file.suffix.lower() not in _IMAGE_SUFFIXES or not file.is_file():
                     raise DataFileError(
                         f"'{file}' is not a {'/'.join(_IMAGE_SUFFIXES)} image file; the class "
-                        "folders may hold only images. Remove or convert it. "
-                        + _received(file.name)
+                        "folders may hold only images. Remove or convert it. " + received(file.name)
                     )
                 prefix = file.name.partition("_")[0]
                 split = prefix if prefix in SPLIT_ATTRIBUTES else default_split
@@ -439,7 +405,7 @@ def _read_image_folder(root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
         raise DataFileError(
             f"No images found under '{root}'; expected the Kaggle FER2013 layout "
             f"<folder>/train/<class>/*.png|jpg|jpeg and <folder>/test/<class>/*. "
-            + _received(str(root))
+            + received(str(root))
         )
     files.sort()
     images = np.empty((len(files), _SIDE, _SIDE), dtype=np.uint8)
@@ -452,13 +418,13 @@ def _read_image_folder(root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
         except tf.errors.OpError as error:
             raise DataFileError(
                 f"Cannot decode image '{file}' ({error.message.strip()}). Replace or remove "
-                "the file. " + _received(file.name)
+                "the file. " + received(file.name)
             ) from error
         if image.shape[:2] != (_SIDE, _SIDE):
             raise DataFileError(
                 f"Image '{file}' is {image.shape[1]}x{image.shape[0]} pixels; FER2013 images "
                 f"must be {_SIDE}x{_SIDE} (this loader does not resize). Resize or remove it. "
-                + _received(file.name)
+                + received(file.name)
             )
         images[index] = image[:, :, 0]
     target = np.array([FER2013_CLASSES.index(label) for _, _, label in files], dtype=np.int64)
@@ -469,15 +435,3 @@ def _read_image_folder(root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
 def _visible(folder: Path) -> list[Path]:
     """Return the entries of ``folder`` not starting with a dot, sorted by name."""
     return sorted(entry for entry in folder.iterdir() if not entry.name.startswith("."))
-
-
-_INTEGRITY_NAMES = ("IntegrityReport", "Member", "drop_test_duplicates", "fer2013_integrity")
-
-
-def __getattr__(name: str):
-    """Keep ``from skfer.datasets import fer2013_integrity`` (now in :mod:`skfer.integrity`)."""
-    if name in _INTEGRITY_NAMES:
-        from . import integrity
-
-        return getattr(integrity, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -101,6 +101,7 @@ def make_fer_ensemble(
                         experts.estimator,
                         int(np.searchsorted(sorted_classes, label)),
                         class_weight=experts.class_weight,
+                        stopping_metric=experts.stopping_metric,
                     ),
                 )
                 for label in expert_classes

@@ -9,26 +9,21 @@ from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
+from .classifier import TransferCNNClassifier
+
 __all__ = ["ClassExpert", "OneVsAllExperts", "spread_score"]
 
 
-def _default_estimator():
-    from .classifier import TransferCNNClassifier
-
-    return TransferCNNClassifier()
-
-
-def _set_class_weight(estimator, class_weight):
-    """Apply ``class_weight`` to ``estimator`` if it takes one; refuse silently ignoring it."""
-    if class_weight is None:
+def _set_expert_param(estimator, name: str, value, remedy: str):
+    """Set parameter ``name`` of ``estimator`` (None: leave it); refuse silently ignoring it."""
+    if value is None:
         return estimator
-    if "class_weight" not in estimator.get_params():
+    if name not in estimator.get_params():
         raise ValueError(
-            f"class_weight={class_weight!r} cannot be applied: {type(estimator).__name__} has "
-            f"no class_weight parameter. Pass class_weight=None and balance the data yourself. "
-            f"Received: estimator={type(estimator).__name__}"
+            f"{name}={value!r} cannot be applied: {type(estimator).__name__} has no {name} "
+            f"parameter. {remedy} Received: estimator={type(estimator).__name__}"
         )
-    return estimator.set_params(class_weight=class_weight)
+    return estimator.set_params(**{name: value})
 
 
 def spread_score(score: np.ndarray, column: int, n_classes: int) -> np.ndarray:
@@ -59,6 +54,10 @@ class ClassExpert(ClassifierMixin, BaseEstimator):
     class_weight : None or 'balanced', default='balanced'
         Passed to the estimator: FER2013's rarest class (disgust) is 1.5% of the data, so an
         unweighted expert would learn to say "rest" always.
+    stopping_metric : str or None, default='balanced_accuracy'
+        Passed to the estimator: its early stopping follows this validation score. The
+        validation data are not class-weighted, so plain accuracy would keep the epoch nearest
+        to always saying "rest" (:mod:`skfer.stopping`). None leaves the estimator's own.
 
     Attributes
     ----------
@@ -68,10 +67,18 @@ class ClassExpert(ClassifierMixin, BaseEstimator):
         The fitted binary model (labels ``False`` / ``True``: is ``positive_class``).
     """
 
-    def __init__(self, estimator=None, positive_class=None, *, class_weight="balanced"):
+    def __init__(
+        self,
+        estimator=None,
+        positive_class=None,
+        *,
+        class_weight="balanced",
+        stopping_metric="balanced_accuracy",
+    ):
         self.estimator = estimator
         self.positive_class = positive_class
         self.class_weight = class_weight
+        self.stopping_metric = stopping_metric
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -96,8 +103,16 @@ class ClassExpert(ClassifierMixin, BaseEstimator):
                 **fit_params,
                 "validation_data": (X_val, np.asarray(y_val) == self.positive_class),
             }
-        template = self.estimator if self.estimator is not None else _default_estimator()
-        self.estimator_ = _set_class_weight(clone(template), self.class_weight)
+        template = self.estimator if self.estimator is not None else TransferCNNClassifier()
+        estimator = _set_expert_param(
+            clone(template),
+            "class_weight",
+            self.class_weight,
+            "Pass class_weight=None and balance the data yourself.",
+        )
+        self.estimator_ = _set_expert_param(
+            estimator, "stopping_metric", self.stopping_metric, "Pass stopping_metric=None."
+        )
         self.estimator_.fit(X, y == self.positive_class, **fit_params)
         self.classes_ = np.unique(y)
         return self
@@ -144,6 +159,8 @@ class OneVsAllExperts(ClassifierMixin, BaseEstimator):
         Build experts for these classes only; None builds one per class in ``y``.
     class_weight : None or 'balanced', default='balanced'
         Applied to each expert's binary problem.
+    stopping_metric : str or None, default='balanced_accuracy'
+        The validation score each expert's early stopping follows (see :class:`ClassExpert`).
     calibration : None or 'prior', default=None
         How :meth:`predict` and :meth:`predict_proba` combine the expert scores. None: as
         they are. A 'balanced' expert scores its class as if it were half of the data, so
@@ -170,11 +187,13 @@ class OneVsAllExperts(ClassifierMixin, BaseEstimator):
         *,
         classes: Sequence | None = None,
         class_weight="balanced",
+        stopping_metric="balanced_accuracy",
         calibration=None,
     ):
         self.estimator = estimator
         self.classes = classes
         self.class_weight = class_weight
+        self.stopping_metric = stopping_metric
         self.calibration = calibration
 
     def __sklearn_tags__(self):
@@ -223,9 +242,12 @@ class OneVsAllExperts(ClassifierMixin, BaseEstimator):
         self.classes_ = wanted
         self.class_prior_ = np.array([np.mean(y == label) for label in wanted])
         self.experts_ = [
-            ClassExpert(self.estimator, label, class_weight=self.class_weight).fit(
-                X, y, **fit_params
-            )
+            ClassExpert(
+                self.estimator,
+                label,
+                class_weight=self.class_weight,
+                stopping_metric=self.stopping_metric,
+            ).fit(X, y, **fit_params)
             for label in self.classes_
         ]
         return self

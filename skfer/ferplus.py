@@ -18,7 +18,9 @@ from pathlib import Path
 import numpy as np
 from sklearn.utils import Bunch
 
+from .datasets import load_fer2013
 from .errors import DataFileError
+from .usage import SPLIT_ATTRIBUTES, check_splits, present_splits
 
 __all__ = ["DATASETS", "EXCLUSION_REASONS", "FERPLUS_CLASSES", "load_dataset", "load_ferplus"]
 
@@ -92,10 +94,7 @@ def load_ferplus(
         If a file is malformed (the message names the line), or the two files do not
         align (row counts or a ``Usage`` differ), or a requested split is unknown or absent.
     """
-    # Imported here: skfer.datasets re-exports this module's names at its top.
-    from .datasets import SPLIT_ATTRIBUTES, _check_splits, _present_splits, load_fer2013
-
-    wanted = _check_splits(splits)
+    wanted = check_splits(splits)
     labels_path = Path(ferplus_csv)
     if not labels_path.is_file():
         raise FileNotFoundError(
@@ -113,7 +112,7 @@ def load_ferplus(
     target, reason = _majority(votes, image_names)
 
     present = fer.splits
-    wanted = _present_splits(wanted, present, fer.source, splits)
+    wanted = present_splits(wanted, present, fer.source, splits)
     result = Bunch(class_names=FERPLUS_CLASSES, source=fer.source, ferplus_source=str(labels_path))
     kept_splits = tuple(name for name in present if name in wanted)
     result.excluded_counts = {}
@@ -168,8 +167,6 @@ def load_dataset(
         As :func:`~skfer.datasets.load_fer2013` or :func:`load_ferplus` returns; its
         ``class_names`` name the labels.
     """
-    from .datasets import load_fer2013
-
     if dataset not in DATASETS:
         raise ValueError(f"Unknown dataset {dataset!r}; use one of {list(DATASETS)}.")
     if dataset == "fer2013":
@@ -289,8 +286,6 @@ def _majority(votes: np.ndarray, image_names: np.ndarray) -> tuple[np.ndarray, n
 
 def _describe(result: Bunch) -> str:
     """The ``DESCR`` of a :func:`load_ferplus` result."""
-    from .datasets import SPLIT_ATTRIBUTES
-
     parts = []
     for name in result.splits:
         excluded = ", ".join(f"{why} {n}" for why, n in result.excluded_counts[name].items() if n)

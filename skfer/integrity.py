@@ -15,9 +15,16 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.utils import Bunch
 
-from .datasets import SPLIT_ATTRIBUTES, _received
+from .usage import SPLIT_ATTRIBUTES, received
 
-__all__ = ["IntegrityReport", "Member", "drop_test_duplicates", "fer2013_integrity"]
+__all__ = [
+    "IntegrityReport",
+    "Member",
+    "drop_test_duplicates",
+    "fer2013_integrity",
+    "has_copy_in",
+    "image_ids",
+]
 
 Member = tuple[str, int]
 """One image of a loaded dataset: ``(Usage name, row)``, e.g. ``("PublicTest", 28712)``."""
@@ -96,7 +103,7 @@ def fer2013_integrity(data: Bunch) -> IntegrityReport:
         them as text. Images are compared byte-for-byte, all splits at once.
     """
     names, code, rows, target, flat = _pool(data)
-    image_id = _image_ids(flat)
+    image_id = image_ids(flat)
     n_ids = int(image_id.max(initial=-1)) + 1
     members = np.flatnonzero(np.bincount(image_id, minlength=n_ids)[image_id] > 1)
     members = members[np.lexsort((code[members], rows[members], image_id[members]))]
@@ -164,10 +171,10 @@ def drop_test_duplicates(data: Bunch) -> tuple[Bunch, np.ndarray]:
         raise ValueError(
             "drop_test_duplicates needs the Training split; load it with "
             "load_fer2013(path) or splits=[..., 'Training']. "
-            + _received(str([key for key in SPLIT_ATTRIBUTES.values() if key in data]))
+            + received(str([key for key in SPLIT_ATTRIBUTES.values() if key in data]))
         )
     names, code, _, _, flat = _pool(data)
-    image_id = _image_ids(flat)
+    image_id = image_ids(flat)
     in_test = np.zeros(image_id.size, dtype=bool)
     in_test[image_id[code != names.index("Training")]] = True
     drop = in_test[image_id[code == names.index("Training")]]
@@ -195,7 +202,7 @@ def _pool(data: Bunch) -> tuple[tuple[str, ...], np.ndarray, np.ndarray, np.ndar
         raise ValueError(
             f"No FER2013 split in the Bunch; expected at least one of "
             f"{list(SPLIT_ATTRIBUTES.values())} as returned by load_fer2013. "
-            + _received(str(list(data)))
+            + received(str(list(data)))
         )
     splits = [data[SPLIT_ATTRIBUTES[name]] for name in names]
     code = np.concatenate(
@@ -207,10 +214,46 @@ def _pool(data: Bunch) -> tuple[tuple[str, ...], np.ndarray, np.ndarray, np.ndar
     return names, code, rows, target, flat
 
 
-def _image_ids(flat: np.ndarray) -> np.ndarray:
-    """Number the distinct rows of C-contiguous ``flat`` 0, 1, ... (exact: compares bytes)."""
+def image_ids(images: np.ndarray) -> np.ndarray:
+    """Number the distinct images 0, 1, ...: identical images (byte for byte) share a number.
+
+    Parameters
+    ----------
+    images : ndarray of shape (n, ...)
+        Images of one dtype and shape.
+
+    Returns
+    -------
+    ndarray of shape (n,)
+        The number of each image's group of identical images.
+    """
+    flat = np.ascontiguousarray(images).reshape(len(images), -1)
     keys = flat.view(np.dtype((np.void, flat.shape[1] * flat.itemsize))).ravel()
     return np.unique(keys, return_inverse=True)[1].ravel()
+
+
+def has_copy_in(images: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Which of ``images`` have an identical copy (byte for byte) among ``reference``.
+
+    Parameters
+    ----------
+    images, reference : ndarray of shape (n, ...) and (m, ...)
+        Images of the same dtype and shape, e.g. a test split and Training.
+
+    Returns
+    -------
+    ndarray of bool, shape (n,)
+    """
+    if images.shape[1:] != reference.shape[1:] or images.dtype != reference.dtype:
+        raise ValueError(
+            "images and reference must share one image shape and dtype to be compared byte "
+            f"for byte. Received: {images.shape[1:]} {images.dtype} and "
+            f"{reference.shape[1:]} {reference.dtype}"
+        )
+    ids = image_ids(np.concatenate([images, reference]))
+    in_reference = np.zeros(ids.max(initial=-1) + 1, dtype=bool)
+    in_reference[ids[len(images) :]] = True
+    return in_reference[ids[: len(images)]]
 
 
 def _members(

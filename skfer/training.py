@@ -3,7 +3,7 @@
 :func:`train` runs a sequence of :class:`Phase` objects on a model from
 :func:`~skfer.model.build_transfer_model`: per phase it sets which backbone blocks learn,
 compiles, and fits with early stopping; across phases it keeps a later phase only if it beats
-the best validation accuracy of the earlier ones. A phase with a frozen backbone trains the
+the best validation score of the earlier ones. A phase with a frozen backbone trains the
 head on cached backbone features (:mod:`skfer.cache`). A checkpoint
 (:class:`~skfer.checkpoint.TrainingCheckpoint`) makes the whole run resumable, and Ctrl-C stops
 it cleanly with the best weights seen so far.
@@ -29,6 +29,7 @@ from .model import (
     set_backbone_trainable,
     split_at_pooling,
 )
+from .stopping import stopping_metric
 
 __all__ = [
     "CACHED_STEPS_PER_EXECUTION",
@@ -128,8 +129,11 @@ class TrainingSettings:
     class_weight : dict of int to float or None
         Loss weight of each class index.
     patience : int or None
-        Epochs without a better validation accuracy before a phase stops; None: no early
+        Epochs without a better validation score before a phase stops; None: no early
         stopping (and no choice between phases).
+    stopping_metric : {'accuracy', 'balanced_accuracy'}
+        The validation score of early stopping and of the choice between phases
+        (:mod:`skfer.stopping`).
     cache_features : bool
         Train frozen-backbone phases on cached backbone features (unless the model augments).
     jit_compile : bool or 'auto'
@@ -142,6 +146,7 @@ class TrainingSettings:
     batch_size: int = 64
     class_weight: dict[int, float] | None = None
     patience: int | None = 5
+    stopping_metric: str = "accuracy"
     cache_features: bool = True
     jit_compile: bool | str = "auto"
     verbose: int = 1
@@ -209,7 +214,7 @@ def train(
     TrainingResult
     """
     result = TrainingResult()
-    best = None  # (validation accuracy, weights) of the best finished phase so far
+    best = None  # (validation score, weights) of the best finished phase so far
     for index, phase in enumerate(phases):
         if phase.epochs == 0:
             continue
@@ -237,39 +242,39 @@ def train(
             if interrupted:
                 result.interrupted_phase = phase.name
                 if settings.patience is not None:
-                    _keep_the_better_phase(
-                        model, phase.name, result.history, best, False, verbose=settings.verbose
-                    )
+                    _keep_the_better_phase(model, phase.name, result.history, best, False, settings)
                 return result
             if checkpoint is not None:
                 checkpoint.finish_phase(model, phase.name, result.history)
         if settings.patience is not None:
             later_phase = any(later.epochs for later in phases[index + 1 :])
             best = _keep_the_better_phase(
-                model, phase.name, result.history, best, later_phase, verbose=settings.verbose
+                model, phase.name, result.history, best, later_phase, settings
             )
     if checkpoint is not None:
         checkpoint.remove()
     return result
 
 
-def _keep_the_better_phase(model, phase_name, history, best, later_phase, *, verbose):
+def _keep_the_better_phase(model, phase_name, history, best, later_phase, settings):
     """Early stopping across phases: if no epoch of ``phase_name`` beat ``best``, the best
-    validation accuracy of an earlier phase, go back to that phase's weights.
+    validation score (``settings.stopping_metric``) of an earlier phase, go back to that
+    phase's weights.
 
-    Returns the new ``best``, ``(accuracy, weights)``, kept only while a later phase follows.
+    Returns the new ``best``, ``(score, weights)``, kept only while a later phase follows.
     """
-    if "val_accuracy" not in history:
+    key = f"val_{settings.stopping_metric}"
+    if key not in history:
         return best
     scores = [
         score
-        for score, name in zip(history["val_accuracy"], history["phase"], strict=True)
+        for score, name in zip(history[key], history["phase"], strict=True)
         if name == phase_name
     ]
     best_score = max(scores, default=-np.inf)  # none: Ctrl-C before its first epoch ended
     if best is not None and best_score <= best[0]:
         model.set_weights(best[1])
-        if verbose:
+        if settings.verbose:
             print(
                 f"[skfer] the {phase_name} retraining never beat the earlier one on the "
                 f"validation data ({best_score:.4f} <= {best[0]:.4f}): keeping the earlier "
@@ -323,7 +328,12 @@ def _fit_phase(
         optimizer=optimizer,
         # Soft targets (rows of class probabilities) or class indices.
         loss="categorical_crossentropy" if y_train.ndim == 2 else "sparse_categorical_crossentropy",
-        metrics=["accuracy"],
+        metrics=["accuracy"]
+        + (
+            []
+            if settings.stopping_metric == "accuracy"
+            else [stopping_metric(settings.stopping_metric, trained_model.output_shape[-1])]
+        ),
         jit_compile=settings.jit_compile,
         steps_per_execution=steps_per_execution,
     )
@@ -331,7 +341,7 @@ def _fit_phase(
     early_stopping = None
     if settings.patience is not None and validation is not None:
         early_stopping = keras.callbacks.EarlyStopping(
-            monitor="val_accuracy",
+            monitor=f"val_{settings.stopping_metric}",
             mode="max",
             patience=settings.patience,
             restore_best_weights=True,
