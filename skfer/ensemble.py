@@ -46,6 +46,7 @@ def make_fer_ensemble(
     prefit: bool = True,
     classes: Sequence | None = None,
     hidden_layer_sizes: Sequence[int] = (64, 32),
+    others: Sequence[tuple[str, object]] = (),
     cv=5,
     random_state=None,
     n_jobs=None,
@@ -72,6 +73,9 @@ def make_fer_ensemble(
         scikit-learn passes label-encoded targets (0..K-1) to the members.
     hidden_layer_sizes : sequence of int, default=(64, 32)
         Hidden layers of the MLP.
+    others : sequence of (name, classifier), default=()
+        More multi-class members beside the base model (other base models, say), each as
+        ``base`` is: frozen with ``prefit=True``, a template otherwise.
     cv : int or splitter, default=5
         Folds used to produce the members' out-of-fold predictions.
     random_state : int, optional
@@ -106,6 +110,9 @@ def make_fer_ensemble(
                 )
                 for label in expert_classes
             ]
+    members += [
+        (f"model_{name}", FrozenEstimator(model) if prefit else model) for name, model in others
+    ]
     return StackingClassifier(
         members,
         final_estimator=make_stacker(hidden_layer_sizes, random_state=random_state),
@@ -123,17 +130,21 @@ class ExpertSelection:
     ----------
     selected : tuple
         Classes whose experts were chosen, in the order they were added.
+    selected_others : tuple of str
+        Names of the other members chosen (``others`` of :func:`select_experts`).
     baseline_score : float
         Cross-validated accuracy of the MLP on the base model's outputs alone.
     steps : tuple of (label, score)
-        Each accepted addition and the cross-validated accuracy after it.
+        Each accepted addition (a class label for an expert, a name for another member) and
+        the cross-validated accuracy after it.
     candidates : dict
-        In the first round, the accuracy with each expert added alone.
+        In the first round, the accuracy with each candidate added alone.
     rule : str
         The selection rule, in words.
     """
 
     selected: tuple
+    selected_others: tuple
     baseline_score: float
     steps: tuple
     candidates: dict
@@ -142,9 +153,12 @@ class ExpertSelection:
     def summary(self) -> str:
         """A few lines saying which experts were chosen and why."""
         lines = [f"rule: {self.rule}", f"base model alone: {self.baseline_score:.4f}"]
-        lines += [f"+ expert {label}: {score:.4f}" for label, score in self.steps]
+        lines += [
+            f"+ {'expert ' if label in self.selected else ''}{label}: {score:.4f}"
+            for label, score in self.steps
+        ]
         if not self.steps:
-            lines.append("no expert improved the stack; none selected")
+            lines.append("no candidate improved the stack; none selected")
         return "\n".join(lines)
 
 
@@ -154,6 +168,7 @@ def select_experts(
     X,
     y,
     *,
+    others: dict | None = None,
     hidden_layer_sizes: Sequence[int] = (64, 32),
     cv: int = 5,
     min_gain: float = 0.002,
@@ -162,12 +177,13 @@ def select_experts(
 ) -> ExpertSelection:
     """Greedy forward selection of experts by the stack's cross-validated accuracy.
 
-    Starting from the base model alone, each round adds the expert whose scores raise the
-    ``cv``-fold accuracy of the MLP stacker the most, on held-out ``(X, y)`` that neither the
-    base model nor the experts trained on; it stops when no expert adds at least ``min_gain``.
-    The members predict ``X`` once; only the MLP is refitted, once per candidate and fold,
-    in ``n_jobs`` processes (joblib's meaning: ``None`` one, ``-1`` all cores), which
-    changes the time and not the result.
+    Starting from the base model alone, each round adds the candidate (an expert, or one of
+    ``others``, a dict of name to fitted multi-class classifier) whose outputs raise the
+    ``cv``-fold accuracy of the MLP stacker the most, on held-out ``(X, y)`` that no member
+    trained or stopped on; it stops when the best gain is ``<= min_gain``. ``random_state``
+    seeds the folds and the MLP. The members predict ``X`` once; only the MLP is refitted,
+    once per candidate and fold, in ``n_jobs`` processes (joblib's meaning: ``None`` one,
+    ``-1`` all cores), which changes the time and not the result.
 
     Returns
     -------
@@ -175,17 +191,21 @@ def select_experts(
     """
     y = np.asarray(y)
     base_columns = base.predict_proba(X)
-    expert_columns = {
-        label: experts.expert(label).predict_proba(X) for label in experts.classes_.tolist()
-    }
+    columns = {label: experts.expert(label).predict_proba(X) for label in experts.classes_.tolist()}
+    for name, model in (others or {}).items():
+        if name in columns:
+            raise ValueError(
+                f"The names of others must differ from the experts' class labels; rename it. "
+                f"Received: {name!r}"
+            )
+        columns[name] = model.predict_proba(X)
     folds = list(StratifiedKFold(cv, shuffle=True, random_state=random_state).split(y, y))
     parallel = Parallel(n_jobs=n_jobs)
 
     def accuracies(label_sets: list[list]) -> list[float]:
         """The stack's mean accuracy over the folds, for each set of experts."""
         features = [
-            np.column_stack([base_columns] + [expert_columns[k] for k in labels])
-            for labels in label_sets
+            np.column_stack([base_columns] + [columns[k] for k in labels]) for labels in label_sets
         ]
         fold_scores = parallel(
             delayed(cross_val_score)(
@@ -202,20 +222,22 @@ def select_experts(
     current = baseline
     steps: list[tuple] = []
     candidates: dict = {}
-    while len(selected) < len(expert_columns):
-        remaining = [k for k in expert_columns if k not in selected]
+    while len(selected) < len(columns):
+        remaining = [k for k in columns if k not in selected]
         trial = dict(zip(remaining, accuracies([selected + [k] for k in remaining]), strict=True))
         if not candidates:
             candidates = trial
         best = max(trial, key=trial.get)
-        if trial[best] < current + min_gain:
+        if trial[best] - current <= min_gain:
             break
         selected.append(best)
         current = trial[best]
         steps.append((best, current))
     rule = (
-        f"greedy forward selection: add the expert that most raises the {cv}-fold "
+        f"greedy forward selection: add the member that most raises the {cv}-fold "
         f"cross-validated accuracy of the MLP stacker on held-out data; stop when the gain "
-        f"is below {min_gain}"
+        f"is at most {min_gain}; seed {random_state}"
     )
-    return ExpertSelection(tuple(selected), baseline, tuple(steps), candidates, rule)
+    experts_chosen = tuple(k for k in selected if k not in (others or {}))
+    others_chosen = tuple(k for k in selected if k in (others or {}))
+    return ExpertSelection(experts_chosen, others_chosen, baseline, tuple(steps), candidates, rule)

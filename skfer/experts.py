@@ -14,16 +14,17 @@ from .classifier import TransferCNNClassifier
 __all__ = ["ClassExpert", "OneVsAllExperts", "spread_score"]
 
 
-def _set_expert_param(estimator, name: str, value, remedy: str):
-    """Set parameter ``name`` of ``estimator`` (None: leave it); refuse silently ignoring it."""
-    if value is None:
+def _set_class_weight(estimator, class_weight):
+    """Apply ``class_weight`` to ``estimator`` if it takes one; refuse silently ignoring it."""
+    if class_weight is None:
         return estimator
-    if name not in estimator.get_params():
+    if "class_weight" not in estimator.get_params():
         raise ValueError(
-            f"{name}={value!r} cannot be applied: {type(estimator).__name__} has no {name} "
-            f"parameter. {remedy} Received: estimator={type(estimator).__name__}"
+            f"class_weight={class_weight!r} cannot be applied: {type(estimator).__name__} has "
+            f"no class_weight parameter. Pass class_weight=None and balance the data yourself. "
+            f"Received: estimator={type(estimator).__name__}"
         )
-    return estimator.set_params(**{name: value})
+    return estimator.set_params(class_weight=class_weight)
 
 
 def spread_score(score: np.ndarray, column: int, n_classes: int) -> np.ndarray:
@@ -57,7 +58,8 @@ class ClassExpert(ClassifierMixin, BaseEstimator):
     stopping_metric : str or None, default='balanced_accuracy'
         Passed to the estimator: its early stopping follows this validation score. The
         validation data are not class-weighted, so plain accuracy would keep the epoch nearest
-        to always saying "rest" (:mod:`skfer.stopping`). None leaves the estimator's own.
+        to always saying "rest" (:mod:`skfer.stopping`). None leaves the estimator's own;
+        an estimator without a ``stopping_metric`` parameter (no early stopping) is unaffected.
 
     Attributes
     ----------
@@ -104,15 +106,9 @@ class ClassExpert(ClassifierMixin, BaseEstimator):
                 "validation_data": (X_val, np.asarray(y_val) == self.positive_class),
             }
         template = self.estimator if self.estimator is not None else TransferCNNClassifier()
-        estimator = _set_expert_param(
-            clone(template),
-            "class_weight",
-            self.class_weight,
-            "Pass class_weight=None and balance the data yourself.",
-        )
-        self.estimator_ = _set_expert_param(
-            estimator, "stopping_metric", self.stopping_metric, "Pass stopping_metric=None."
-        )
+        self.estimator_ = _set_class_weight(clone(template), self.class_weight)
+        if self.stopping_metric is not None and "stopping_metric" in self.estimator_.get_params():
+            self.estimator_.set_params(stopping_metric=self.stopping_metric)
         self.estimator_.fit(X, y == self.positive_class, **fit_params)
         self.classes_ = np.unique(y)
         return self

@@ -16,6 +16,11 @@ mtcnn 1.0 can return no face at all for a ``min_face_size`` above 20 (its image 
 shrinks photos below its 12-pixel window; 30 on a 512x512 photo does), so
 :func:`detect_faces` shrinks the photo by ``20 / min_size`` instead, which searches the same
 face sizes.
+
+:func:`predict_paths` reads photos, folders of photos and videos. Faces are detected photo by
+photo and frame by frame, and their crops are classified together, ``batch_size`` crops per
+``predict_proba`` call whichever image they come from. Videos are decoded in the process by
+PyAV (the ``av`` package, in the ``faces`` extra), whose wheels bundle FFmpeg's libraries.
 """
 
 from __future__ import annotations
@@ -23,16 +28,31 @@ from __future__ import annotations
 import functools
 import numbers
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .errors import DataFileError
-from .metrics import _class_names
+from .metrics import class_display_names
 
-__all__ = ["FaceBox", "annotate", "crop_faces", "detect_faces", "load_image", "predict_faces"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "VIDEO_SUFFIXES",
+    "FaceBox",
+    "annotate",
+    "crop_faces",
+    "detect_faces",
+    "load_image",
+    "predict_faces",
+    "predict_paths",
+]
+
+#: File name endings of the photos :func:`predict_paths` reads in folders (any case).
+IMAGE_SUFFIXES = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
+#: File name endings that :func:`predict_paths` reads as videos (any case).
+VIDEO_SUFFIXES = (".avi", ".m4v", ".mkv", ".mov", ".mp4", ".mpeg", ".mpg", ".webm", ".wmv")
 
 _GRAY_WEIGHTS = np.array([0.2989, 0.587, 0.114], dtype=np.float32)  # tf.image.rgb_to_grayscale
 _PNET_WINDOW = 12  # smallest face, in pixels, MTCNN's first network sees
@@ -47,6 +67,7 @@ _SIGNATURES = {  # first bytes of image files
     b"MM\x00*": "TIFF",
 }
 _READABLE_FORMATS = ("PNG", "JPEG", "GIF", "BMP")
+_ROW_KEYS = ("source", "frame", "time_s", "face", "box", "label", "probabilities", "error")
 
 
 @dataclass(frozen=True)
@@ -212,15 +233,7 @@ def detect_faces(image, *, min_size: int = 30) -> list[FaceBox]:
         Boxes within the image with the detector's confidence as ``score``, sorted left to
         right; empty when there is no face.
     """
-    if (
-        isinstance(min_size, bool)
-        or not isinstance(min_size, numbers.Integral)
-        or min_size < _PNET_WINDOW
-    ):
-        raise ValueError(
-            f"min_size must be an integer of at least {_PNET_WINDOW} pixels, the smallest "
-            f"face the detector sees. Received: min_size={min_size!r}"
-        )
+    _check_face_size(min_size, "min_size")
     image = load_image(image)
     height, width = image.shape[:2]
     if min(height, width) < min_size:
@@ -239,6 +252,27 @@ def detect_faces(image, *, min_size: int = 30) -> list[FaceBox]:
         if x1 > x0 and y1 > y0:
             boxes.append(FaceBox(x0, y0, x1 - x0, y1 - y0, float(face["confidence"])))
     return sorted(boxes, key=lambda box: (box.x, box.y))
+
+
+def _check_face_size(value, name: str) -> None:
+    """Raise ValueError unless ``value`` is a face size, in pixels, that the detector sees."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < _PNET_WINDOW:
+        raise ValueError(
+            f"{name} must be an integer of at least {_PNET_WINDOW} pixels, the smallest "
+            f"face the detector sees. Received: {name}={value!r}"
+        )
+
+
+def _check_positive(value, name: str) -> None:
+    """Raise ValueError unless ``value`` is an integer >= 1."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive integer. Received: {name}={value!r}")
+
+
+def _check_margin(margin) -> None:
+    """Raise ValueError unless ``margin`` is a number >= 0."""
+    if not isinstance(margin, numbers.Real) or not margin >= 0:
+        raise ValueError(f"margin must be a number >= 0. Received: margin={margin!r}")
 
 
 def _as_box(box) -> tuple[int, int, int, int]:
@@ -287,10 +321,8 @@ def crop_faces(
     ndarray of uint8
         ``(n, size, size)`` gray or ``(n, size, size, 3)`` RGB crops, in the order of ``boxes``.
     """
-    if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1:
-        raise ValueError(f"size must be a positive integer. Received: size={size!r}")
-    if not isinstance(margin, numbers.Real) or not margin >= 0:
-        raise ValueError(f"margin must be a number >= 0. Received: margin={margin!r}")
+    _check_positive(size, "size")
+    _check_margin(margin)
     image = load_image(image)
     height, width = image.shape[:2]
     crops = []
@@ -313,10 +345,50 @@ def crop_faces(
     return np.stack(crops).reshape(shape) if crops else np.empty(shape, dtype=np.uint8)
 
 
+def _classifier_input(
+    classifier, class_names: Mapping | Sequence[str] | None, caller: str
+) -> tuple[tuple[int, int, int], list[str]]:
+    """The square input shape ``(side, side, channels)`` of a fitted classifier, and the
+    name of each of its classes."""
+    shape = getattr(classifier, "image_shape_", None)
+    classes = getattr(classifier, "classes_", None)
+    if shape is None or classes is None:
+        raise ValueError(
+            f"{caller} needs a fitted classifier with image_shape_ and classes_ (such as "
+            "skfer.TransferCNNClassifier); fit it first. "
+            f"Received: {type(classifier).__name__}"
+        )
+    height, width, channels = (int(value) for value in shape)
+    if height != width:
+        raise ValueError(
+            f"{caller} crops square faces; use a classifier trained on square images. "
+            f"Received: image_shape_={tuple(shape)}"
+        )
+    classes = np.asarray(classes)
+    if not isinstance(class_names, Mapping):
+        return (height, width, channels), class_display_names(classes, class_names)
+    missing = [label for label in classes.tolist() if label not in class_names]
+    if missing:
+        raise ValueError(
+            "class_names must name every class of the classifier; add the missing "
+            f"labels. Received: no name for {missing}"
+        )
+    return (height, width, channels), [str(class_names[label]) for label in classes.tolist()]
+
+
+def _scored(names: Sequence[str], probabilities: np.ndarray) -> dict:
+    """``{"label": the most probable name, "probabilities": {name: p}}`` of one crop."""
+    return {
+        "label": names[int(np.argmax(probabilities))],
+        "probabilities": {name: float(p) for name, p in zip(names, probabilities, strict=True)},
+    }
+
+
 def predict_faces(
     classifier,
     image,
     *,
+    min_face: int = 30,
     margin: float = 0.2,
     class_names: Mapping | Sequence[str] | None = None,
 ) -> list[dict]:
@@ -329,6 +401,8 @@ def predict_faces(
         gray (``C == 1``) or RGB input, and ``predict_proba`` scores the crops.
     image : str, path-like or array-like
         Anything :func:`load_image` accepts.
+    min_face : int, default=30
+        Smallest face searched for, in pixels (at least 12).
     margin : float, default=0.2
         Passed to :func:`crop_faces`.
     class_names : mapping or sequence of str, optional
@@ -341,45 +415,192 @@ def predict_faces(
         One per face, left to right (empty when there is none): ``{"box": [x, y, w, h],
         "label": name of the most probable class, "probabilities": {name: probability}}``.
     """
-    shape = getattr(classifier, "image_shape_", None)
-    classes = getattr(classifier, "classes_", None)
-    if shape is None or classes is None:
-        raise ValueError(
-            "predict_faces needs a fitted classifier with image_shape_ and classes_ (such as "
-            "skfer.TransferCNNClassifier); fit it first. "
-            f"Received: {type(classifier).__name__}"
-        )
-    height, width, channels = shape
-    if height != width:
-        raise ValueError(
-            "predict_faces crops square faces; use a classifier trained on square images. "
-            f"Received: image_shape_={tuple(shape)}"
-        )
-    classes = np.asarray(classes)
-    if isinstance(class_names, Mapping):
-        missing = [label for label in classes.tolist() if label not in class_names]
-        if missing:
-            raise ValueError(
-                "class_names must name every class of the classifier; add the missing "
-                f"labels. Received: no name for {missing}"
-            )
-        names = [str(class_names[label]) for label in classes.tolist()]
-    else:
-        names = _class_names(classes, class_names)
+    shape, names = _classifier_input(classifier, class_names, "predict_faces")
     image = load_image(image)  # decoded once for detection and cropping
-    boxes = detect_faces(image)
+    boxes = detect_faces(image, min_size=min_face)
     if not boxes:
         return []
-    crops = crop_faces(image, boxes, size=int(height), margin=margin, grayscale=channels == 1)
-    probabilities = classifier.predict_proba(crops.reshape(len(boxes), height, width, channels))
+    crops = crop_faces(image, boxes, size=shape[0], margin=margin, grayscale=shape[2] == 1)
+    probabilities = classifier.predict_proba(crops.reshape(len(boxes), *shape))
     return [
-        {
-            "box": [box.x, box.y, box.width, box.height],
-            "label": names[int(np.argmax(row))],
-            "probabilities": {name: float(p) for name, p in zip(names, row, strict=True)},
-        }
+        {"box": [box.x, box.y, box.width, box.height], **_scored(names, row)}
         for box, row in zip(boxes, probabilities, strict=True)
     ]
+
+
+def predict_paths(
+    classifier,
+    paths: str | os.PathLike | Iterable[str | os.PathLike],
+    *,
+    min_face: int = 30,
+    every: int = 10,
+    batch_size: int = 256,
+    margin: float = 0.2,
+    class_names: Mapping | Sequence[str] | None = None,
+) -> list[dict]:
+    """Classify the expression of every face in photos, folders of photos and videos.
+
+    Faces are detected photo by photo and frame by frame, cropped, and classified
+    ``batch_size`` crops per ``predict_proba`` call whichever files they come from. A file
+    that cannot be read is reported in its own row; the other files are still predicted.
+
+    Parameters
+    ----------
+    classifier : fitted estimator
+        As for :func:`predict_faces`.
+    paths : str, path-like or iterable of them
+        Photos (PNG, JPEG, GIF or BMP), folders (their files ending in one of
+        :data:`IMAGE_SUFFIXES`, searched recursively, in sorted order) and videos (files ending
+        in one of :data:`VIDEO_SUFFIXES`). A file named twice is read once.
+    min_face : int, default=30
+        Smallest face searched for, in pixels (at least 12).
+    every : int, default=10
+        Read every ``every``-th frame of a video: frames 0, ``every``, ``2 * every``, ...
+    batch_size : int, default=256
+        Most face crops per ``predict_proba`` call.
+    margin : float, default=0.2
+        Passed to :func:`crop_faces`.
+    class_names : mapping or sequence of str, optional
+        As for :func:`predict_faces`.
+
+    Returns
+    -------
+    list of dict
+        One row per face, in the order of ``paths``, each with all of these keys:
+        ``source`` (the file's path, str), ``frame`` (index of the video frame, from 0; None
+        for a photo), ``time_s`` (the frame's time stamp in seconds; None for a photo),
+        ``face`` (index of the face in its photo or frame, from 0, left to right), ``box``
+        (``[x, y, width, height]``), ``label`` (name of the most probable class),
+        ``probabilities`` (``{name: probability}``) and ``error`` (None). A photo or frame
+        without a face has one row whose ``face``, ``box``, ``label`` and ``probabilities``
+        are None. A file that cannot be read, or a folder without a photo, has one row whose
+        ``error`` says why (after the rows of the frames read before a video broke off).
+
+    Raises
+    ------
+    ValueError
+        On an unfitted classifier or a bad option value.
+    ImportError
+        When ``paths`` name a video and PyAV (the ``av`` package) is not installed.
+    """
+    shape, names = _classifier_input(classifier, class_names, "predict_paths")
+    _check_face_size(min_face, "min_face")
+    _check_positive(every, "every")
+    _check_positive(batch_size, "batch_size")
+    _check_margin(margin)
+    files = _files(paths)
+    if any(path.suffix.lower() in VIDEO_SUFFIXES for path in files):
+        _import_av()  # a missing package fails before the photos are read, not after
+    rows, pending = [], []  # pending: (row, crop) of the faces not classified yet
+    for base, boxes, crops in _detections(files, every, min_face, shape, margin):
+        if not boxes:
+            rows.append({**dict.fromkeys(_ROW_KEYS), **base})
+        for index, (box, crop) in enumerate(zip(boxes, crops, strict=True)):
+            box_values = [box.x, box.y, box.width, box.height]
+            rows.append({**dict.fromkeys(_ROW_KEYS), **base, "face": index, "box": box_values})
+            pending.append((rows[-1], crop))
+        while len(pending) >= batch_size:
+            _classify(classifier, pending[:batch_size], shape, names)
+            del pending[:batch_size]
+    if pending:
+        _classify(classifier, pending, shape, names)
+    return rows
+
+
+def _files(paths) -> list[Path]:
+    """``paths`` with each folder replaced by its photos (recursively, sorted), each file once;
+    a folder without a photo is kept, to be reported."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    files = []
+    for path in map(Path, paths):
+        photos = []
+        if path.is_dir():
+            photos = sorted(
+                file
+                for file in path.rglob("*")
+                if file.suffix.lower() in IMAGE_SUFFIXES and file.is_file()
+            )
+        files.extend(photos or [path])
+    return list(dict.fromkeys(files))
+
+
+def _detections(
+    files: Sequence[Path], every: int, min_face: int, shape: tuple[int, int, int], margin: float
+) -> Iterator[tuple[dict, list[FaceBox], np.ndarray | tuple]]:
+    """Per photo and video frame read: its ``source``, ``frame`` and ``time_s``, its faces and
+    their crops; per file that fails: its ``source`` and ``error``, and no face."""
+    for path in files:
+        try:
+            for frame, time_s, image in _images(path, every):
+                boxes = detect_faces(image, min_size=min_face)
+                crops = crop_faces(
+                    image, boxes, size=shape[0], margin=margin, grayscale=shape[2] == 1
+                )
+                yield {"source": str(path), "frame": frame, "time_s": time_s}, boxes, crops
+        except (ValueError, OSError) as error:  # DataFileError is a ValueError
+            yield {"source": str(path), "error": str(error)}, [], ()
+
+
+def _images(path: Path, every: int) -> Iterator[tuple[int | None, float | None, np.ndarray]]:
+    """``(frame, time_s, RGB image)``: a photo's (frame and time None), or a video's frames."""
+    if path.is_dir():
+        raise DataFileError(
+            f"'{path}' is a folder without a photo (no file ending in {', '.join(IMAGE_SUFFIXES)}"
+            f" in it or below it); pass photos or videos. Received: {str(path)!r}"
+        )
+    if path.suffix.lower() in VIDEO_SUFFIXES:
+        yield from _video_frames(path, every)
+    else:
+        yield None, None, load_image(path)
+
+
+def _import_av():
+    """The ``av`` module (PyAV), or an ImportError that says how to install it."""
+    try:
+        import av
+    except ImportError as error:
+        raise ImportError(
+            "reading videos needs PyAV (the av package); install it with "
+            f"pip install 'skfer[faces]'. Received: {error}"
+        ) from error
+    return av
+
+
+def _video_frames(path: Path, every: int) -> Iterator[tuple[int, float | None, np.ndarray]]:
+    """``(frame index, time stamp in seconds, RGB image)`` of every ``every``-th frame."""
+    av = _import_av()
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"No video file at '{path}'; check the path (relative paths start at "
+            f"{Path.cwd()}). Received: {str(path)!r}"
+        )
+    index = -1  # of the last frame decoded
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise DataFileError(
+                    f"'{path}' holds no video stream; pass a video file. Received: {str(path)!r}"
+                )
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"  # FFmpeg decodes with several threads
+            for index, frame in enumerate(container.decode(stream)):
+                if index % every == 0:
+                    yield index, frame.time, frame.to_ndarray(format="rgb24")
+    except av.FFmpegError as error:
+        raise DataFileError(
+            f"'{path}' is not a video that FFmpeg can read, or is truncated or corrupt "
+            f"({error}); export or copy it again. Received: {str(path)!r}"
+        ) from error
+    if index < 0:
+        raise DataFileError(f"'{path}' holds no video frame. Received: {str(path)!r}")
+
+
+def _classify(classifier, pending: list, shape: tuple[int, int, int], names: list[str]) -> None:
+    """Set ``label`` and ``probabilities`` of the pending rows with one ``predict_proba`` call."""
+    crops = np.stack([crop for _, crop in pending]).reshape(len(pending), *shape)
+    for (row, _), probabilities in zip(pending, classifier.predict_proba(crops), strict=True):
+        row.update(_scored(names, probabilities))
 
 
 def annotate(image, results: Sequence[dict], path: str | os.PathLike) -> Path:

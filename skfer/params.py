@@ -7,6 +7,7 @@ received. ``None`` in a list allows None.
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Sequence
 
@@ -15,6 +16,9 @@ __all__ = ["Interval", "InstanceOf", "Options", "SequenceOf", "check_params"]
 
 class Interval:
     """Integers or real numbers between ``low`` and ``high`` (None: unbounded); bools excluded.
+
+    NaN and the infinities are never in an interval, even an unbounded one: comparisons with
+    NaN are all False, so without this check NaN would pass every bound.
 
     Parameters
     ----------
@@ -32,6 +36,8 @@ class Interval:
     def __contains__(self, value) -> bool:
         number = numbers.Integral if self.kind is int else numbers.Real
         if isinstance(value, bool) or not isinstance(value, number):
+            return False
+        if not isinstance(value, numbers.Integral) and not math.isfinite(value):
             return False
         if self.low is not None:
             if value < self.low or (value == self.low and self.closed in ("right", "neither")):

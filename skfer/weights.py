@@ -20,6 +20,8 @@ import h5py
 import keras
 import numpy as np
 
+from .errors import WeightsError
+
 __all__ = [
     "WeightSource",
     "WeightsDownloadError",
@@ -33,11 +35,11 @@ __all__ = [
 ]
 
 
-class WeightsDownloadError(OSError):
+class WeightsDownloadError(WeightsError, OSError):
     """A weight file could not be downloaded (no internet, URL gone)."""
 
 
-class WeightsFileError(ValueError):
+class WeightsFileError(WeightsError, ValueError):
     """A weight file is missing, corrupt, of another format, or does not fit the backbone."""
 
 

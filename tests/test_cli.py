@@ -170,8 +170,8 @@ def test_predict_on_an_empty_folder_is_one_error_line(trained, tmp_path, capsys)
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err.splitlines() == [
-        f"error: '{folder}' is a folder, not an image file; pass the image files in it "
-        f"(e.g. {folder / '*.jpg'}). Received: {str(folder)!r}",
+        f"error: '{folder}' is a folder without a photo (no file ending in .bmp, .gif, .jpeg, "
+        f".jpg, .png in it or below it); pass photos or videos. Received: {str(folder)!r}",
         "error: 1 of 1 images failed (see above)",
     ]
 

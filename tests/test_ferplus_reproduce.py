@@ -9,6 +9,7 @@ import pytest
 from conftest import TINY
 from test_ferplus import write_fer2013, write_ferplus
 
+import skfer.presets
 import skfer.reproduce
 from skfer.cli import main
 from skfer.ferplus import FERPLUS_CLASSES
@@ -35,21 +36,24 @@ def test_quick_preset_path_on_ferplus_labels(ferplus_files, tmp_path, monkeypatc
     """The whole table (base model on labels and on votes, 8 experts, ensemble, figures) on
     the tiny test backbone: about a minute on 2 CPU cores."""
     tiny = {key: value for key, value in TINY.items() if key not in ("random_state", "verbose")}
-    plan = skfer.reproduce.Preset(
+    plan = skfer.presets.Preset(
         name="quick",
         description="the quick preset's steps on the tiny test backbone",
-        base_models=(skfer.reproduce.BaseModelPlan("tiny", tiny),),
+        base_models=(skfer.presets.BaseModelPlan("tiny", tiny),),
         train_per_class=300,
-        holdout_fraction=0.2,
+        stop_fraction=0.15,
+        stack_fraction=0.2,
         stacker_layers=(8, 4),
     )
-    monkeypatch.setitem(skfer.reproduce.PRESETS, "quick", plan)
+    monkeypatch.setitem(skfer.presets.PRESETS, "quick", plan)
     out = tmp_path / "out"
     fer, labels = ferplus_files
     args = ["reproduce", "--dataset", "ferplus", "--ferplus-labels", labels, "--data", fer]
     assert main([*map(str, args), "--out", str(out), "--weights-dir", str(tmp_path)]) == 0
     n_train = len(FERPLUS_CLASSES) * N_TRAIN  # the not-a-face row is left out
-    assert f"{n_train - n_train // 5} training, {n_train // 5} held-out" in capsys.readouterr().out
+    n_stop, n_stack = round(0.15 * n_train), round(0.2 * n_train)
+    expected = f"{n_train - n_stop - n_stack} fit, {n_stop} stop, {n_stack} stack images"
+    assert expected in capsys.readouterr().out
     document = json.loads((out / "results.json").read_text())
     assert document["dataset"] == "ferplus"
     soft = "tiny, soft targets (FER+ votes)"
@@ -59,13 +63,17 @@ def test_quick_preset_path_on_ferplus_labels(ferplus_files, tmp_path, monkeypatc
         "one-vs-all experts alone",
         "ensemble (MLP stack)",
     }
-    assert set(document["holdout_accuracy"]) == {"tiny", soft}
+    assert set(document["stop_accuracy"]) == {"tiny", soft}
     assert "- base model tiny, soft targets (FER+ votes): " in (out / "results.md").read_text()
     for row in document["results"]:
-        assert row["n_samples"] == len(FERPLUS_CLASSES) * N_TEST
+        assert row["n_samples"] == len(FERPLUS_CLASSES) * N_TEST  # no test image in Training
         assert tuple(row["recall_per_class"]) == FERPLUS_CLASSES
         assert len(row["confusion_matrix"]) == len(FERPLUS_CLASSES)
-    assert set(document["expert_selection"]["first_round"]) <= set(FERPLUS_CLASSES)
+    assert set(document["member_selection"]["first_round"]) <= {
+        *(f"expert {name}" for name in FERPLUS_CLASSES),
+        "tiny",
+        soft,
+    }
     assert (out / "results.md").read_text().startswith("# skfer reproduce --preset quick --dataset")
     for picture in ("confusion_matrix.png", "accuracy_curves.png"):
         assert (out / picture).read_bytes().startswith(b"\x89PNG")
@@ -75,7 +83,11 @@ def test_quick_preset_path_on_ferplus_labels(ferplus_files, tmp_path, monkeypatc
     ("extra", "message"),
     [
         (["--ferplus-labels", "{labels}"], "--ferplus-labels needs --dataset ferplus"),
-        (["--dataset", "ferplus", "--ferplus-labels", "{labels}", "--test", "{fer}"], "--test"),
+        (
+            ["--dataset", "ferplus", "--ferplus-labels", "{labels}", "--test", "{fer}"],
+            "--test-ferplus-labels",
+        ),
+        (["--test-ferplus-labels", "{labels}"], "goes with --test and --dataset ferplus"),
         (["--dataset", "ferplus", "--ferplus-labels", "absent.csv"], "no such file"),
     ],
 )
@@ -96,9 +108,9 @@ def test_a_misaligned_ferplus_file_is_an_invalid_file(ferplus_files, tmp_path, c
     assert "rows but the FER2013 file" in capsys.readouterr().err
 
 
-def test_reproduce_refuses_fer2013_test_files_with_ferplus(ferplus_files, tmp_path):
+def test_reproduce_needs_the_test_files_ferplus_votes(ferplus_files, tmp_path):
     fer, labels = ferplus_files
-    with pytest.raises(ValueError, match="test= files carry FER2013 labels"):
+    with pytest.raises(ValueError, match="pass its FER\\+ votes as test_ferplus_csv"):
         skfer.reproduce.reproduce(
             "quick", fer, tmp_path, test=fer, dataset="ferplus", ferplus_csv=labels
         )

@@ -18,7 +18,7 @@ from skfer.backend import (
 )
 from skfer.cache import feature_cache
 from skfer.layers import FaceAugmentation
-from skfer.reproduce import PRESETS, smoke_preset
+from skfer.presets import PRESETS, smoke_preset
 from skfer.training import warmup_cosine
 
 
@@ -147,7 +147,7 @@ def test_smoke_presets_keep_the_plan_and_shrink_its_cost(name):
             minimum, min(48, base.params.get("input_size") or 48)
         )
         assert small.params["short_epochs"] == small.params["long_epochs"] == 1
-    assert smoke.train_per_class * smoke.holdout_fraction >= 5  # 5-fold expert selection
+    assert smoke.train_per_class * smoke.stack_fraction >= 5  # 5-fold member selection
 
 
 def test_gpu_preset_meets_the_issue_floor():

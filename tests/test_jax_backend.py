@@ -62,6 +62,7 @@ ROUND_TRIP = textwrap.dedent(
     clf = skfer.TransferCNNClassifier(
         "small_cnn", weights=None, input_size=24, head=(8,), short_epochs=1, long_epochs=1,
         augmentation=True, batch_size=32, random_state=0, verbose=0,
+        stopping_metric="balanced_accuracy",  # a stateful metric, reset every epoch
     )
     clf.fit(X, y)
     train_traces = traced.count("train_step")
@@ -80,6 +81,7 @@ ROUND_TRIP = textwrap.dedent(
         "proba_sums": proba.sum(axis=1).tolist(),
         "max_difference_after_load": float(np.abs(loaded.predict_proba(X[:10]) - proba).max()),
         "classes": loaded.classes_.tolist(),
+        "val_balanced_accuracy": clf.history_["val_balanced_accuracy"],
     }))
     """
 )
@@ -108,3 +110,4 @@ def test_fit_predict_save_load_on_jax_with_compiled_training_steps(tmp_path):
     assert report["proba_sums"] == pytest.approx([1.0] * 10, abs=1e-5)
     assert report["max_difference_after_load"] < 1e-6
     assert report["classes"] == ["happy", "neutral", "sad"]
+    assert len(report["val_balanced_accuracy"]) == 2  # early stopping followed it

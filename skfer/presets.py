@@ -1,0 +1,224 @@
+"""The presets of ``skfer reproduce``: which base models, experts and stacker a run trains.
+
+- ``paper``: Inception V3, ResNet50, VGG16 and VGGFace at the study's 224 px (Inception 299),
+  then experts and the ensemble on the best; for a GPU machine that can download weights.
+- ``cpu``: the same table with weights available offline, sized to run on all 28,709 Training
+  images in under an hour on 2 CPU cores: the face-trained MobileNet 1.0 (VGGFace2) frozen at
+  224 px (an MLP head on its cached features; the experts reuse them; test-time flip), and two
+  cheap reference rows, MobileNet 0.25 with ImageNet weights fine-tuned at 96 px and a
+  random-init control, both with short schedules that their labels state. The two MobileNets
+  differ in width (1.0 / 0.25) as well as in pretraining.
+- ``gpu``: the same table on one GPU in about 10 minutes, led by the face-trained MobileNet
+  v1 1.0 (VGGFace2) fine-tuned at its native 224 px in bfloat16, with MobileNet 0.25 (ImageNet)
+  at 128 px as the ImageNet comparison; needs Keras on JAX (or TensorFlow) with a GPU.
+- ``quick``: a few-minute smoke run on a stratified subset.
+
+:func:`smoke_preset` shrinks any preset to a run of a minute or two on a CPU (a few images per
+class, small inputs, one epoch per phase) that exercises the same code end to end.
+
+Every preset holds out two parts of Training, split by image (:mod:`skfer.protocol`): a
+stopping part (``stop_fraction``) for early stopping and the choice of the best base model,
+and a stacking part (``stack_fraction``) for the selection of the ensemble's members and the
+stacking MLP.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from .backbones import get_backbone
+
+__all__ = ["PRESETS", "BaseModelPlan", "Preset", "base_models_for", "smoke_preset"]
+
+
+@dataclass(frozen=True)
+class BaseModelPlan:
+    """One row of the table: a label, the ``TransferCNNClassifier`` parameters and whether
+    it trains on vote distributions (FER+ only) rather than labels."""
+
+    label: str
+    params: dict
+    soft_targets: bool = False
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A full run: base models, expert and ensemble settings, data size."""
+
+    name: str
+    description: str
+    base_models: tuple[BaseModelPlan, ...]
+    expert_params: dict = field(default_factory=dict)
+    train_per_class: int | None = None
+    stop_fraction: float = 0.05
+    stack_fraction: float = 0.1
+    stacker_layers: tuple[int, int] = (64, 32)
+
+
+_CPU_SCHEDULE = dict(
+    input_size=96,
+    short_epochs=3,
+    short_learning_rate=1e-3,
+    long_epochs=8,
+    long_learning_rate=2e-4,
+    augmentation=True,
+    batch_size=64,
+    patience=3,
+)
+_GPU_SCHEDULE = dict(
+    short_epochs=2,
+    short_learning_rate=1e-3,
+    long_learning_rate=2e-4,
+    long_schedule="cosine",
+    augmentation=True,
+    batch_size=128,
+    precision="mixed_bfloat16",
+    patience=5,
+    test_time_flip=True,
+)
+_PAPER_SCHEDULE = dict(
+    short_epochs=5, long_epochs=30, long_learning_rate=1e-4, augmentation=True, patience=5
+)
+
+PRESETS = {
+    "quick": Preset(
+        name="quick",
+        description="smoke run: 300 Training images per class, MobileNet 0.25 at 96 px",
+        base_models=(
+            BaseModelPlan(
+                "MobileNet 0.25 (ImageNet)",
+                dict(
+                    backbone="mobilenet",
+                    input_size=96,
+                    head=(256, 256),
+                    short_epochs=10,
+                    long_epochs=3,
+                    long_learning_rate=1e-4,
+                    batch_size=64,
+                ),
+            ),
+        ),
+        expert_params=dict(short_epochs=10),
+        train_per_class=300,
+        stop_fraction=0.1,
+        stack_fraction=0.2,
+    ),
+    "cpu": Preset(
+        name="cpu",
+        description="all Training images; the face-trained MobileNet 1.0 (VGGFace2) frozen at "
+        "224 px with an MLP head on its cached features, MobileNet 0.25 (ImageNet) fine-tuned "
+        "at 96 px (3 + 4 epochs) and a random-init control (1 + 2 epochs), both kept short; "
+        "2 CPU cores, < 1 hour",
+        base_models=(
+            BaseModelPlan(
+                "MobileNet 1.0 (face-trained, VGGFace2), frozen, 224 px, flip TTA",
+                dict(
+                    backbone="mobilenet_vggface2",
+                    input_size=224,
+                    short_epochs=30,
+                    short_learning_rate=1e-3,
+                    long_epochs=0,
+                    batch_size=64,
+                    patience=5,
+                    test_time_flip=True,
+                ),
+            ),
+            BaseModelPlan(
+                "MobileNet 0.25 (ImageNet), 96 px, 3 + 4 epochs",
+                dict(backbone="mobilenet", **{**_CPU_SCHEDULE, "long_epochs": 4}),
+            ),
+            BaseModelPlan(
+                "MobileNet 0.25 (random init, control), 96 px, 1 + 2 epochs",
+                dict(
+                    backbone="mobilenet",
+                    weights=None,
+                    batchnorm_training=True,
+                    **{**_CPU_SCHEDULE, "short_epochs": 1, "long_epochs": 2},
+                ),
+            ),
+        ),
+        expert_params=dict(short_epochs=10),
+    ),
+    "gpu": Preset(
+        name="gpu",
+        description="all Training images, face-trained MobileNet 1.0 at 224 px, one GPU "
+        "(6.6 min on an H100)",
+        base_models=(
+            BaseModelPlan(
+                "MobileNet 1.0 (face-trained, VGGFace2), 224 px",
+                dict(
+                    backbone="mobilenet_vggface2", input_size=224, long_epochs=30, **_GPU_SCHEDULE
+                ),
+            ),
+            BaseModelPlan(
+                "MobileNet 0.25 (ImageNet), 128 px",
+                dict(backbone="mobilenet", input_size=128, long_epochs=6, **_GPU_SCHEDULE),
+            ),
+        ),
+        expert_params=dict(short_epochs=10),
+    ),
+    "paper": Preset(
+        name="paper",
+        description="the study's backbones at 224 px (Inception 299); a GPU and internet",
+        base_models=(
+            BaseModelPlan("Inception V3", dict(backbone="inception_v3", **_PAPER_SCHEDULE)),
+            BaseModelPlan("ResNet50", dict(backbone="resnet50", **_PAPER_SCHEDULE)),
+            BaseModelPlan("VGG16", dict(backbone="vgg16", **_PAPER_SCHEDULE)),
+            BaseModelPlan("VGGFace", dict(backbone="vggface", **_PAPER_SCHEDULE)),
+        ),
+        expert_params=dict(short_epochs=10),
+    ),
+}
+
+
+SMOKE_SCHEDULE = dict(short_epochs=1, long_epochs=1, batch_size=16, patience=None)
+
+
+def smoke_preset(plan: Preset) -> Preset:
+    """``plan`` shrunk to a CPU run of a minute or two: 20 Training images per class, inputs
+    of at most 48 px (the backbone's minimum if larger), one epoch per phase, one-epoch experts."""
+
+    def shrink(params: dict) -> dict:
+        minimum = get_backbone(params["backbone"]).min_input_size
+        size = max(minimum, min(48, params.get("input_size") or 48))
+        return {**params, **SMOKE_SCHEDULE, "input_size": size, "head": (32,)}
+
+    return replace(
+        plan,
+        name=f"{plan.name} (smoke)",
+        description=f"smoke run of {plan.name}: {plan.description}",
+        base_models=tuple(replace(base, params=shrink(base.params)) for base in plan.base_models),
+        expert_params={**plan.expert_params, "short_epochs": 1},
+        train_per_class=20,
+        stop_fraction=0.25,
+        stack_fraction=0.5,  # 10 per class: the expert selection's 5-fold split needs 5
+        stacker_layers=(8, 8),
+    )
+
+
+
+
+def base_models_for(plan: Preset, dataset: str) -> tuple[BaseModelPlan, ...]:
+    """The base models that ``plan`` trains on ``dataset``.
+
+    On FER+ the first base model is trained twice: on the majority labels and, as the row
+    after it, on the vote distributions (soft targets, ``target_distribution=``). Both see the
+    same images and are scored on the same majority labels, so the held-out split compares
+    the two kinds of target and picks the better one for the experts.
+    """
+    if dataset != "ferplus":
+        soft = [base.label for base in plan.base_models if base.soft_targets]
+        if soft:
+            raise ValueError(
+                f"Base models with soft_targets=True need vote distributions, which only "
+                f"dataset='ferplus' has; set soft_targets=False or use FER+. Received: "
+                f"dataset={dataset!r}, soft-target base models {soft}"
+            )
+        return plan.base_models
+    if not plan.base_models:
+        return plan.base_models
+    first, *rest = plan.base_models
+    soft = replace(first, label=f"{first.label}, soft targets (FER+ votes)", soft_targets=True)
+    return (first, soft, *rest)
+
+

@@ -1,0 +1,232 @@
+"""The run's protocol: duplicates on one side, one purpose per image, the experts' stopping
+score and the member selection's rule."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import TINY, two_class_images
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.metrics import balanced_accuracy_score
+
+import skfer.ensemble
+import skfer.reproduce
+from skfer import OneVsAllExperts, TransferCNNClassifier
+from skfer.cli import main
+from skfer.integrity import has_copy_in
+from skfer.presets import BaseModelPlan, Preset
+from skfer.protocol import Part, split_by_image, split_for_run
+
+
+def _images_with_copies(n: int = 280, seed: int = 0):
+    """``n`` random 6x6 images in 7 classes; every fourth image is also present twice more
+    (same label), and images 1 and 2 are copies of each other with different labels."""
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, (n, 6, 6)).astype(np.uint8)
+    target = np.arange(n) % 7
+    copies = np.arange(0, n, 4)
+    images = np.concatenate([images, images[copies], images[copies]])
+    target = np.concatenate([target, target[copies], target[copies]])
+    images[2] = images[1]  # a copy with another label (target 2 against 1)
+    return images, target
+
+
+def test_copies_stay_in_one_part_and_conflicting_copies_are_dropped():
+    images, target = _images_with_copies()
+    test_images = np.concatenate([images[4:6], np.full((3, 6, 6), 7, np.uint8)])
+    splits = split_for_run(
+        Part(images, target),
+        {"PublicTest": (test_images, np.zeros(5, int))},
+        stop_fraction=0.1,
+        stack_fraction=0.2,
+        seed=0,
+    )
+    parts = (splits.fit, splits.stop, splits.stack)
+    for index, first in enumerate(parts):
+        for second in parts[index + 1 :]:
+            assert not has_copy_in(first.images, second.images).any()
+    assert splits.counts["conflicting_dropped"] == 2
+    assert not has_copy_in(images[1:3], np.concatenate([p.images for p in parts])).any()
+    assert sum(len(part) for part in parts) == len(target) - 2
+    assert 0.07 < len(splits.stop) / len(target) < 0.13 and len(splits.stack) > len(splits.stop)
+    for part in parts:  # stratified: every class in every part
+        assert np.unique(part.target).size == 7
+    (public,) = splits.tests
+    assert public.in_training.tolist() == [True, True, False, False, False]
+    assert {name: rows.tolist() for name, rows in public.views().items()} == {
+        "PublicTest": [0, 1, 2, 3, 4],
+        "PublicTest without Training copies": [2, 3, 4],
+    }
+
+
+def test_split_by_image_refuses_groups_with_two_labels():
+    with pytest.raises(ValueError, match="one label"):
+        split_by_image(np.array([0, 1, 0, 1]), np.array([0, 0, 1, 2]), (0.25,), 0)
+
+
+def _write_csv(path, images, target, usage):
+    lines = ["emotion,pixels,Usage"] + [
+        f"{label},{' '.join(map(str, image.ravel()))},{split}"
+        for image, label, split in zip(images, target, usage, strict=True)
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.slow
+def test_no_stack_image_reaches_a_members_training_or_stopping(tmp_path, monkeypatch):
+    """The whole run on the tiny backbone, every fit spied on: the stacking part's images
+    are in no member's training or validation data, and Training copies of a test image are
+    reported in the second view."""
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (7 * 40, 48, 48)).astype(np.uint8)
+    target = np.arange(len(images)) % 7
+    images[7:14] = images[:7]  # copies of the same label: must stay on one side
+    test = rng.integers(0, 256, (14, 48, 48)).astype(np.uint8)
+    test[:2] = images[20:22]
+    csv = _write_csv(
+        tmp_path / "fer.csv",
+        np.concatenate([images, test]),
+        np.concatenate([target, np.arange(14) % 7]),
+        ["Training"] * len(images) + ["PublicTest"] * 14,
+    )
+    tiny = {key: value for key, value in TINY.items() if key not in ("random_state", "verbose")}
+    plan = Preset(
+        name="quick",
+        description="tiny",
+        base_models=(
+            BaseModelPlan("tiny", tiny),
+            BaseModelPlan("tiny, other head", {**tiny, "head": (4,)}),
+        ),
+        stop_fraction=0.2,
+        stack_fraction=0.25,
+        stacker_layers=(8, 4),
+    )
+    monkeypatch.setitem(skfer.reproduce.PRESETS, "quick", plan)
+    seen, captured = [], {}
+    fit = TransferCNNClassifier.fit
+
+    def spy(self, X, y, **kwargs):
+        seen.append(np.asarray(X))
+        if kwargs.get("validation_data") is not None:
+            seen.append(np.asarray(kwargs["validation_data"][0]))
+        return fit(self, X, y, **kwargs)
+
+    def capture(*args, **kwargs):
+        captured["splits"] = split_for_run(*args, **kwargs)
+        return captured["splits"]
+
+    monkeypatch.setattr(TransferCNNClassifier, "fit", spy)
+    monkeypatch.setattr(skfer.reproduce, "split_for_run", capture)
+    out = tmp_path / "out"
+    argv = ["reproduce", "--data", str(csv), "--out", str(out), "--weights-dir", str(tmp_path)]
+    assert main([*argv, "--quiet"]) == 0
+    stack = captured["splits"].stack
+    assert len(seen) == 2 * (2 + 7)  # two base models and seven experts, each with validation
+    for images_seen in seen:
+        assert not has_copy_in(images_seen, stack.images).any()
+    document = json.loads((out / "results.json").read_text())
+    views = {row["split"] for row in document["results"]}
+    assert views == {"PublicTest", "PublicTest without Training copies"}
+    assert {row["n_samples"] for row in document["results"]} == {14, 12}
+    assert document["protocol"]["test_images_with_a_training_copy"] == {"PublicTest": 2}
+    paired = document["ensemble_minus_best_member"]["PublicTest"]
+    assert set(paired) >= {"difference", "interval", "mcnemar_p_value"}
+    assert all(len(row["accuracy_interval"]) == 2 for row in document["results"])
+    assert sorted(p.name for p in (out / "models").iterdir()) == [
+        "base_model_1.skfer",
+        "base_model_2.skfer",
+    ]
+    text = (out / "results.md").read_text()
+    assert "Ensemble against its best member, paired on the same test images" in text
+
+
+def test_balanced_accuracy_stopping_keeps_the_epoch_with_the_best_balanced_accuracy():
+    X, y = two_class_images(120, 24, darken=2)
+    y = np.where(np.arange(120) % 6 == 0, 1, 0)  # imbalanced: class 1 is a sixth
+    X[y == 1, :12] //= 3
+    X_val, y_val = X[:60], y[:60]
+    clf = TransferCNNClassifier(
+        **{**TINY, "short_epochs": 8, "long_epochs": 0, "patience": 8},
+        stopping_metric="balanced_accuracy",
+        class_weight="balanced",
+    ).fit(X[60:], y[60:], validation_data=(X_val, y_val))
+    history = clf.history_["val_balanced_accuracy"]
+    assert len(history) == 8
+    assert balanced_accuracy_score(y_val, clf.predict(X_val)) == pytest.approx(max(history))
+
+
+def test_experts_stop_on_balanced_accuracy_by_default():
+    experts = OneVsAllExperts(TransferCNNClassifier(**TINY))
+    assert experts.stopping_metric == "balanced_accuracy"
+    X, y = two_class_images(40, 24, darken=2)
+    fitted = experts.fit(X, y, validation_data=(X[:10], y[:10]))
+    for expert in fitted.experts_:
+        assert expert.estimator_.stopping_metric == "balanced_accuracy"
+        assert "val_balanced_accuracy" in expert.estimator_.history_
+
+
+class FixedProba(ClassifierMixin, BaseEstimator):
+    """A fitted stand-in member: predicts the probabilities it was given."""
+
+    def __init__(self, proba=None):
+        self.proba = proba
+
+    def fit(self, X, y):
+        return self
+
+    def predict_proba(self, X):
+        return self.proba[: len(X)]
+
+    def predict(self, X):
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+
+
+def _members_and_data(n=60, seed=0):
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 3
+    base = FixedProba(rng.dirichlet(np.ones(3), n))  # uninformative
+    base.classes_ = np.arange(3)
+    experts = OneVsAllExperts(FixedProba(), class_weight=None).fit(np.zeros((n, 2)), y)
+    for expert in experts.experts_:
+        expert.estimator_ = FixedProba(rng.random((n, 1)) * [[-1, 1]] + [[1, 0]])
+        expert.estimator_.classes_ = np.array([False, True])
+    return base, experts, np.zeros((n, 2)), y
+
+
+def test_selection_stops_when_the_gain_is_at_most_min_gain(monkeypatch):
+    """Every candidate scores exactly as the base alone: a gain of 0 selects none."""
+    calls = []
+
+    def same_score(estimator, X, y, cv):
+        calls.append((X.shape[1], estimator.random_state, cv[0][1].tolist()))
+        return np.array([0.5])
+
+    monkeypatch.setattr(skfer.ensemble, "cross_val_score", same_score)
+    base, experts, X, y = _members_and_data()
+    selection = skfer.ensemble.select_experts(
+        base, experts, X, y, cv=3, min_gain=0.0, random_state=7
+    )
+    assert selection.selected == () and selection.steps == ()
+    assert {seed for _, seed, _ in calls} == {7}
+    other = skfer.ensemble.select_experts(base, experts, X, y, cv=3, min_gain=0.0, random_state=8)
+    assert other.selected == ()
+    first_folds = [fold for _, seed, fold in calls if seed == 7][:3]
+    other_folds = [fold for _, seed, fold in calls if seed == 8][:3]
+    assert first_folds != other_folds  # the seed draws the folds
+
+
+def test_selection_takes_other_members_beside_the_experts():
+    base, experts, X, y = _members_and_data()
+    informative = FixedProba(np.eye(3)[y])
+    informative.classes_ = np.arange(3)
+    selection = skfer.ensemble.select_experts(
+        base, experts, X, y, others={"perfect": informative}, cv=3, random_state=0
+    )
+    assert "perfect" in selection.candidates and selection.selected_others == ("perfect",)
+    ensemble = skfer.ensemble.make_fer_ensemble(
+        base, experts, expert_classes=[], others=[("perfect", informative)], random_state=0
+    ).fit(X, y)
+    assert [name for name, _ in ensemble.estimators] == ["base", "model_perfect"]
