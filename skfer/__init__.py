@@ -14,6 +14,7 @@ _LAZY = {
     "get_backbone": "skfer.backbones",
     "list_backbones": "skfer.backbones",
     "load": "skfer.persistence",
+    "save": "skfer.persistence",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -37,6 +37,11 @@ def resolve_jit_compile(jit_compile) -> bool | str:
     return "auto"
 
 
+def has_gpu() -> bool:
+    """Whether Keras' backend sees a GPU (``keras.distribution.list_devices``)."""
+    return any(device.startswith("gpu") for device in keras.distribution.list_devices())
+
+
 def compiles_per_batch_shape() -> bool:
     """Whether Keras' backend compiles a step function again for each new batch shape.
 

@@ -20,26 +20,37 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from .backbones import BackboneSpec, get_backbone
 from .backend import predict_in_full_batches, resolve_jit_compile
-from .cache import feature_cache, fingerprint
+from .cache import feature_cache, fingerprint, predict_in_chunks
 from .checkpoint import TrainingCheckpoint
 from .distribute import DISTRIBUTIONS, even_rows, make_strategy, strategy_scope
 from .images import as_image_batch, check_one_label_per_image, warn_unlike_training
-from .model import POOLING_CHOICES, build_transfer_model, split_at_pooling
+from .model import POOLING_CHOICES, block_boundary, build_transfer_model
+from .model_file import write_classifier
 from .params import InstanceOf, Interval, Options, SequenceOf, check_params
 from .soft_targets import check_target_distribution, soft_target_data
 from .stopping import STOPPING_METRICS
-from .training import OPTIMIZERS, SCHEDULES, Phase, TrainingSettings, feature_graph, train
+from .training import (
+    OPTIMIZERS,
+    SCHEDULES,
+    CachedSplit,
+    Phase,
+    TrainingSettings,
+    cached_split,
+    train,
+)
 
 __all__ = ["TransferCNNClassifier"]
 
 _SPLITS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _feature_split(model: keras.Model) -> tuple[keras.Model, keras.Model]:
-    """``split_at_pooling(model)``, made once per model (new Keras models would retrace)."""
-    if model not in _SPLITS:
-        _SPLITS[model] = split_at_pooling(model)
-    return _SPLITS[model]
+def _feature_split(model: keras.Model, spec: BackboneSpec, trainable_blocks: int) -> CachedSplit:
+    """``cached_split(model, spec, trainable_blocks)``, made once per model and split (new
+    Keras models would retrace)."""
+    splits = _SPLITS.setdefault(model, {})
+    if trainable_blocks not in splits:
+        splits[trainable_blocks] = cached_split(model, spec, trainable_blocks)
+    return splits[trainable_blocks]
 
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
@@ -79,6 +90,10 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         Learning rate of the long retraining.
     unfreeze_blocks : int or None, default=None
         Blocks of the backbone trained in the long phase, counted from the top; None: all.
+        With ``cache_features`` and without ``augmentation``, N blocks (fewer than all) train
+        on the cached float16 maps of the frozen blocks below, computed once per backbone
+        weights and images (BatchNorm stays in inference mode unless
+        ``batchnorm_training``); ``model_`` stays the whole network.
     batchnorm_training : bool, default=False
         Let BatchNorm layers update their statistics in the long phase. The default keeps the
         pretrained statistics, which fine-tuning on small gray faces otherwise destroys.
@@ -86,10 +101,13 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         Random mirror, shift, rotation and zoom of training images.
     cache_features : bool, default=True
         Without augmentation, compute the frozen backbone's features once and train the head
-        on them in the short phase (the result is the same; see :mod:`skfer.cache`). The
-        features are shared across fits on the same backbone weights and images. On cached
-        features without ``distribution``, batch-level callbacks fire once per 32 steps
-        (:data:`skfer.training.CACHED_STEPS_PER_EXECUTION`).
+        on them in the short phase (the result is the same; see :mod:`skfer.cache`), and with
+        ``unfreeze_blocks`` train the long phase's blocks on cached maps of the blocks below
+        them (the same to float16 rounding). The features are shared across fits on the same
+        backbone weights and images. On cached features without ``distribution``,
+        batch-level callbacks of the short phase fire once per 32 steps
+        (:data:`skfer.training.CACHED_STEPS_PER_EXECUTION`). ``augmentation=True`` turns
+        both caches off: its random images differ every epoch.
     precision : {'float32', 'mixed_float16', 'mixed_bfloat16'}, default='float32'
         Keras dtype policy; mixed precision speeds up GPUs with tensor cores (the output and
         loss stay float32, and Keras scales the loss for float16).
@@ -411,6 +429,10 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
     def predict_proba(self, X) -> np.ndarray:
         """Class probabilities, one column per entry of ``classes_``.
 
+        With ``cache_features=True`` (the default) this is :meth:`predict_proba_cached`:
+        predicting the same images again, or with another model on the same backbone
+        weights, reuses the backbone's output from the feature cache.
+
         Parameters
         ----------
         X : array-like
@@ -420,7 +442,7 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         -------
         ndarray of shape (n, n_classes)
         """
-        return self._predict_proba(X, cached=False)
+        return self._predict_proba(X, cached=self.cache_features)
 
     def predict_proba_cached(self, X) -> np.ndarray:
         """:meth:`predict_proba` with the backbone's pooled features from the feature cache.
@@ -428,7 +450,11 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         Models whose feature part is identical (same backbone, input size, pooling, precision
         and weight values), such as the one-vs-all experts on one fine-tuned backbone, then
         compute the features of the same images once, and predicting the same images again
-        runs only the head. The probabilities are those of :meth:`predict_proba`; a first
+        runs only the head. After a long phase that trained only the top ``unfreeze_blocks``
+        blocks, the cache holds the maps of the frozen blocks below instead (shared by every
+        model fine-tuned from the same weights), and those blocks and the head run on them.
+        With ``test_time_flip`` the mirror images are one more cached entry. The probabilities
+        are those of :meth:`predict_proba` (to the float16 rounding of block maps); a first
         prediction costs a little more (the cache key hashes the weights and images).
 
         Parameters
@@ -452,14 +478,19 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
     def _probabilities(self, images: np.ndarray, cached: bool) -> np.ndarray:
         if not cached:
             return predict_in_full_batches(self.model_, images, self.batch_size)
-        feature_model, head = _feature_split(self.model_)
+        spec = get_backbone(self.backbone)
+        blocks = self.unfreeze_blocks if self.long_epochs else 0
+        if block_boundary(spec.block_ends, blocks) is None:
+            blocks = 0  # the long phase trained all of the backbone or none: pooled features
+        split = _feature_split(self.model_, spec, blocks)
         features = feature_cache.features(
-            feature_model,
+            split.frozen,
             images,
-            graph=feature_graph(self.model_, self.backbone),
+            graph=split.graph,
             batch_size=self.batch_size,
+            dtype=split.dtype,
         )
-        return predict_in_full_batches(head, features, self.batch_size)
+        return predict_in_chunks(split.trained, features, self.batch_size)
 
     def predict(self, X) -> np.ndarray:
         """Most probable class of each image.
@@ -502,9 +533,7 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         No pickle: the Keras model in its ``.keras`` format (loaded with ``safe_mode=True``)
         and the parameters, classes and history as JSON.
         """
-        from .persistence import save
-
-        return save(self, path)
+        return write_classifier(self, path)
 
     # ------------------------------------------------------------------ training steps
 

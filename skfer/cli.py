@@ -281,9 +281,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         _start_backend(args)
         from .backbones import WeightsDownloadError, WeightsFileError
+        from .backend import BackendError
 
         try:
             return args.run(args)
+        except BackendError as error:  # e.g. --preset gpu without a GPU
+            return _fail(error, EXIT_USAGE)
         except WeightsDownloadError as error:
             hint = " On the command line: --weights PATH." if args.command == "train" else ""
             return _fail(f"{error}{hint}", EXIT_DOWNLOAD_FAILED)

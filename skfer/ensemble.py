@@ -1,6 +1,7 @@
 """The study's ensemble: an MLP with two hidden layers stacked on a base CNN and selected experts.
 
-:func:`make_fer_ensemble` returns a plain :class:`sklearn.ensemble.StackingClassifier`;
+:func:`make_fer_ensemble` returns a :class:`FERStackingClassifier`, a
+:class:`sklearn.ensemble.StackingClassifier` that also gives the shape of its images;
 :func:`select_experts` picks the experts that help, by greedy forward selection on held-out
 data.
 """
@@ -16,10 +17,32 @@ from sklearn.ensemble import StackingClassifier
 from sklearn.frozen import FrozenEstimator
 from sklearn.model_selection import StratifiedKFold, cross_val_score
 from sklearn.neural_network import MLPClassifier
+from sklearn.utils.validation import check_is_fitted
 
 from .experts import ClassExpert, OneVsAllExperts
 
-__all__ = ["ExpertSelection", "make_fer_ensemble", "make_stacker", "select_experts"]
+__all__ = [
+    "ExpertSelection",
+    "FERStackingClassifier",
+    "make_fer_ensemble",
+    "make_stacker",
+    "select_experts",
+]
+
+
+class FERStackingClassifier(StackingClassifier):
+    """A ``StackingClassifier`` with ``image_shape_``, so that it classifies faces.
+
+    Its one addition to scikit-learn's class (same parameters, ``fit`` and ``clone``) is the
+    ``image_shape_`` that :func:`skfer.faces.predict_faces` and
+    :func:`~skfer.faces.predict_paths` read to crop faces: the first member's, the base model's.
+    """
+
+    @property
+    def image_shape_(self) -> tuple:
+        """``(H, W, C)`` of the base model's (the first member's) training images."""
+        check_is_fitted(self, "estimators_")
+        return self.estimators_[0].image_shape_
 
 
 def make_stacker(hidden_layer_sizes=(64, 32), *, random_state=None, max_iter=1000):
@@ -50,8 +73,11 @@ def make_fer_ensemble(
     cv=5,
     random_state=None,
     n_jobs=None,
-) -> StackingClassifier:
+) -> FERStackingClassifier:
     """A ``StackingClassifier`` of the base model and experts under an MLP.
+
+    Once fitted, a ``prefit=True`` stack saves to one file, without pickle, with
+    :func:`skfer.persistence.save`.
 
     Parameters
     ----------
@@ -113,7 +139,7 @@ def make_fer_ensemble(
     members += [
         (f"model_{name}", FrozenEstimator(model) if prefit else model) for name, model in others
     ]
-    return StackingClassifier(
+    return FERStackingClassifier(
         members,
         final_estimator=make_stacker(hidden_layer_sizes, random_state=random_state),
         cv=cv,

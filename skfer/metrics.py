@@ -39,6 +39,7 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
 )
 
+from . import __version__
 from .datasets import FER2013_CLASSES
 
 _METRIC_COLUMNS = (
@@ -464,8 +465,6 @@ def save_results(results: Sequence[dict], path: str | os.PathLike) -> Path:
     pathlib.Path
         The file written.
     """
-    from . import __version__
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     envelope = {"skfer_version": __version__, "results": list(results)}

@@ -20,9 +20,11 @@ __all__ = [
     "BACKBONE_LAYER",
     "POOLING_CHOICES",
     "POOLING_LAYER",
+    "block_boundary",
     "build_transfer_model",
     "is_augmented",
     "set_backbone_trainable",
+    "split_at_block",
     "split_at_pooling",
 ]
 
@@ -166,6 +168,16 @@ def set_backbone_trainable(model: keras.Model, block_ends: Sequence[str], blocks
         layer.trainable = position >= first_trainable
 
 
+def block_boundary(block_ends: Sequence[str], blocks: int | None) -> str | None:
+    """The backbone layer whose output enters the lowest of the top ``blocks`` blocks.
+
+    None unless some block stays below them: for ``blocks`` None, 0, or all the blocks.
+    """
+    if blocks is None or not 0 < blocks < len(block_ends):
+        return None
+    return block_ends[len(block_ends) - blocks - 1]
+
+
 def is_augmented(model: keras.Model) -> bool:
     """Whether ``model`` has the random augmentation layers (active in training only)."""
     return any(layer.name.startswith(AUGMENTATION_PREFIX) for layer in model.layers)
@@ -185,3 +197,35 @@ def split_at_pooling(model: keras.Model) -> tuple[keras.Model, keras.Model]:
     for layer in after_pooling:
         x = layer(x)
     return feature_model, keras.Model(features, x, name=f"{model.name}_head")
+
+
+def split_at_block(
+    model: keras.Model, block_ends: Sequence[str], blocks: int, *, maps_dtype: str = "float32"
+) -> tuple[keras.Model, keras.Model]:
+    """Split ``model`` into ``images -> block maps`` and ``block maps -> probabilities`` at the
+    input of its top ``blocks`` backbone blocks (after ``block_boundary(block_ends, blocks)``).
+
+    Both parts share their layers with ``model``: training the top part trains ``model``'s top
+    blocks and head. The top part runs its blocks in a
+    :class:`~skfer.layers.FrozenStatisticsBackbone` with the model's ``batchnorm_training``
+    and takes maps of ``maps_dtype`` (cast to the layers' dtype in the graph).
+    """
+    boundary = block_boundary(block_ends, blocks)
+    if boundary is None:
+        raise ValueError(
+            f"split_at_block needs a block below the top {blocks}: blocks must lie in 1.."
+            f"{len(block_ends) - 1}. Received: blocks={blocks!r}"
+        )
+    wrapper = model.get_layer(BACKBONE_LAYER)
+    backbone = wrapper.backbone
+    cut = backbone.get_layer(boundary).output
+    below = keras.Model(backbone.input, cut, name=f"{backbone.name}_to_{boundary}")
+    above = keras.Model(cut, backbone.output, name=f"{backbone.name}_from_{boundary}")
+    map_model = keras.Model(model.input, below(wrapper.input), name=f"{model.name}_maps")
+    maps = keras.Input(shape=cut.shape[1:], dtype=maps_dtype, name="block_maps")
+    x = FrozenStatisticsBackbone(
+        above, wrapper.batchnorm_training, dtype=wrapper.dtype_policy, name=f"{BACKBONE_LAYER}_top"
+    )(maps)
+    for layer in model.layers[model.layers.index(wrapper) + 1 :]:
+        x = layer(x)
+    return map_model, keras.Model(maps, x, name=f"{model.name}_top")

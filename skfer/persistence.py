@@ -1,13 +1,16 @@
-"""Save and load fitted skfer classifiers without pickle.
+"""Save and load fitted skfer classifiers and stacked ensembles without pickle.
 
 One ``.skfer`` file is a zip archive holding the Keras model in its ``.keras`` format (loaded
 with ``safe_mode=True``, which refuses to run embedded code) and ``estimator.json`` with the
-estimator's parameters, classes and history. Unpickling, by contrast, can run arbitrary code:
-share models as ``.skfer`` files, not as pickles.
+estimator's parameters, classes and history. A stacked ensemble's file holds each Keras
+member as a ``.skfer`` file of its own, ``estimator.json`` (the stack, its experts and the
+MLP's parameters) and the MLP's weights as ``final_estimator.npz``. Unpickling, by contrast,
+can run arbitrary code: share models as ``.skfer`` files, not as pickles.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
@@ -16,166 +19,119 @@ from pathlib import Path
 
 import keras
 import numpy as np
+from sklearn.base import clone
+from sklearn.ensemble import StackingClassifier
+from sklearn.frozen import FrozenEstimator
+from sklearn.neural_network import MLPClassifier
+from sklearn.preprocessing import LabelBinarizer, LabelEncoder
+from sklearn.utils import Bunch
+from sklearn.utils.validation import check_is_fitted
 
+from . import __version__
+from .classifier import TransferCNNClassifier
+from .ensemble import FERStackingClassifier
 from .errors import DataFileError
+from .experts import ClassExpert
+from .model_file import (
+    FORMAT_VERSION,
+    MODEL,
+    STATE,
+    decode_param,
+    decoded_params,
+    encode_param,
+    json_label,
+    labels_from_json,
+    labels_json,
+    not_a_model,
+    params_json,
+    write_classifier,
+)
 
 __all__ = ["FORMAT_VERSION", "load", "save"]
 
-FORMAT_VERSION = 1
-_MODEL = "model.keras"
-_STATE = "estimator.json"
-_FITTED = ("n_features_in_", "image_shape_", "history_", "long_phase_start_")
-# Pickle protocol 2+ and the compressions joblib.dump writes (zlib, gzip, bz2, xz, lz4).
-_PICKLE_SIGNATURES = (
-    b"\x80",
-    b"ZF",
-    b"\x78\x01",
-    b"\x78\x5e",
-    b"\x78\x9c",
-    b"\x78\xda",
-    b"\x1f\x8b",
-    b"BZh",
-    b"\xfd7zXZ",
-    b"\x04\x22\x4d\x18",
+_MLP_ARRAYS = "final_estimator.npz"
+# The public fitted attributes of MLPClassifier besides its arrays (coefs_, intercepts_,
+# classes_), all JSON values.
+_MLP_FITTED = (
+    "n_features_in_",
+    "n_layers_",
+    "n_outputs_",
+    "out_activation_",
+    "n_iter_",
+    "t_",
+    "loss_",
+    "best_loss_",
+    "loss_curve_",
+    "validation_scores_",
+    "best_validation_score_",
 )
 
 
-def _version() -> str:
-    from . import __version__
-
-    return __version__
-
-
-def _json_label(value):
-    return value.item() if isinstance(value, np.generic) else value
-
-
-def _encode_param(value):
-    """A parameter as JSON: paths and dicts are tagged so that :func:`_decode_param` gives
-    back a ``Path`` and a dict with its original (non-string) keys."""
-    if isinstance(value, os.PathLike):
-        return {"path": os.fspath(value)}
-    if isinstance(value, dict):
-        return {"dict": [[_json_label(key), _json_label(item)] for key, item in value.items()]}
-    if isinstance(value, tuple):
-        return list(value)
-    return _json_label(value)
-
-
-def _decode_param(value):
-    if isinstance(value, dict) and "path" in value:
-        return Path(value["path"])
-    if isinstance(value, dict) and "dict" in value:
-        return {key: item for key, item in value["dict"]}
-    return value
+def _classifier_from_params(params: dict):
+    """An unfitted ``TransferCNNClassifier`` from parameters written by :func:`params_json`."""
+    params = decoded_params(params)
+    params["head"] = tuple(params["head"])
+    return TransferCNNClassifier(**params)
 
 
 def save(estimator, path: str | os.PathLike) -> Path:
-    """Write a fitted ``TransferCNNClassifier`` to ``path`` (a ``.skfer`` zip file).
+    """Write a fitted ``TransferCNNClassifier`` or stacked ensemble to ``path`` (a zip file).
+
+    The stacked ensemble is the fitted ``StackingClassifier`` of
+    :func:`skfer.ensemble.make_fer_ensemble` with ``prefit=True``: each member a
+    ``FrozenEstimator`` of a ``TransferCNNClassifier`` or of a ``ClassExpert`` of one, under
+    an ``MLPClassifier``.
 
     Raises
     ------
     ValueError
-        If the estimator is not fitted or a parameter cannot be written as JSON (a
-        ``RandomState`` instance, say; pass an int instead).
+        If the estimator is not fitted, a parameter cannot be written as JSON (a
+        ``RandomState`` instance, say; pass an int instead), or a stack holds other
+        members or another final estimator than those above.
     """
-    from sklearn.utils.validation import check_is_fitted
-
-    check_is_fitted(estimator, "model_")
-    params = {name: _encode_param(value) for name, value in estimator.get_params().items()}
-    try:
-        state = {
-            "format": FORMAT_VERSION,
-            "skfer_version": _version(),
-            "class": type(estimator).__name__,
-            "params": json.loads(json.dumps(params)),
-            "classes": [_json_label(label) for label in estimator.classes_],
-            "classes_dtype": estimator.classes_.dtype.str,
-            "flat_input": bool(estimator._flat_input),
-            **{name: getattr(estimator, name) for name in _FITTED},
-        }
-        text = json.dumps(state, default=_json_label)
-    except TypeError as error:
-        raise ValueError(
-            f"Cannot save: a parameter is not JSON-serialisable ({error}); use plain values "
-            f"(an int random_state, a string or path for weights). Received: {params}"
-        ) from error
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as directory:
-        model_path = Path(directory) / _MODEL
-        estimator.model_.save(model_path)
-        with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as archive:
-            archive.writestr(_STATE, text)
-            archive.write(model_path, _MODEL)
-    return path
-
-
-def _not_a_model(path: Path, names=(), error=None) -> DataFileError:
-    """The error for a file that is not an skfer model: say what it is and what to do.
-
-    ``names`` are the members of a zip file; ``error`` is why it did not open as one.
-    """
-    with open(path, "rb") as file:
-        head = file.read(8)
-    if head.startswith(_PICKLE_SIGNATURES):  # checked first: a pickled model holds a zip
-        return DataFileError(
-            f"{str(path)!r} is a pickle or joblib file, not an skfer model; skfer never "
-            "unpickles (it can run arbitrary code). If you trust the file, load it with "
-            "joblib.load(path) and save it with clf.save('model.skfer'). "
-            f"Received: first bytes {head!r}"
-        )
-    if {"config.json", "model.weights.h5"} <= set(names):
-        return DataFileError(
-            f"{str(path)!r} is a Keras model file (.keras), not an skfer model; load it with "
-            "keras.models.load_model(path), or save a fitted classifier with "
-            f"clf.save('model.skfer'). Received: {sorted(names)[:5]}"
-        )
-    if error is None:
-        return DataFileError(
-            f"{str(path)!r} is a zip file but not an skfer model (it lacks {_STATE} or "
-            f"{_MODEL}); save models with clf.save(path). Received: {sorted(names)[:5]}"
-        )
-    return DataFileError(
-        f"{str(path)!r} is truncated or not an skfer model file ({error}); copy or save "
-        f"it again. Received: {path.stat().st_size} bytes"
-    )
+    if isinstance(estimator, StackingClassifier):
+        return _save_stack(estimator, Path(path))
+    return write_classifier(estimator, path)
 
 
 def load(path: str | os.PathLike):
-    """Load a classifier written by :func:`save` (or ``TransferCNNClassifier.save``).
+    """Load a classifier or stacked ensemble written by :func:`save` (or ``clf.save``).
 
-    The Keras model loads with ``safe_mode=True``. A truncated file, a file that is not a
+    The Keras models load with ``safe_mode=True``. A truncated file, a file that is not a
     ``.skfer`` archive (a Keras ``.keras`` file, a pickle or joblib file, ...) raises
     :class:`~skfer.errors.DataFileError` (a ``ValueError``) naming the problem, as does one
     written by an skfer with another file format.
     """
-    from .classifier import TransferCNNClassifier
-
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"No skfer model at {str(path)!r}.")
+    stacks = _stack_classes()
     try:
         with zipfile.ZipFile(path) as archive:
             names = set(archive.namelist())
-            if not {_STATE, _MODEL} <= names:
-                raise _not_a_model(path, names)
-            state = json.loads(archive.read(_STATE))
+            if STATE not in names:
+                raise not_a_model(path, names)
+            state = json.loads(archive.read(STATE))
+            if state.get("format") != FORMAT_VERSION or state.get("class") not in (
+                "TransferCNNClassifier",
+                *stacks,
+            ):
+                raise DataFileError(
+                    f"{str(path)!r} was written by skfer {state.get('skfer_version')!r} in file "
+                    f"format {state.get('format')!r}; this skfer ({__version__}) reads format "
+                    f"{FORMAT_VERSION}. Load it with the skfer version that wrote it, or retrain. "
+                    f"Received: format={state.get('format')!r}, class={state.get('class')!r}"
+                )
+            if state["class"] in stacks:
+                return _load_stack(archive, state, stacks[state["class"]], path)
+            if MODEL not in names:
+                raise not_a_model(path, names)
             with tempfile.TemporaryDirectory() as directory:
-                archive.extract(_MODEL, directory)
-                model = keras.models.load_model(Path(directory) / _MODEL, safe_mode=True)
+                archive.extract(MODEL, directory)
+                model = keras.models.load_model(Path(directory) / MODEL, safe_mode=True)
     except (zipfile.BadZipFile, EOFError, zipfile.LargeZipFile) as error:
-        raise _not_a_model(path, error=error) from error
-    if state.get("format") != FORMAT_VERSION or state.get("class") != "TransferCNNClassifier":
-        raise DataFileError(
-            f"{str(path)!r} was written by skfer {state.get('skfer_version')!r} in file format "
-            f"{state.get('format')!r}; this skfer ({_version()}) reads format {FORMAT_VERSION}. "
-            f"Load it with the skfer version that wrote it, or retrain. "
-            f"Received: format={state.get('format')!r}, class={state.get('class')!r}"
-        )
-    params = {name: _decode_param(value) for name, value in state["params"].items()}
-    params["head"] = tuple(params["head"])
-    estimator = TransferCNNClassifier(**params)
+        raise not_a_model(path, error=error) from error
+    estimator = _classifier_from_params(state["params"])
     estimator.classes_ = np.asarray(state["classes"], dtype=np.dtype(state["classes_dtype"]))
     estimator.n_features_in_ = state["n_features_in_"]
     estimator.image_shape_ = tuple(state["image_shape_"])
@@ -184,3 +140,188 @@ def load(path: str | os.PathLike):
     estimator._flat_input = state["flat_input"]
     estimator.model_ = model
     return estimator
+
+
+# ---------------------------------------------------------------------- stacked ensembles
+
+
+def _stack_classes() -> dict:
+    """The classes of the stacks that :func:`save` writes, by name."""
+    return {
+        "StackingClassifier": StackingClassifier,
+        "FERStackingClassifier": FERStackingClassifier,
+    }
+
+
+def _unsupported_member(name: str, kind: str) -> ValueError:
+    return ValueError(
+        "Cannot save the stack: skfer saves TransferCNNClassifier members and ClassExperts of "
+        f"a TransferCNNClassifier only; leave member {name!r} out of the stack, or save the "
+        f"members one by one. Received: {name!r} is a {kind}"
+    )
+
+
+def _member_state(name: str, frozen, file: str) -> tuple[dict, object]:
+    """The JSON state of one member of a stack, and the ``TransferCNNClassifier`` to be
+    saved as ``file``; ValueError for a member that :func:`save` cannot write."""
+    if not isinstance(frozen, FrozenEstimator):
+        raise ValueError(
+            f"Cannot save the stack: its member {name!r} is not a fitted model wrapped in "
+            "sklearn.frozen.FrozenEstimator (a make_fer_ensemble(..., prefit=False) stack holds "
+            "templates that it refits). Build the stack with make_fer_ensemble(..., "
+            "prefit=True) from fitted members (this stack's are its named_estimators_) and fit "
+            f"it on held-out data, or save the fitted members one by one. Received: {name!r} "
+            f"is a {type(frozen).__name__}"
+        )
+    member = frozen.estimator
+    if type(member) is TransferCNNClassifier:
+        return {"name": name, "type": "TransferCNNClassifier", "file": file}, member
+    if type(member) is not ClassExpert:
+        raise _unsupported_member(name, type(member).__name__)
+    check_is_fitted(member, "estimator_")
+    template = member.estimator
+    for inner in (member.estimator_, template):
+        if inner is not None and type(inner) is not TransferCNNClassifier:
+            raise _unsupported_member(name, f"ClassExpert of a {type(inner).__name__}")
+    state = {
+        "name": name,
+        "type": "ClassExpert",
+        "file": file,
+        "positive_class": labels_json(np.asarray([member.positive_class])),
+        "classes": labels_json(member.classes_),
+        "class_weight": encode_param(member.class_weight),
+        "stopping_metric": member.stopping_metric,
+        "template": None if template is None else params_json(template.get_params()),
+    }
+    return state, member.estimator_
+
+
+def _class_expert(state: dict, fitted):
+    """The ``ClassExpert`` of :func:`_member_state`'s ``state`` around ``fitted``."""
+    template = state["template"]
+    expert = ClassExpert(
+        None if template is None else _classifier_from_params(template),
+        labels_from_json(state["positive_class"])[0],
+        class_weight=decode_param(state["class_weight"]),
+        stopping_metric=state["stopping_metric"],
+    )
+    expert.estimator_ = fitted
+    expert.classes_ = labels_from_json(state["classes"])
+    return expert
+
+
+def _mlp_state(mlp) -> tuple[dict, bytes]:
+    """The MLP final estimator's parameters and fitted scalars (JSON), and its arrays as the
+    bytes of an ``.npz`` file."""
+    if type(mlp) is not MLPClassifier:
+        raise ValueError(
+            "Cannot save the stack: its final estimator is not an MLPClassifier; skfer saves "
+            "the stacks of make_fer_ensemble, whose final estimator is make_stacker()'s. "
+            f"Received: {type(mlp).__name__}"
+        )
+    arrays = {"classes_": mlp.classes_}
+    for layer, (coefs, intercepts) in enumerate(zip(mlp.coefs_, mlp.intercepts_, strict=True)):
+        arrays[f"coefs_{layer}"] = coefs
+        arrays[f"intercepts_{layer}"] = intercepts
+    buffer = io.BytesIO()
+    np.savez(buffer, allow_pickle=False, **arrays)
+    state = {
+        "params": params_json(mlp.get_params()),
+        **{name: getattr(mlp, name) for name in _MLP_FITTED},
+    }
+    return state, buffer.getvalue()
+
+
+def _fitted_mlp(state: dict, arrays) -> MLPClassifier:
+    """The MLPClassifier of :func:`_mlp_state`, with the fitted attributes ``predict_proba``
+    reads (the private one, ``_label_binarizer``, in :func:`_set_label_coders`)."""
+    params = decoded_params(state["params"])
+    if isinstance(params["hidden_layer_sizes"], list):
+        params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
+    mlp = MLPClassifier(**params)
+    for name in _MLP_FITTED:
+        setattr(mlp, name, state[name])
+    mlp.classes_ = arrays["classes_"]
+    mlp.coefs_ = [arrays[f"coefs_{layer}"] for layer in range(mlp.n_layers_ - 1)]
+    mlp.intercepts_ = [arrays[f"intercepts_{layer}"] for layer in range(mlp.n_layers_ - 1)]
+    return mlp
+
+
+def _set_label_coders(stack) -> None:
+    """Set the two private attributes of scikit-learn (1.9) that ``fit`` alone sets and that
+    prediction reads: the stack's ``_label_encoder`` (read by ``predict`` and
+    ``predict_proba``) and its MLP's ``_label_binarizer`` (read by ``predict``). ``fit`` fits
+    them on the labels; fitted on the saved classes, they are the same."""
+    # The only private scikit-learn attributes that skfer sets.
+    stack._label_encoder = LabelEncoder().fit(stack.classes_)
+    mlp = stack.final_estimator_
+    mlp._label_binarizer = LabelBinarizer().fit(mlp.classes_)
+
+
+def _save_stack(stack: StackingClassifier, path: Path) -> Path:
+    """:func:`save` for a fitted ``prefit=True`` stack: each member's Keras model as a
+    ``.skfer`` file inside ``path``."""
+    check_is_fitted(stack, "final_estimator_")
+    if type(stack) not in _stack_classes().values():
+        raise ValueError(
+            "Cannot save the stack: skfer saves StackingClassifier and FERStackingClassifier "
+            "(make_fer_ensemble) stacks, not subclasses; build it with make_fer_ensemble. "
+            f"Received: {type(stack).__name__}"
+        )
+    members, models = [], []
+    for number, (name, frozen) in enumerate(stack.estimators):
+        member_state, model = _member_state(name, frozen, f"members/{number}.skfer")
+        members.append(member_state)
+        models.append(model)
+    final_state, final_arrays = _mlp_state(stack.final_estimator_)
+    params = stack.get_params(deep=False)
+    del params["estimators"], params["final_estimator"]
+    state = {
+        "format": FORMAT_VERSION,
+        "skfer_version": __version__,
+        "class": type(stack).__name__,
+        "params": params_json(params),
+        "classes": labels_json(stack.classes_),
+        "stack_method_": list(stack.stack_method_),
+        "members": members,
+        "final_estimator": final_state,
+    }
+    text = json.dumps(state, default=json_label)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as directory:
+        with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as archive:
+            archive.writestr(STATE, text)
+            archive.writestr(_MLP_ARRAYS, final_arrays)
+            for member, model in zip(members, models, strict=True):
+                archive.write(save(model, Path(directory) / member["file"]), member["file"])
+    return path
+
+
+def _load_stack(archive: zipfile.ZipFile, state: dict, stack_class, path: Path):
+    """:func:`load` for the file of a stack: ``archive``, whose ``estimator.json`` is
+    ``state``, holds a ``stack_class``."""
+    missing = sorted(
+        {_MLP_ARRAYS, *(m["file"] for m in state["members"])} - set(archive.namelist())
+    )
+    if missing:
+        raise DataFileError(
+            f"{str(path)!r} is an skfer ensemble file without {missing}; save the ensemble "
+            f"again. Received: {sorted(archive.namelist())[:5]}"
+        )
+    members = []
+    with tempfile.TemporaryDirectory() as directory:
+        for member in state["members"]:
+            model = load(archive.extract(member["file"], directory))
+            if member["type"] == "ClassExpert":
+                model = _class_expert(member, model)
+            members.append((member["name"], FrozenEstimator(model)))
+    with np.load(io.BytesIO(archive.read(_MLP_ARRAYS)), allow_pickle=False) as arrays:
+        mlp = _fitted_mlp(state["final_estimator"], arrays)
+    stack = stack_class(members, final_estimator=clone(mlp), **decoded_params(state["params"]))
+    stack.estimators_ = [frozen for _, frozen in members]
+    stack.named_estimators_ = Bunch(**dict(members))
+    stack.stack_method_ = state["stack_method_"]
+    stack.classes_ = labels_from_json(state["classes"])
+    stack.final_estimator_ = mlp
+    _set_label_coders(stack)
+    return stack

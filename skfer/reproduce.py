@@ -34,6 +34,7 @@ import keras
 import numpy as np
 
 from .backbones import WeightsDownloadError, get_backbone, save_weights_by_layer_name
+from .backend import BackendError, has_gpu
 from .classifier import TransferCNNClassifier
 from .datasets import FER2013_CLASSES, load_fer2013
 from .ensemble import make_fer_ensemble, select_experts
@@ -173,6 +174,7 @@ class Ensemble:
 
     estimator: object
     experts: OneVsAllExperts
+    experts_on: str
     selection: object
     member_labels: tuple[str, ...]
 
@@ -303,17 +305,17 @@ def train_base_models(context: RunContext, run: RunData) -> BaseModels:
 # ----------------------------------------------------------------------------- step 3
 
 
-def train_experts(context: RunContext, run: RunData, best: TransferCNNClassifier, label: str):
-    """One-vs-all experts on the fine-tuned backbone of ``best``, trained on ``fit`` and
-    early-stopped on ``stop`` by balanced accuracy."""
+def train_experts(context: RunContext, run: RunData, source: TransferCNNClassifier, label: str):
+    """One-vs-all experts on the (fine-tuned) backbone of ``source``, the base model named
+    ``label``, trained on ``fit`` and early-stopped on ``stop`` by balanced accuracy."""
     context.progress.step(3, "experts")
     tick = time.perf_counter()
     backbone_file = save_weights_by_layer_name(
-        best.model_.get_layer(BACKBONE_LAYER).backbone, context.out / "best_backbone.h5"
+        source.model_.get_layer(BACKBONE_LAYER).backbone, context.out / "experts_backbone.h5"
     )
     template = TransferCNNClassifier(
         **{
-            **best.get_params(),
+            **source.get_params(),
             "weights": str(backbone_file),
             "long_epochs": 0,
             "augmentation": False,
@@ -322,7 +324,7 @@ def train_experts(context: RunContext, run: RunData, best: TransferCNNClassifier
         }
     )
     context.progress.log(
-        f"training {len(run.class_names)} one-vs-all experts on the fine-tuned backbone of {label}"
+        f"training {len(run.class_names)} one-vs-all experts on the backbone of {label}"
     )
     fit, stop = run.splits.fit, run.splits.stop
     names = [run.class_names[k] for k in np.unique(fit.target)]
@@ -356,7 +358,7 @@ def _expert_progress(progress: Progress, template, labels: list[str]):
 
 
 def stack_ensemble(
-    context: RunContext, run: RunData, bases: BaseModels, experts: OneVsAllExperts
+    context: RunContext, run: RunData, bases: BaseModels, experts: OneVsAllExperts, experts_on: str
 ) -> Ensemble:
     """Choose the ensemble's members on ``stack`` (greedy, by the stacker's cross-validated
     accuracy: experts and the other base models are the candidates) and fit the MLP on it."""
@@ -398,7 +400,7 @@ def stack_ensemble(
         "rule": selection.rule,
         "stack_images": len(stack),
     }
-    return Ensemble(estimator, experts, selection, members)
+    return Ensemble(estimator, experts, experts_on, selection, members)
 
 
 # ----------------------------------------------------------------------------- step 5
@@ -429,7 +431,7 @@ def write_report(
         predictions[experts_label] = {
             s.name: ensemble.experts.predict(s.images) for s in run.splits.tests
         }
-        notes[experts_label] = f"on the fine-tuned backbone of {best}"
+        notes[experts_label] = f"on the backbone of {ensemble.experts_on}"
         predictions["ensemble (MLP stack)"] = {
             s.name: ensemble.estimator.predict(s.images) for s in run.splits.tests
         }
@@ -481,6 +483,9 @@ def write_report(
         except ImportError as error:
             context.progress.log(f"figures skipped: {error}")
         context.document["models"] = _save_models(context, bases)
+    if ensemble is not None:
+        path = save(ensemble.estimator, context.out / "models" / "ensemble.skfer")
+        context.document["models"]["ensemble (MLP stack)"] = path.name
 
     context.timings["total"] = time.perf_counter() - context.progress.started
     document = {**context.document, "results": results, "timings_seconds": context.timings}
@@ -608,6 +613,13 @@ def reproduce(
             f"dataset='ferplus'. Received: test={test!r}, dataset={dataset!r}"
         )
     plan = smoke_preset(PRESETS[preset]) if smoke else PRESETS[preset]
+    if plan.needs_gpu and not has_gpu():
+        raise BackendError(
+            f"--preset {preset} needs a GPU, and Keras' {keras.backend.backend()} backend sees "
+            "none (on a CPU it would take days). Install the GPU build (pip install "
+            "'jax[cuda12]' with KERAS_BACKEND=jax, or 'tensorflow[and-cuda]'), use --preset "
+            "cpu, or add --smoke to try the preset's code on the CPU."
+        )
     context = RunContext(
         plan,
         dataset,
@@ -625,9 +637,11 @@ def reproduce(
     bases = train_base_models(context, run)
     ensemble = None
     if bases.models:
-        best = bases.best_label
-        experts = train_experts(context, run, bases.models[best], best)
-        ensemble = stack_ensemble(context, run, bases, experts)
+        on = (
+            context.plan.experts_on if context.plan.experts_on in bases.models else bases.best_label
+        )
+        experts = train_experts(context, run, bases.models[on], on)
+        ensemble = stack_ensemble(context, run, bases, experts, on)
     title = f"{preset}{' --smoke' if smoke else ''}" + (
         f" --dataset {dataset}" if dataset != "fer2013" else ""
     )
@@ -677,9 +691,9 @@ def _results_markdown(title, context, run, bases, results, paired, figures) -> s
         lines.append(f"- base model {base.label}: {params}{targets}")
     expert = ", ".join(f"{key}={value!r}" for key, value in plan.expert_params.items())
     lines += [
-        "- experts: the best base model's settings on its fine-tuned backbone, long_epochs=0, "
-        f"augmentation=False{f', {expert}' if expert else ''}, early-stopped by balanced "
-        "accuracy",
+        f"- experts: the settings of {plan.experts_on or 'the best base model'} on its "
+        f"(fine-tuned) backbone, long_epochs=0, augmentation=False"
+        f"{f', {expert}' if expert else ''}, early-stopped by balanced accuracy",
         f"- stacking MLP: hidden layers {plan.stacker_layers}; members chosen greedily "
         "(experts and the other base models) by 5-fold cross-validation on the stacking part",
         "",

@@ -11,6 +11,7 @@ from conftest import TINY, two_class_images
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.metrics import balanced_accuracy_score
 
+import skfer
 import skfer.ensemble
 import skfer.reproduce
 from skfer import OneVsAllExperts, TransferCNNClassifier
@@ -138,7 +139,15 @@ def test_no_stack_image_reaches_a_members_training_or_stopping(tmp_path, monkeyp
     assert sorted(p.name for p in (out / "models").iterdir()) == [
         "base_model_1.skfer",
         "base_model_2.skfer",
+        "ensemble.skfer",
     ]
+    loaded = skfer.load(out / "models" / "ensemble.skfer")
+    (row,) = [
+        r
+        for r in document["results"]
+        if r["model"] == "ensemble (MLP stack)" and r["split"] == "PublicTest"
+    ]
+    assert np.mean(loaded.predict(test) == np.arange(14) % 7) == row["accuracy"]
     text = (out / "results.md").read_text()
     assert "Ensemble against its best member, paired on the same test images" in text
 
@@ -230,3 +239,15 @@ def test_selection_takes_other_members_beside_the_experts():
         base, experts, expert_classes=[], others=[("perfect", informative)], random_state=0
     ).fit(X, y)
     assert [name for name, _ in ensemble.estimators] == ["base", "model_perfect"]
+
+
+def test_gpu_preset_without_a_gpu_is_a_clear_usage_error(tmp_path, capsys):
+    from skfer.backend import has_gpu
+
+    if has_gpu():
+        pytest.skip("this machine has a GPU: --preset gpu runs here")
+    csv = _write_csv(
+        tmp_path / "fer.csv", np.zeros((2, 48, 48), np.uint8), [0, 1], ["Training"] * 2
+    )
+    assert main(["reproduce", "--preset", "gpu", "--data", str(csv), "--out", str(tmp_path)]) == 2
+    assert "--preset gpu needs a GPU" in capsys.readouterr().err

@@ -1,0 +1,183 @@
+"""Partial fine-tuning on cached block maps: the same training, maps computed once per split."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from conftest import _tiny_cnn, two_class_images
+
+import skfer
+from skfer import TransferCNNClassifier, get_backbone
+from skfer.backbones import TF_MODE, BackboneSpec, list_backbones, register_backbone
+from skfer.cache import FeatureCache, feature_cache, predict_in_chunks
+from skfer.model import build_transfer_model
+from skfer.training import BLOCK_MAP_DTYPE, cached_split
+
+# The tiny test CNN cut into four blocks, so that 1, 2 and 3 top blocks have distinct splits.
+if "tiny_test_cnn_four_blocks" not in list_backbones():
+    register_backbone(
+        BackboneSpec(
+            name="tiny_test_cnn_four_blocks",
+            builder=_tiny_cnn,
+            preprocessing=TF_MODE,
+            default_input_size=16,
+            min_input_size=8,
+            block_ends=("conv1", "conv1_relu", "conv2", "conv2_relu"),
+            description="test-only backbone",
+        )
+    )
+
+
+@pytest.fixture(autouse=True)
+def empty_cache():
+    feature_cache.clear()
+    yield
+    feature_cache.clear()
+
+
+@pytest.fixture
+def partial(tiny_params) -> dict:
+    """The tiny classifier training its top block on cached maps; no choice between phases."""
+    return {**tiny_params, "short_epochs": 2, "long_epochs": 3, "unfreeze_blocks": 1,
+            "patience": None}  # fmt: skip
+
+
+class TrainedInputs(keras.callbacks.Callback):
+    """Records the dtype and shape of what each phase's trained model takes."""
+
+    def __init__(self):
+        super().__init__()
+        self.inputs = []
+
+    def on_train_begin(self, logs=None):
+        self.inputs.append((self.model.inputs[0].dtype, tuple(self.model.inputs[0].shape)))
+
+
+def _backbone_layer(clf, name):
+    return clf.model_.get_layer("backbone").backbone.get_layer(name)
+
+
+def test_a_cached_partial_fit_equals_the_uncached_one(partial, tmp_path):
+    X, y = two_class_images(96, 16, darken=3)
+    params = {**partial, "validation_fraction": 0.25}
+    spy = TrainedInputs()
+    cached = TransferCNNClassifier(**params).fit(X, y, callbacks=[spy])
+    assert feature_cache.misses == 4  # pooled features, then block maps: training, validation
+    assert spy.inputs[1] == (BLOCK_MAP_DTYPE, (None, 8, 8, 8))  # the long phase: conv1's maps
+    uncached = TransferCNNClassifier(**params, cache_features=False).fit(X, y)
+    assert cached.history_["phase"] == uncached.history_["phase"] == ["short"] * 2 + ["long"] * 3
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        np.testing.assert_allclose(cached.history_[key], uncached.history_[key], rtol=1e-4)
+    np.testing.assert_allclose(cached.predict_proba(X), uncached.predict_proba(X), atol=1e-4)
+
+    short_only = TransferCNNClassifier(**{**params, "long_epochs": 0}).fit(X, y)
+    kernels = [_backbone_layer(clf, "conv2").get_weights()[0] for clf in (cached, short_only)]
+    assert not np.allclose(*kernels)  # block 2 trained, through the whole model's layers
+    np.testing.assert_array_equal(
+        _backbone_layer(cached, "conv1").get_weights()[0],
+        _backbone_layer(short_only, "conv1").get_weights()[0],
+    )  # the block below stayed frozen
+    loaded = skfer.load(cached.save(tmp_path / "partial.skfer"))
+    np.testing.assert_allclose(loaded.predict_proba(X), cached.predict_proba(X), atol=1e-6)
+
+
+def test_each_split_point_has_its_own_maps_computed_once(partial):
+    X, y = two_class_images(64, 16, darken=3)
+    params = {**partial, "backbone": "tiny_test_cnn_four_blocks", "short_epochs": 1,
+              "long_epochs": 1}  # fmt: skip
+    TransferCNNClassifier(**params).fit(X, y)
+    assert (feature_cache.misses, feature_cache.hits) == (2, 0)  # pooled features, maps
+    TransferCNNClassifier(**{**params, "head": (4,)}).fit(X, y == 0)  # same weights, images
+    assert (feature_cache.misses, feature_cache.hits) == (2, 2)
+    for blocks in (2, 3):  # other boundaries: conv1_relu, conv1
+        TransferCNNClassifier(**{**params, "unfreeze_blocks": blocks}).fit(X, y)
+    assert (feature_cache.misses, feature_cache.hits) == (4, 4)
+    spec = get_backbone("tiny_test_cnn_four_blocks")
+    model = build_transfer_model(spec, channels=1, n_classes=2, input_size=16, head=(8,))
+    graphs = [cached_split(model, spec, blocks).graph for blocks in (0, 1, 2, 3)]
+    assert len({repr(sorted(graph.items())) for graph in graphs}) == 4
+    assert cached_split(model, spec, 4) is None and cached_split(model, spec, None) is None
+
+
+@pytest.mark.parametrize("batchnorm_training", [False, True])
+def test_batchnorm_of_the_trained_block_keeps_its_statistics(partial, batchnorm_training):
+    X, y = two_class_images(64, 16, darken=3)
+    clf = TransferCNNClassifier(**partial, batchnorm_training=batchnorm_training).fit(X, y)
+    assert feature_cache.misses == 2  # the long phase ran on cached maps
+    gamma, beta, moving_mean, moving_variance = _backbone_layer(clf, "conv2_bn").get_weights()
+    assert not np.allclose(gamma, 1) and not np.allclose(beta, 0)  # scale and offset learn
+    initial_statistics = np.allclose(moving_mean, 0) and np.allclose(moving_variance, 1)
+    assert initial_statistics != batchnorm_training
+
+
+def _peak_rss_bytes() -> int:
+    return int(re.search(r"VmHWM:\s+(\d+) kB", Path("/proc/self/status").read_text())[1]) * 1024
+
+
+def _rss_bytes() -> int:
+    return int(re.search(r"VmRSS:\s+(\d+) kB", Path("/proc/self/status").read_text())[1]) * 1024
+
+
+def test_block_maps_are_float16_and_computed_and_read_in_chunks():
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # resets the peak resident memory
+    except OSError:
+        pytest.skip("needs Linux's /proc/self/clear_refs to measure peak memory")
+    spec = get_backbone("tiny_test_cnn")
+    model = build_transfer_model(spec, channels=1, n_classes=2, input_size=64, head=(8,))
+    split = cached_split(model, spec, 1)  # conv1's maps: 32 x 32 x 8 per image
+    images = np.random.default_rng(0).integers(0, 256, (2048, 64, 64), dtype=np.uint8)
+    cache = FeatureCache(chunk_bytes=2**20)
+
+    def maps(x):
+        return cache.features(split.frozen, x, graph=split.graph, batch_size=16, dtype=split.dtype)
+
+    maps(images[:64])  # traces the prediction step
+    float32_bytes = images.shape[0] * 32 * 32 * 8 * 4  # 64 MiB
+    Path("/proc/self/clear_refs").write_text("5")
+    before = _rss_bytes()
+    stored = maps(images)
+    peak = _peak_rss_bytes() - before
+    assert stored.dtype == np.float16 and stored.shape == (2048, 32, 32, 8)
+    # The float16 array (32 MiB) and a chunk; a float32 array of all maps would add 64 MiB.
+    assert peak < 0.75 * float32_bytes, f"peak {peak / 2**20:.0f} MiB"
+    np.testing.assert_allclose(stored[:64], maps(images[:64]))
+    reference = split.frozen.predict(images[-16:], verbose=0)
+    np.testing.assert_allclose(stored[-16:], reference, rtol=2e-3, atol=1e-3)
+
+    predict_in_chunks(split.trained, stored[:64], 16)  # traces the top part's prediction step
+    Path("/proc/self/clear_refs").write_text("5")
+    before = _rss_bytes()
+    proba = predict_in_chunks(split.trained, stored, 16, chunk_bytes=2**20)
+    peak = _peak_rss_bytes() - before
+    # Keras casts a float16 array given whole to float32 (64 MiB here), and copies it.
+    assert peak < 0.25 * float32_bytes, f"peak {peak / 2**20:.0f} MiB"
+    np.testing.assert_allclose(proba[-16:], split.trained.predict(stored[-16:], verbose=0))
+
+
+def test_maps_beyond_float16_raise():
+    inputs = keras.Input((2,))
+    model = keras.Model(inputs, keras.layers.Dense(2, kernel_initializer="ones")(inputs))
+    with pytest.raises(OverflowError, match="float16"):
+        FeatureCache().features(
+            model, np.full((4, 2), 5e4, np.float32), graph={}, batch_size=2, dtype="float16"
+        )
+
+
+@pytest.mark.parametrize("long_epochs", [0, 2], ids=["pooled_features", "block_maps"])
+def test_flip_tta_on_the_cached_path_equals_the_uncached_one(partial, long_epochs):
+    X, y = two_class_images(48, 16, darken=3)
+    clf = TransferCNNClassifier(**{**partial, "long_epochs": long_epochs}, test_time_flip=True)
+    clf.fit(X, y)
+    feature_cache.clear()
+    cached = clf.predict_proba_cached(X)
+    assert (feature_cache.misses, feature_cache.hits) == (2, 0)  # the images, their mirror
+    per_image = 8 * 8 * 8 * 2 if long_epochs else 16 * 4  # float16 maps, float32 pooled
+    assert feature_cache.nbytes == 2 * len(X) * per_image
+    np.testing.assert_allclose(cached, clf.predict_proba(X), atol=1e-4)
+    np.testing.assert_allclose(clf.predict_proba_cached(X), cached)
+    assert (feature_cache.misses, feature_cache.hits) == (2, 2)
