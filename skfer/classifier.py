@@ -429,10 +429,6 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
     def predict_proba(self, X) -> np.ndarray:
         """Class probabilities, one column per entry of ``classes_``.
 
-        With ``cache_features=True`` (the default) this is :meth:`predict_proba_cached`:
-        predicting the same images again, or with another model on the same backbone
-        weights, reuses the backbone's output from the feature cache.
-
         Parameters
         ----------
         X : array-like
@@ -442,7 +438,7 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         -------
         ndarray of shape (n, n_classes)
         """
-        return self._predict_proba(X, cached=self.cache_features)
+        return self._predict_proba(X, cached=False)
 
     def predict_proba_cached(self, X) -> np.ndarray:
         """:meth:`predict_proba` with the backbone's pooled features from the feature cache.

@@ -10,6 +10,7 @@ between them.
 from __future__ import annotations
 
 import contextlib
+import warnings
 
 import keras
 
@@ -102,4 +103,13 @@ def even_rows(data: tuple | None, strategy) -> tuple | None:
     if data is None or not isinstance(strategy, keras.distribution.DataParallel):
         return data
     rows = len(data[0]) - len(data[0]) % device_count(strategy)
+    if rows < len(data[0]):
+        warnings.warn(
+            f"distribution='data_parallel' splits every batch evenly between "
+            f"{device_count(strategy)} devices: the last {len(data[0]) - rows} of the "
+            f"{len(data[0])} validation images are left out of early stopping. Pass a "
+            "multiple of the device count to use them all.",
+            UserWarning,
+            stacklevel=3,
+        )
     return tuple(part[:rows] for part in data)

@@ -79,6 +79,10 @@ TWO_DEVICES = (
         batch_size_error = None
     except ValueError as error:
         batch_size_error = str(error)
+    import warnings
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        val_rows = len(even_rows((np.zeros(15), np.zeros(15)), clf._strategy)[1])
     print(json.dumps({
         "devices": keras.distribution.list_devices(),
         "strategy": type(clf._strategy).__name__,
@@ -88,7 +92,8 @@ TWO_DEVICES = (
             for w in clf.model_.weights
         ],
         "loss": clf.history_["loss"],
-        "val_rows": len(even_rows((np.zeros(15), np.zeros(15)), clf._strategy)[1]),
+        "val_rows": val_rows,
+        "val_warning": [str(w.message) for w in caught],
         "proba_shape": clf.predict_proba(X[:7]).shape,
         "batch_size_error": batch_size_error,
     }))
@@ -145,6 +150,7 @@ def test_data_parallel_on_two_jax_devices_splits_batches_and_replicates_variable
     loss = report["loss"]
     assert len(loss) == 5 and loss[-1] < 0.95 * loss[0]
     assert report["val_rows"] == 14
+    assert any("the last 1 of the 15 validation images" in m for m in report["val_warning"])
     assert report["proba_shape"] == [7, 2]
     assert "batch_size must be a multiple of 2. Received: batch_size=15" in (
         report["batch_size_error"] or ""
