@@ -39,6 +39,10 @@ EXIT_INTERRUPTED = 130
 
 _PRESETS = ("cpu", "gpu", "paper", "quick")  # sorted(skfer.reproduce.PRESETS), without importing TF
 _DISTRIBUTIONS = ("data_parallel", "mirrored")  # skfer.distribute.DISTRIBUTIONS but None, as above
+_PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")  # skfer.classifier.PRECISIONS
+_SCHEDULES = ("constant", "cosine")  # skfer.training.SCHEDULES
+_STOPPING_METRICS = ("accuracy", "balanced_accuracy")  # skfer.stopping.STOPPING_METRICS
+_FER2013_FOLDERS = {"train", "test"}  # subfolders of the Kaggle FER2013 image folder
 
 
 def _number(kind: Callable, low: float, high: float = math.inf, *, open_low: bool = False):
@@ -97,13 +101,19 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser(
         "train",
         parents=[common],
-        help="train a classifier on FER2013's Training split",
-        description="Train a TransferCNNClassifier on the Training split, with a stratified "
-        "part of Training held out for early stopping, and save it; print the held-out "
-        "accuracy and the accuracy on each test split of --data (never used in training). "
-        "Unset options keep TransferCNNClassifier's defaults.",
+        help="train a classifier on FER2013's Training split or on your own photos",
+        description="Train a TransferCNNClassifier on the Training split (or on a folder of "
+        "your own photos, one subfolder per class), with a stratified part held out for early "
+        "stopping, and save it; print the held-out accuracy and the accuracy on each test "
+        "split of --data (never used in training). Unset options keep TransferCNNClassifier's "
+        "defaults.",
     )
-    train.add_argument("--data", required=True, help="FER2013 CSV (.csv or .csv.gz) or folder")
+    train.add_argument(
+        "--data",
+        required=True,
+        help="FER2013 CSV (.csv or .csv.gz) or image folder (train/, test/), or a folder of "
+        "your own photos with one subfolder per class (the class names)",
+    )
     train.add_argument("--backbone", required=True, help="a name from skfer.list_backbones()")
     train.add_argument(
         "--weights",
@@ -118,7 +128,43 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--short-lr", type=_RATE, help="short-phase learning rate", **_suppressed)
     train.add_argument("--long-lr", type=_RATE, help="long-phase learning rate", **_suppressed)
     train.add_argument("--batch-size", type=_POSITIVE, help="images per step", **_suppressed)
+    train.add_argument(
+        "--head",
+        type=_POSITIVE,
+        nargs="+",
+        metavar="UNITS",
+        help="hidden layer sizes of the head, e.g. --head 256 256",
+        **_suppressed,
+    )
+    train.add_argument(
+        "--unfreeze-blocks",
+        type=_COUNT,
+        metavar="N",
+        help="fine-tune only the top N backbone blocks in the long phase",
+        **_suppressed,
+    )
+    train.add_argument(
+        "--patience", type=_COUNT, help="epochs without improvement before stopping", **_suppressed
+    )
+    train.add_argument(
+        "--stopping-metric",
+        choices=_STOPPING_METRICS,
+        help="validation score that early stopping follows",
+        **_suppressed,
+    )
+    train.add_argument(
+        "--long-schedule",
+        choices=_SCHEDULES,
+        help="long-phase learning rate: constant, or warm-up then cosine decay",
+        **_suppressed,
+    )
+    train.add_argument("--precision", choices=_PRECISIONS, help="Keras dtype policy", **_suppressed)
     train.add_argument("--augment", action="store_true", help="random mirror, shift, rotate, zoom")
+    train.add_argument(
+        "--test-time-flip",
+        action="store_true",
+        help="average each image's probabilities with its mirror image's",
+    )
     train.add_argument(
         "--distribution",
         choices=_DISTRIBUTIONS,
@@ -134,7 +180,34 @@ def build_parser() -> argparse.ArgumentParser:
         type=_FRACTION,
         default=0.1,
         metavar="FRACTION",
-        help="part of Training held out for early stopping (default: %(default)s)",
+        help="part of Training (or of the photos) held out for early stopping (default: "
+        "%(default)s)",
+    )
+    photos = train.add_argument_group("your own photos (--data FOLDER/<class>/*.jpg)")
+    photos.add_argument(
+        "--image-size",
+        type=_POSITIVE,
+        metavar="PX",
+        help="side the photos are resized to (default: --input-size, else the backbone's)",
+        **_suppressed,
+    )
+    photos.add_argument("--gray", action="store_true", help="load the photos as gray images")
+    photos.add_argument(
+        "--crop-faces", action="store_true", help="crop each photo to its largest face first"
+    )
+    photos.add_argument(
+        "--min-face",
+        type=_number(int, 12),
+        metavar="PX",
+        help="with --crop-faces: smallest face searched for, in pixels (default: 30)",
+        **_suppressed,
+    )
+    photos.add_argument(
+        "--on-no-face",
+        choices=("error", "skip"),
+        help="with --crop-faces, photos without a face: stop with an error listing them "
+        "(default), or leave them out",
+        **_suppressed,
     )
     train.add_argument("--seed", type=_seed, default=0, help="random seed (default: 0)")
     train.add_argument("--out", required=True, metavar="MODEL.skfer", help="model file to write")
@@ -375,12 +448,13 @@ def _progress(args: argparse.Namespace, message: str) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
+    import numpy as np
     from sklearn.model_selection import train_test_split
 
     from .backbones import get_backbone, list_backbones
     from .backend import BackendError
     from .classifier import TransferCNNClassifier
-    from .datasets import load_fer2013
+    from .datasets import load_fer2013, load_image_folder
     from .distribute import make_strategy
     from .protocol import stratified_rows
 
@@ -411,14 +485,42 @@ def _train(args: argparse.Namespace) -> int:
             f"({', '.join(['default', *spec.weights, 'none'])})"
         )
 
-    data = load_fer2013(args.data)
-    if "train" not in data:
-        return _fail(
-            f"{args.data} has no Training rows (it holds {list(data.splits)}); pass a FER2013 "
-            "file with Training rows to train on",
-            EXIT_INVALID_FILE,
+    own_photos = _is_photo_folder(Path(args.data))
+    photo_options = ("image_size", "gray", "crop_faces", "min_face", "on_no_face")
+    given = [f"--{dest.replace('_', '-')}" for dest in photo_options if getattr(args, dest, False)]
+    if given and not own_photos:
+        args.parser.error(
+            f"{' and '.join(given)}: only for a folder of your own photos (one subfolder per "
+            f"class); {args.data} is FER2013 data"
         )
-    images, target = data.train.images, data.train.target
+    if not args.crop_faces and ("min_face" in args or "on_no_face" in args):
+        args.parser.error("--min-face and --on-no-face go with --crop-faces")
+
+    if own_photos:
+        data = load_image_folder(
+            args.data,
+            size=getattr(args, "image_size", getattr(args, "input_size", spec.default_input_size)),
+            gray=args.gray,
+            crop_faces=args.crop_faces,
+            min_face=getattr(args, "min_face", 30),
+            on_no_face=getattr(args, "on_no_face", "error"),
+        )
+        if data.no_face:
+            _progress(args, f"left out {len(data.no_face)} photo(s) without a face")
+        _progress(args, data.DESCR)
+        images, target = data.images, np.asarray(data.class_names)[data.target]
+        tests, part = [], "the photos"
+    else:
+        data = load_fer2013(args.data)
+        if "train" not in data:
+            return _fail(
+                f"{args.data} has no Training rows (it holds {list(data.splits)}); pass a "
+                "FER2013 file with Training rows to train on",
+                EXIT_INVALID_FILE,
+            )
+        images, target = data.train.images, data.train.target
+        tests = [data[SPLIT_ATTRIBUTES[usage]] for usage in data.splits if usage != "Training"]
+        part = "Training"
     if args.limit_per_class is not None:
         rows = stratified_rows(target, args.limit_per_class, args.seed)
         images, target = images[rows], target[rows]
@@ -428,11 +530,12 @@ def _train(args: argparse.Namespace) -> int:
         )
     except ValueError as error:
         return _fail(
-            f"cannot hold out {args.holdout:g} of {len(target)} Training images with every "
-            f"class in both parts ({error}); pass a larger --holdout or --limit-per-class",
+            f"cannot hold out {args.holdout:g} of {len(target)} "
+            f"{'photos' if own_photos else 'Training images'} with every class in both parts "
+            f"({error}); pass a larger --holdout or --limit-per-class",
             EXIT_USAGE,
         )
-    held_out = f"held-out {args.holdout:.0%} of Training (early stopping)"
+    held_out = f"held-out {args.holdout:.0%} of {part} (early stopping)"
 
     options = {
         "input_size": "input_size",
@@ -442,28 +545,45 @@ def _train(args: argparse.Namespace) -> int:
         "long_lr": "long_learning_rate",
         "batch_size": "batch_size",
         "distribution": "distribution",
+        "unfreeze_blocks": "unfreeze_blocks",
+        "patience": "patience",
+        "stopping_metric": "stopping_metric",
+        "long_schedule": "long_schedule",
+        "precision": "precision",
     }
     clf = TransferCNNClassifier(
         args.backbone,
         weights=weights,
         augmentation=args.augment,
+        test_time_flip=args.test_time_flip,
         random_state=args.seed,
         verbose=0 if args.quiet else 1,
+        **({"head": tuple(args.head)} if "head" in args else {}),
         **{param: getattr(args, dest) for dest, param in options.items() if dest in args},
     )
     _progress(args, f"training {args.backbone} on {len(target)} images; validation: {held_out}")
     clf.fit(images, target, validation_data=(X_val, y_val))
     path = clf.save(args.out)
     print(f"{held_out} accuracy: {clf.score(X_val, y_val):.4f} ({len(y_val)} images)")
-    for usage in data.splits:
-        if usage != "Training":
-            split = data[SPLIT_ATTRIBUTES[usage]]
-            print(
-                f"{usage} accuracy (test split, not used in training): "
-                f"{clf.score(split.images, split.target):.4f} ({len(split.target)} images)"
-            )
+    for split in tests:
+        print(
+            f"{split.usage} accuracy (test split, not used in training): "
+            f"{clf.score(split.images, split.target):.4f} ({len(split.target)} images)"
+        )
     print(f"saved {path}")
     return 0
+
+
+def _is_photo_folder(path: Path) -> bool:
+    """Whether ``path`` is a folder of class subfolders, not FER2013's train/ and test/."""
+    if not path.is_dir():
+        return False
+    names = {
+        entry.name.lower()
+        for entry in path.iterdir()
+        if entry.is_dir() and not entry.name.startswith(".")
+    }
+    return not names <= _FER2013_FOLDERS
 
 
 def _evaluate(args: argparse.Namespace) -> int:

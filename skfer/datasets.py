@@ -1,4 +1,5 @@
-"""Load FER2013 from the Kaggle CSV (plain or gzip) or the Kaggle image-folder layout.
+"""Load FER2013 from the Kaggle CSV (plain or gzip) or the Kaggle image-folder layout, and
+a folder of your own labelled photos (:func:`load_image_folder`).
 
 The CSV parser is vectorised with numpy: the file is decompressed in pieces on the main
 thread while a worker thread parses whole lines of the previous pieces, so a full
@@ -369,6 +370,141 @@ def _parse_row(line: bytes, layout: _Layout, line_number: int) -> tuple[np.ndarr
 # ---------------------------------------------------------------------- image folder
 
 
+def load_image_folder(
+    path: str | os.PathLike,
+    *,
+    size: int | None = None,
+    gray: bool = False,
+    crop_faces: bool = False,
+    min_face: int = 30,
+    on_no_face: str = "error",
+) -> Bunch:
+    """Load your own labelled photos from a folder with one subfolder per class.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A folder laid out as ``<path>/<class>/*.png|jpg|jpeg|gif|bmp`` (any case), e.g.
+        ``photos/happy/*.jpg`` and ``photos/sad/*.png``; photos of any size, colour or gray.
+    size : int, optional
+        Side of the square images returned, in pixels: every photo (or face crop) is resized
+        to ``size`` x ``size`` with Pillow's antialiased bilinear filter, without keeping its
+        aspect ratio. Default: 224 (the input of the face-trained MobileNet and of most
+        ImageNet backbones), or 48 (FER2013's size) with ``gray=True``.
+    gray : bool, default=False
+        Return gray ``(n, size, size)`` images (ITU-R 601 luma) rather than RGB
+        ``(n, size, size, 3)``.
+    crop_faces : bool, default=False
+        First crop each photo to its largest face, found by :func:`skfer.faces.detect_faces`
+        and cut out by :func:`skfer.faces.crop_faces` (square, 20% margin); needs the
+        ``mtcnn`` package (``pip install 'skfer[faces]'``).
+    min_face : int, default=30
+        With ``crop_faces``: smallest face searched for, in pixels (at least 12).
+    on_no_face : {'error', 'skip'}, default='error'
+        With ``crop_faces``, a photo without a face: 'error' raises a ``DataFileError``
+        listing every such photo; 'skip' leaves them out and lists them in ``no_face``.
+
+    Returns
+    -------
+    sklearn.utils.Bunch
+        ``images`` (uint8), ``target`` (int64, index into ``class_names``), ``class_names``
+        (the subfolder names, sorted), ``paths`` (the file of each image, as str),
+        ``no_face`` (paths of the photos left out for want of a face), ``source`` and
+        ``DESCR``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist (``NotADirectoryError`` if it is a file).
+    DataFileError
+        If an entry is not an image file, an image cannot be decoded, a class folder is
+        empty, a file lies outside the class folders, or (``on_no_face='error'``) a photo
+        has no face; the message names the files.
+    ValueError
+        On a bad ``size``, ``min_face`` or ``on_no_face``.
+    """
+    from PIL import Image
+
+    from . import faces
+
+    root = Path(path)
+    if not root.is_dir():
+        kind = NotADirectoryError if root.exists() else FileNotFoundError
+        raise kind(
+            f"No photo folder at '{root}'; pass a folder with one subfolder of photos per class "
+            f"(<folder>/happy/*.jpg, <folder>/sad/*.png, ...). Received: {str(root)!r}"
+        )
+    side = (48 if gray else 224) if size is None else size
+    faces._check_positive(side, "size")
+    faces._check_face_size(min_face, "min_face")
+    if on_no_face not in ("error", "skip"):
+        raise ValueError(f"on_no_face must be 'error' or 'skip'. Received: {on_no_face!r}")
+    files = []  # (path, class index)
+    class_dirs = _visible(root)
+    for index, class_dir in enumerate(class_dirs):
+        if not class_dir.is_dir():
+            raise DataFileError(
+                f"'{class_dir}' lies directly in the photo folder; photos go in one subfolder "
+                "per class (<folder>/<class>/<photo>). Move it into a class folder or remove "
+                "it. " + received(class_dir.name)
+            )
+        found = _class_images(class_dir, faces.IMAGE_SUFFIXES)
+        if not found:
+            raise DataFileError(
+                f"Class folder '{class_dir}' holds no photos; add photos to it or remove it. "
+                + received(class_dir.name)
+            )
+        files.extend((file, index) for file in found)
+    if not class_dirs:
+        raise DataFileError(
+            f"No class folders in '{root}'; expected one subfolder per class, named after "
+            "the class, holding its photos (<folder>/happy/*.jpg, ...). " + received(str(root))
+        )
+    images, kept, no_face = [], [], []
+    for file, index in files:
+        photo = faces.load_image(file)
+        if not crop_faces:
+            image = Image.fromarray(photo).convert("L" if gray else "RGB")
+            images.append(np.asarray(image.resize((side, side), Image.Resampling.BILINEAR)))
+        elif boxes := faces.detect_faces(photo, min_size=min_face):
+            largest = max(boxes, key=lambda box: box.width * box.height)
+            images.append(faces.crop_faces(photo, [largest], size=side, grayscale=gray)[0])
+        else:
+            no_face.append(str(file))
+            continue
+        kept.append((str(file), index))
+    if no_face and on_no_face == "error":
+        shown = ", ".join(f"'{name}'" for name in no_face[:10])
+        more = f" and {len(no_face) - 10} more" if len(no_face) > 10 else ""
+        raise DataFileError(
+            f"No face of at least {min_face} px found in {len(no_face)} of {len(files)} "
+            f"photos: {shown}{more}. Remove or crop them by hand, lower min_face, or pass "
+            "on_no_face='skip' to leave them out. " + received(no_face[0])
+        )
+    class_names = tuple(class_dir.name for class_dir in class_dirs)
+    target = np.array([index for _, index in kept], dtype=np.int64)
+    per_class = np.bincount(target, minlength=len(class_names))
+    emptied = [name for name, n in zip(class_names, per_class, strict=True) if n == 0]
+    if emptied:
+        raise DataFileError(
+            f"No photo of class(es) {emptied} shows a face of at least {min_face} px; add "
+            "photos with faces or lower min_face. " + received(str(root))
+        )
+    shape = (len(kept), side, side) if gray else (len(kept), side, side, 3)
+    counts = ", ".join(f"{name} ({n})" for name, n in zip(class_names, per_class, strict=True))
+    cropped = ", each cropped to its largest face" if crop_faces else ""
+    return Bunch(
+        images=np.stack(images).reshape(shape),
+        target=target,
+        class_names=class_names,
+        paths=np.array([name for name, _ in kept]),
+        no_face=tuple(no_face),
+        source=str(root),
+        DESCR=f"{len(kept)} photos from '{root}'{cropped}, resized to {side}x{side} "
+        f"{'gray' if gray else 'RGB'}. Classes (subfolders): {counts}.",
+    )
+
+
 def _read_image_folder(root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Read ``<root>/{train,test}/<class>/*`` into ``(images, target, usage code, rows)``."""
     import tensorflow as tf
@@ -392,12 +528,7 @@ def _read_image_folder(root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
                     f"Unknown class folder '{class_dir}'; FER2013 class folders are named "
                     f"{valid} (any case). Rename or remove it. " + received(class_dir.name)
                 )
-            for file in _visible(class_dir):
-                if file.suffix.lower() not in _IMAGE_SUFFIXES or not file.is_file():
-                    raise DataFileError(
-                        f"'{file}' is not a {'/'.join(_IMAGE_SUFFIXES)} image file; the class "
-                        "folders may hold only images. Remove or convert it. " + received(file.name)
-                    )
+            for file in _class_images(class_dir, _IMAGE_SUFFIXES):
                 prefix = file.name.partition("_")[0]
                 split = prefix if prefix in SPLIT_ATTRIBUTES else default_split
                 files.append((file.relative_to(root).as_posix(), split, label))
@@ -430,6 +561,18 @@ def _read_image_folder(root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
     target = np.array([FER2013_CLASSES.index(label) for _, _, label in files], dtype=np.int64)
     usage = np.array([_SPLITS.index(split) for _, split, _ in files], dtype=np.int8)
     return images, target, usage, np.arange(len(files), dtype=np.int64)
+
+
+def _class_images(class_dir: Path, suffixes: Sequence[str]) -> list[Path]:
+    """Return the files of a class folder, sorted; raise if one is not an image file."""
+    files = _visible(class_dir)
+    for file in files:
+        if file.suffix.lower() not in suffixes or not file.is_file():
+            raise DataFileError(
+                f"'{file}' is not a {'/'.join(suffixes)} image file; the class "
+                "folders may hold only images. Remove or convert it. " + received(file.name)
+            )
+    return files
 
 
 def _visible(folder: Path) -> list[Path]:
