@@ -13,6 +13,7 @@ _LAZY = {
     "OneVsAllExperts": "skfer.experts",
     "get_backbone": "skfer.backbones",
     "list_backbones": "skfer.backbones",
+    "load_image_folder": "skfer.datasets",
     "load": "skfer.persistence",
     "save": "skfer.persistence",
 }

@@ -36,6 +36,7 @@ EXIT_USAGE = 2
 EXIT_DOWNLOAD_FAILED = 3
 EXIT_INVALID_FILE = 4
 EXIT_INTERRUPTED = 130
+DEFAULT_MIN_FACE = 30  # pixels: skfer.faces.predict_paths' default
 
 _PRESETS = ("cpu", "gpu", "paper", "quick")  # sorted(skfer.reproduce.PRESETS), without importing TF
 _DISTRIBUTIONS = ("data_parallel", "mirrored")  # skfer.distribute.DISTRIBUTIONS but None, as above
@@ -43,6 +44,7 @@ _PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")  # skfer.classifier
 _SCHEDULES = ("constant", "cosine")  # skfer.training.SCHEDULES
 _STOPPING_METRICS = ("accuracy", "balanced_accuracy")  # skfer.stopping.STOPPING_METRICS
 _FER2013_FOLDERS = {"train", "test"}  # subfolders of the Kaggle FER2013 image folder
+_FACE_OPTIONS = ("crop_faces", "min_face", "on_no_face")  # evaluate's options for photo folders
 
 
 def _number(kind: Callable, low: float, high: float = math.inf, *, open_low: bool = False):
@@ -216,19 +218,46 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser(
         "evaluate",
         parents=[common],
-        help="score a model on FER2013 splits",
-        description="Print accuracy, macro precision, recall and F1 and per-class recall.",
+        help="score a model on FER2013 splits or on a folder of labelled photos",
+        description="Print accuracy, macro precision, recall and F1 and per-class recall, per "
+        "split of FER2013 data or on a folder of labelled photos (one subfolder per class, "
+        "named after the model's classes).",
     )
     evaluate.add_argument("model", metavar="MODEL", help="an .skfer model file")
-    evaluate.add_argument("--data", required=True, help="FER2013 CSV (.csv or .csv.gz) or folder")
+    evaluate.add_argument(
+        "--data",
+        required=True,
+        help="FER2013 CSV (.csv or .csv.gz) or image folder (train/, test/), or a folder of "
+        "labelled photos with one subfolder per class (the model's class names)",
+    )
     evaluate.add_argument(
         "--split",
         nargs="+",
         action="extend",
         choices=list(SPLIT_ATTRIBUTES),
-        help="splits to score (default: every split but Training in --data)",
+        help="FER2013 splits to score (default: every split but Training in --data)",
     )
     evaluate.add_argument("--json", action="store_true", help="print the results as JSON")
+    labelled = evaluate.add_argument_group("labelled photos (--data FOLDER/<class>/*.jpg)")
+    labelled.add_argument(
+        "--crop-faces",
+        action="store_true",
+        help="crop each photo to its largest face first (as for a model trained with it)",
+    )
+    labelled.add_argument(
+        "--min-face",
+        type=_number(int, 12),
+        metavar="PX",
+        help="with --crop-faces: smallest face searched for, in pixels (default: 30)",
+        **_suppressed,
+    )
+    labelled.add_argument(
+        "--on-no-face",
+        choices=("error", "skip"),
+        help="with --crop-faces, photos without a face: stop with an error listing them "
+        "(default), or leave them out",
+        **_suppressed,
+    )
     evaluate.set_defaults(
         run=_evaluate, parser=evaluate, inputs={"model": "MODEL", "data": "--data"}
     )
@@ -241,7 +270,12 @@ def build_parser() -> argparse.ArgumentParser:
         "photo and video frame; the faces of all inputs are classified in batches. A file that "
         "cannot be read is reported and the others still are; the exit code is then 4.",
     )
-    predict.add_argument("model", metavar="MODEL", help="an .skfer model file")
+    predict.add_argument(
+        "model",
+        metavar="MODEL",
+        help="an .skfer model file, or the --out folder of skfer reproduce (its ensemble, else "
+        "its best base model)",
+    )
     predict.add_argument(
         "images",
         nargs="+",
@@ -257,9 +291,14 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument(
         "--min-face",
         type=_number(int, 12),
-        default=30,
         metavar="PX",
-        help="smallest face searched for, in pixels (default: %(default)s)",
+        help=f"smallest face searched for, in pixels (default: {DEFAULT_MIN_FACE})",
+    )
+    predict.add_argument(
+        "--whole-image",
+        action="store_true",
+        help="take each photo and frame as one face that is already cropped (FER2013-style "
+        "images): no face detection, no mtcnn needed",
     )
     predict.add_argument(
         "--every",
@@ -587,47 +626,133 @@ def _is_photo_folder(path: Path) -> bool:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from .datasets import load_fer2013
     from .metrics import evaluate, results_table
     from .persistence import load
 
+    own_photos = _is_photo_folder(Path(args.data))
+    given = [f"--{dest.replace('_', '-')}" for dest in _FACE_OPTIONS if getattr(args, dest, False)]
+    if given and not own_photos:
+        args.parser.error(
+            f"{' and '.join(given)}: only for a folder of labelled photos (one subfolder per "
+            f"class); {args.data} is FER2013 data"
+        )
+    if own_photos and args.split:
+        args.parser.error(
+            f"--split: only for FER2013 data; the photos in {args.data} are scored as one set"
+        )
+    if not args.crop_faces and ("min_face" in args or "on_no_face" in args):
+        args.parser.error("--min-face and --on-no-face go with --crop-faces")
+
     clf = load(args.model)
-    labels = range(len(FER2013_CLASSES))
-    if not set(clf.classes_.tolist()) <= set(labels):
+    classes = np.asarray(clf.classes_)
+    fer2013 = classes.dtype.kind in "iu" and set(classes.tolist()) <= set(
+        range(len(FER2013_CLASSES))
+    )
+    if fer2013:
+        class_names, labels = FER2013_CLASSES, list(range(len(FER2013_CLASSES)))
+    elif classes.dtype.kind in "iu":
         return _fail(
-            f"{args.model} predicts the classes {clf.classes_.tolist()}, not FER2013's class "
-            "indices 0..6; score it in Python with skfer.metrics.evaluate",
+            f"{args.model} predicts the class indices {classes.tolist()}, not FER2013's 0..6, "
+            "and holds no names for them; score it in Python with skfer.metrics.evaluate "
+            "(class_names=...)",
             EXIT_INVALID_FILE,
         )
-    data = load_fer2013(args.data, splits=args.split)
-    splits = args.split or [usage for usage in data.splits if usage != "Training"]
-    if not splits:
-        args.parser.error(f"{args.data} holds only Training rows; pass --split Training")
-    tests = [usage for usage in dict.fromkeys(splits) if usage != "Training"]
-    if tests:
+    else:
+        labels = classes.tolist()
+        class_names = [str(label) for label in labels]
+    if own_photos:
+        sets = [_labelled_photos(args, clf, class_names, labels, fer2013)]
+        note = f"the scores on {sets[0][0]} are"
+    elif not fer2013:
+        return _fail(
+            f"{args.model} predicts its own classes {class_names}, not FER2013's; score it on "
+            "a folder of labelled photos with one subfolder per class, named after them: "
+            f"--data photos/ (photos/{class_names[0]}/*.jpg, ...)",
+            EXIT_INVALID_FILE,
+        )
+    else:
+        data = load_fer2013(args.data, splits=args.split)
+        splits = args.split or [usage for usage in data.splits if usage != "Training"]
+        if not splits:
+            args.parser.error(f"{args.data} holds only Training rows; pass --split Training")
+        sets = [
+            (usage, data[SPLIT_ATTRIBUTES[usage]].images, data[SPLIT_ATTRIBUTES[usage]].target)
+            for usage in dict.fromkeys(splits)
+        ]
+        tests = [usage for usage, _, _ in sets if usage != "Training"]
+        note = f"{', '.join(tests)} scores are" if tests else None
+    if note is not None:
         _progress(
             args,
-            f"note: {', '.join(tests)} scores are test scores only if the model never used "
-            "these images to train, stop early or choose settings (skfer train and skfer "
-            "reproduce do not)",
+            f"note: {note} test scores only if the model never used these images to train, "
+            "stop early or choose settings (skfer train and skfer reproduce do not)",
         )
     results = []
-    for usage in dict.fromkeys(splits):
-        split = data[SPLIT_ATTRIBUTES[usage]]
-        _progress(args, f"predicting {usage} ({len(split.target)} images)")
+    for name, images, target in sets:
+        _progress(args, f"predicting {name} ({len(target)} images)")
         result = evaluate(
-            split.target,
-            clf.predict(split.images),
+            target,
+            clf.predict(images),
             model=Path(args.model).name,
-            split=usage,
-            class_names=FER2013_CLASSES,
+            split=name,
+            class_names=class_names,
             labels=labels,
         )
-        if usage == "Training":
+        if name == "Training" and not own_photos:
             result["note"] = "training data of skfer train: not a test score"
         results.append(result)
     sys.stdout.write(json.dumps(results, indent=2) + "\n" if args.json else results_table(results))
     return 0
+
+
+def _labelled_photos(args: argparse.Namespace, clf, class_names, labels, fer2013: bool):
+    """The photos of ``--data``, one subfolder per class, at the model's input size and
+    colour, as ``(name, images, target)`` with the model's labels; a folder that names no
+    class of the model is a ``DataFileError`` naming it and the model's classes."""
+    import numpy as np
+
+    from .datasets import load_image_folder
+
+    def key(name: str) -> str:  # FER2013 class folders in any case, as load_fer2013 reads them
+        return name.lower() if fer2013 else name
+
+    known = {key(name): label for name, label in zip(class_names, labels, strict=True)}
+    folders = sorted(
+        entry.name
+        for entry in Path(args.data).iterdir()
+        if entry.is_dir() and not entry.name.startswith(".")
+    )
+    unknown = [name for name in folders if key(name) not in known]
+    if unknown:
+        raise DataFileError(
+            f"{args.data}: the class folder(s) {unknown} are not classes of {args.model}, which "
+            f"knows {list(class_names)}; rename them to the model's class names "
+            f"({'any case' if fer2013 else 'exactly'}) or remove them"
+        )
+    height, _, channels = clf.image_shape_
+    data = load_image_folder(
+        args.data,
+        size=height,
+        gray=channels == 1,
+        crop_faces=args.crop_faces,
+        min_face=getattr(args, "min_face", 30),
+        on_no_face=getattr(args, "on_no_face", "error"),
+    )
+    if data.no_face:
+        _progress(args, f"left out {len(data.no_face)} photo(s) without a face")
+    _progress(args, data.DESCR)
+    target = np.asarray([known[key(name)] for name in data.class_names])[data.target]
+    absent = [name for name, label in known.items() if label not in set(target.tolist())]
+    if absent:
+        _progress(
+            args,
+            f"note: {args.data} has no photos of {', '.join(absent)}; their scores count as 0 "
+            "in the macro averages",
+        )
+    return Path(args.data).resolve().name, data.images, target
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -638,9 +763,17 @@ def _predict(args: argparse.Namespace) -> int:
     from .metrics import class_display_names
     from .persistence import load
 
+    if args.whole_image and args.min_face is not None:
+        args.parser.error("--min-face sets the face detector, which --whole-image does not run")
     clf = load(args.model)
     _progress(args, f"finding and classifying the faces in {len(args.images)} input(s)")
-    rows = predict_paths(clf, args.images, min_face=args.min_face, every=args.every)
+    rows = predict_paths(
+        clf,
+        args.images,
+        min_face=DEFAULT_MIN_FACE if args.min_face is None else args.min_face,
+        every=args.every,
+        find_faces=not args.whole_image,
+    )
     reports = _reports(rows)
     sources = list(dict.fromkeys(row["source"] for row in rows))
     if args.annotate is not None:

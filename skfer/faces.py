@@ -437,6 +437,7 @@ def predict_paths(
     batch_size: int = 256,
     margin: float = 0.2,
     class_names: Mapping | Sequence[str] | None = None,
+    find_faces: bool = True,
 ) -> list[dict]:
     """Classify the expression of every face in photos, folders of photos and videos.
 
@@ -462,6 +463,10 @@ def predict_paths(
         Passed to :func:`crop_faces`.
     class_names : mapping or sequence of str, optional
         As for :func:`predict_faces`.
+    find_faces : bool, default=True
+        Detect the faces (MTCNN). False takes each photo and frame as one face that is
+        already cropped (FER2013's 48 px images, say), resized whole to the classifier's input
+        with its box the whole image: no detector runs, so ``mtcnn`` is not needed.
 
     Returns
     -------
@@ -488,11 +493,16 @@ def predict_paths(
     _check_positive(every, "every")
     _check_positive(batch_size, "batch_size")
     _check_margin(margin)
+    if not isinstance(find_faces, (bool, np.bool_)):
+        raise ValueError(
+            "find_faces must be True (detect the faces) or False (each image is one face). "
+            f"Received: find_faces={find_faces!r}"
+        )
     files = _files(paths)
     if any(path.suffix.lower() in VIDEO_SUFFIXES for path in files):
         _import_av()  # a missing package fails before the photos are read, not after
     rows, pending = [], []  # pending: (row, crop) of the faces not classified yet
-    for base, boxes, crops in _detections(files, every, min_face, shape, margin):
+    for base, boxes, crops in _detections(files, every, min_face, shape, margin, find_faces):
         if not boxes:
             rows.append({**dict.fromkeys(_ROW_KEYS), **base})
         for index, (box, crop) in enumerate(zip(boxes, crops, strict=True)):
@@ -526,14 +536,23 @@ def _files(paths) -> list[Path]:
 
 
 def _detections(
-    files: Sequence[Path], every: int, min_face: int, shape: tuple[int, int, int], margin: float
+    files: Sequence[Path],
+    every: int,
+    min_face: int,
+    shape: tuple[int, int, int],
+    margin: float,
+    find_faces: bool,
 ) -> Iterator[tuple[dict, list[FaceBox], np.ndarray | tuple]]:
-    """Per photo and video frame read: its ``source``, ``frame`` and ``time_s``, its faces and
-    their crops; per file that fails: its ``source`` and ``error``, and no face."""
+    """Per photo and video frame read: its ``source``, ``frame`` and ``time_s``, its faces
+    (found, or the whole image) and their crops; per file that fails: its ``source`` and
+    ``error``, and no face."""
     for path in files:
         try:
             for frame, time_s, image in _images(path, every):
-                boxes = detect_faces(image, min_size=min_face)
+                if find_faces:
+                    boxes = detect_faces(image, min_size=min_face)
+                else:
+                    boxes, margin = [FaceBox(0, 0, image.shape[1], image.shape[0])], 0.0
                 crops = crop_faces(
                     image, boxes, size=shape[0], margin=margin, grayscale=shape[2] == 1
                 )

@@ -47,7 +47,12 @@ from .model_file import (
     write_classifier,
 )
 
-__all__ = ["FORMAT_VERSION", "load", "save"]
+__all__ = ["FORMAT_VERSION", "RUN_ENSEMBLE", "RUN_MODELS", "load", "run_model_file", "save"]
+
+RUN_MODELS = "models"
+"""The folder of a ``skfer reproduce`` run's output that holds its saved models."""
+RUN_ENSEMBLE = "ensemble.skfer"
+"""The file name of a run's stacked ensemble in :data:`RUN_MODELS`."""
 
 _MLP_ARRAYS = "final_estimator.npz"
 # The public fitted attributes of MLPClassifier besides its arrays (coefs_, intercepts_,
@@ -94,15 +99,57 @@ def save(estimator, path: str | os.PathLike) -> Path:
     return write_classifier(estimator, path)
 
 
+def run_model_file(folder: str | os.PathLike) -> Path:
+    """The model file that a ``skfer reproduce`` output folder recommends.
+
+    Its stacked ensemble (``models/ensemble.skfer``) when the run has one, else its best base
+    model on the stopping part (``results.json``'s ``best_base_model``). ``folder`` may also be
+    the run's ``models`` folder itself.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``folder`` holds neither, naming what was looked for.
+    """
+    folder = Path(folder)
+    run = (
+        folder.parent
+        if folder.name == RUN_MODELS and not (folder / RUN_MODELS).is_dir()
+        else folder
+    )
+    ensemble = run / RUN_MODELS / RUN_ENSEMBLE
+    if ensemble.is_file():
+        return ensemble
+    document = run / "results.json"
+    if document.is_file():
+        try:
+            results = json.loads(document.read_text())
+            best = results["models"][results["best_base_model"]]
+        except (ValueError, KeyError, TypeError):
+            best = None
+        if best is not None and (run / RUN_MODELS / best).is_file():
+            return run / RUN_MODELS / best
+    raise FileNotFoundError(
+        f"{str(folder)!r} is a folder but not the output of a skfer reproduce run that saved "
+        f"models: it has no {RUN_MODELS}/{RUN_ENSEMBLE} and no results.json naming a saved best "
+        f"base model. Pass an .skfer file, or the --out folder of skfer reproduce. "
+        f"Received: {str(folder)!r}"
+    )
+
+
 def load(path: str | os.PathLike):
     """Load a classifier or stacked ensemble written by :func:`save` (or ``clf.save``).
 
-    The Keras models load with ``safe_mode=True``. A truncated file, a file that is not a
-    ``.skfer`` archive (a Keras ``.keras`` file, a pickle or joblib file, ...) raises
-    :class:`~skfer.errors.DataFileError` (a ``ValueError``) naming the problem, as does one
-    written by an skfer with another file format.
+    ``path`` may also be the output folder of ``skfer reproduce``: its ensemble is loaded,
+    else its best base model (:func:`run_model_file`). The Keras models load with
+    ``safe_mode=True``. A truncated file, a file that is not a ``.skfer`` archive (a Keras
+    ``.keras`` file, a pickle or joblib file, ...) raises :class:`~skfer.errors.DataFileError`
+    (a ``ValueError``) naming the problem, as does one written by an skfer with another file
+    format.
     """
     path = Path(path)
+    if path.is_dir():
+        path = run_model_file(path)
     if not path.exists():
         raise FileNotFoundError(f"No skfer model at {str(path)!r}.")
     stacks = _stack_classes()

@@ -49,7 +49,8 @@ from .metrics import (
     save_results,
 )
 from .model import BACKBONE_LAYER
-from .persistence import save
+from .model_card import write_model_card
+from .persistence import RUN_ENSEMBLE, RUN_MODELS, save
 from .presets import PRESETS, BaseModelPlan, Preset, base_models_for, smoke_preset
 from .protocol import WITHOUT_COPIES, Part, RunSplits, split_for_run
 from .usage import SPLIT_ATTRIBUTES
@@ -484,7 +485,7 @@ def write_report(
             context.progress.log(f"figures skipped: {error}")
         context.document["models"] = _save_models(context, bases)
     if ensemble is not None:
-        path = save(ensemble.estimator, context.out / "models" / "ensemble.skfer")
+        path = save(ensemble.estimator, context.out / RUN_MODELS / RUN_ENSEMBLE)
         context.document["models"]["ensemble (MLP stack)"] = path.name
 
     context.timings["total"] = time.perf_counter() - context.progress.started
@@ -498,6 +499,7 @@ def write_report(
         f"done in {context.timings['total'] / 60:.1f} min; table:\n{results_table(results)}"
         + "\n".join(paired)
     )
+    write_model_card(context.out / "MODEL_CARD.md", document, title=title, data=run.source)
     return document
 
 
@@ -539,7 +541,7 @@ def _save_models(context: RunContext, bases: BaseModels) -> dict[str, str]:
     """Each base model as ``OUT/models/<n>.skfer`` (:func:`skfer.save`); label to file name."""
     files = {}
     for number, (label, model) in enumerate(bases.models.items(), start=1):
-        path = save(model, context.out / "models" / f"base_model_{number}.skfer")
+        path = save(model, context.out / RUN_MODELS / f"base_model_{number}.skfer")
         files[label] = path.name
     return files
 

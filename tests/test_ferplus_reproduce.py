@@ -75,6 +75,7 @@ def test_quick_preset_path_on_ferplus_labels(ferplus_files, tmp_path, monkeypatc
         soft,
     }
     assert (out / "results.md").read_text().startswith("# skfer reproduce --preset quick --dataset")
+    assert "FER+: new labels for FER2013's images" in (out / "MODEL_CARD.md").read_text()
     for picture in ("confusion_matrix.png", "accuracy_curves.png"):
         assert (out / picture).read_bytes().startswith(b"\x89PNG")
 

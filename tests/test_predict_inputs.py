@@ -298,3 +298,73 @@ def test_cli_rejects_a_min_face_below_the_detector_window(model_file, photos, ca
         main(["predict", model_file, str(photos[0]), "--min-face", "8"])
     assert exit_.value.code == 2
     assert "argument --min-face: must be int >= 12, got '8'" in capsys.readouterr().err
+
+
+# ------------------------------------------------------- already-cropped faces, run folders
+
+
+def test_whole_image_takes_each_photo_as_one_face_without_the_detector(
+    classifier, photos, monkeypatch
+):
+    def no_detector(image, *, min_size=30):
+        raise AssertionError("find_faces=False must not run the detector")
+
+    monkeypatch.setattr(skfer.faces, "detect_faces", no_detector)
+    folder, faces = photos
+    one = folder / "one.png"
+    rows = predict_paths(classifier, [one, folder / "nested" / "two.jpg"], find_faces=False)
+    assert [(row["face"], row["box"]) for row in rows] == [
+        (0, [0, 0, 80, 64]),
+        (0, [0, 0, 200, 120]),
+    ]
+    crop = skfer.faces.crop_faces(load_image(one), [(0, 0, 80, 64)], size=48, margin=0.0)
+    expected = classifier.predict_proba(crop)[0]
+    assert list(rows[0]["probabilities"].values()) == pytest.approx(expected.tolist())
+
+
+def test_find_faces_must_be_a_bool(classifier, photos):
+    with pytest.raises(ValueError, match="find_faces must be True"):
+        predict_paths(classifier, photos[0], find_faces="no")
+
+
+def run_folder(root, classifier, *, ensemble: bool):
+    """A folder laid out as skfer reproduce leaves it: results.json and models/."""
+    (root / "models").mkdir(parents=True)
+    classifier.save(root / "models" / "base_model_2.skfer")
+    document = {
+        "best_base_model": "B",
+        "models": {"A": "base_model_1.skfer", "B": "base_model_2.skfer"},
+    }
+    if ensemble:
+        (root / "models" / "ensemble.skfer").write_bytes(b"")
+        document["models"]["ensemble (MLP stack)"] = "ensemble.skfer"
+    (root / "results.json").write_text(json.dumps(document))
+    return root
+
+
+def test_a_run_folder_gives_its_ensemble_else_its_best_base_model(classifier, tmp_path):
+    from skfer.persistence import load, run_model_file
+
+    with_ensemble = run_folder(tmp_path / "one", classifier, ensemble=True)
+    assert run_model_file(with_ensemble) == with_ensemble / "models" / "ensemble.skfer"
+    assert run_model_file(with_ensemble / "models") == with_ensemble / "models" / "ensemble.skfer"
+    without = run_folder(tmp_path / "two", classifier, ensemble=False)
+    assert run_model_file(without) == without / "models" / "base_model_2.skfer"
+    assert load(without).classes_.tolist() == classifier.classes_.tolist()
+    with pytest.raises(FileNotFoundError, match="not the output of a skfer reproduce run"):
+        run_model_file(tmp_path)
+
+
+def test_cli_predicts_with_a_run_folder_on_cropped_faces(classifier, photos, tmp_path, capsys):
+    run = run_folder(tmp_path / "run", classifier, ensemble=False)
+    one = str(photos[0] / "one.png")
+    assert main(["predict", str(run), one, "--whole-image", "--json", "--quiet"]) == 0
+    (report,) = json.loads(capsys.readouterr().out)
+    assert report["image"] == one
+    assert [face["box"] for face in report["faces"]] == [[0, 0, 80, 64]]
+    with pytest.raises(SystemExit) as exit_:
+        main(["predict", str(run), one, "--whole-image", "--min-face", "20"])
+    assert exit_.value.code == 2
+    assert "--whole-image does not run" in capsys.readouterr().err
+    assert main(["predict", str(tmp_path), one, "--quiet"]) == 4
+    assert "not the output of a skfer reproduce run" in capsys.readouterr().err

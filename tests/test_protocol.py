@@ -150,6 +150,8 @@ def test_no_stack_image_reaches_a_members_training_or_stopping(tmp_path, monkeyp
     assert np.mean(loaded.predict(test) == np.arange(14) % 7) == row["accuracy"]
     text = (out / "results.md").read_text()
     assert "Ensemble against its best member, paired on the same test images" in text
+    card = (out / "MODEL_CARD.md").read_text()
+    assert f"skfer predict {(out / 'models').as_posix()}/ensemble.skfer photo.jpg" in card
 
 
 def test_balanced_accuracy_stopping_keeps_the_epoch_with_the_best_balanced_accuracy():

@@ -8,8 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+import skfer.datasets
 import skfer.presets
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,6 +53,8 @@ def test_reproduce_table_quick_runs_end_to_end(tmp_path, fer2013_csv, mobilenet_
     assert "wall time" in table and "total" in document["timings_seconds"]
     assert table.startswith("# skfer reproduce --preset quick --smoke\n\nPreset: smoke run of")
     assert "![confusion matrix](confusion_matrix.png)" in table
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "- `mobilenet`, `imagenet` weights: Keras Applications' ImageNet weights" in card
     for line in (
         "[1/5] loading data",
         "[2/5] base models 1/1 (MobileNet 0.25 (ImageNet))",
@@ -60,6 +64,46 @@ def test_reproduce_table_quick_runs_end_to_end(tmp_path, fer2013_csv, mobilenet_
     ):
         assert line in result.stdout
     assert result.stdout.count("[3/5] experts") == 8  # the step, then one line per expert
+    predict_with_the_run(out, fer2013_csv, tmp_path)
+
+
+def predict_with_the_run(out: Path, fer2013_csv: Path, tmp_path: Path) -> None:
+    """``skfer predict RUN photo folder/ clip.mp4 --json``: the run's ensemble classifies
+    FER2013 faces (already cropped) saved as a photo, a folder of photos and a video."""
+    av = pytest.importorskip("av")
+    from PIL import Image
+
+    from skfer.datasets import load_fer2013
+
+    faces = load_fer2013(fer2013_csv, splits=["PublicTest"]).public_test.images[:12]
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    for index, face in enumerate(faces[:3]):
+        Image.fromarray(face).save(folder / f"face_{index}.png")
+    photo = tmp_path / "photo.jpg"
+    Image.fromarray(faces[3]).save(photo)
+    clip = tmp_path / "clip.mp4"
+    with av.open(str(clip), "w") as container:
+        stream = container.add_stream("mpeg4", rate=5)
+        stream.width, stream.height, stream.pix_fmt = 48, 48, "yuv420p"
+        for face in faces[4:]:
+            frame = av.VideoFrame.from_ndarray(np.repeat(face[..., None], 3, axis=2), "rgb24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    result = subprocess.run(
+        [sys.executable, "-m", "skfer.cli", "predict", str(out), str(photo), str(folder),
+         str(clip), "--whole-image", "--every", "4", "--json", "--quiet"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    reports = json.loads(result.stdout)
+    assert [Path(report["image"]).name for report in reports] == [
+        "photo.jpg", "face_0.png", "face_1.png", "face_2.png", "clip.mp4", "clip.mp4"
+    ]  # fmt: skip
+    assert [report.get("frame") for report in reports[-2:]] == [0, 4]
+    for report in reports:
+        (face,) = report["faces"]
+        assert face["label"] in skfer.datasets.FER2013_CLASSES
 
 
 def test_progress_names_the_step_and_estimates_what_is_left(monkeypatch, capsys):
