@@ -54,6 +54,17 @@ def _feature_split(model: keras.Model, spec: BackboneSpec, trainable_blocks: int
 
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+TEST_TIME_CROPS = (1, 5)
+
+
+def _five_crops(images: np.ndarray, fraction: float) -> list[np.ndarray]:
+    """The four corner crops and the centre crop of ``images`` ``(n, H, W, C)``, of sides
+    ``fraction`` of ``H`` and ``W`` (rounded, at least 1 pixel); views, not copies."""
+    height, width = images.shape[1:3]
+    crop_height, crop_width = max(1, round(fraction * height)), max(1, round(fraction * width))
+    bottom, right = height - crop_height, width - crop_width
+    corners = ((0, 0), (0, right), (bottom, 0), (bottom, right), (bottom // 2, right // 2))
+    return [images[:, top : top + crop_height, left : left + crop_width] for top, left in corners]
 
 
 class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
@@ -99,6 +110,18 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         pretrained statistics, which fine-tuning on small gray faces otherwise destroys.
     augmentation : bool, default=False
         Random mirror, shift, rotation and zoom of training images.
+    label_smoothing : float, default=0.0
+        In [0, 1): both phases minimise the categorical cross-entropy against
+        ``(1 - label_smoothing) * target + label_smoothing / n_classes``, the target being
+        the one-hot label (or the row of ``target_distribution``, or its mixup); the
+        validation loss too.
+    mixup_alpha : float, default=0.0
+        Mixup (Zhang et al. 2018) of the training batches of both phases: each batch becomes
+        ``lam * batch + (1 - lam) * shuffled batch``, images and target rows alike, with one
+        ``lam ~ Beta(mixup_alpha, mixup_alpha)`` per batch, drawn from ``random_state``
+        (:func:`skfer.training.mixup`). 0 turns it off. Mixed images are new every epoch, so
+        mixup turns both feature caches off, as ``augmentation`` does; with ``class_weight``
+        a mixed row weighs as its larger part's class.
     cache_features : bool, default=True
         Without augmentation, compute the frozen backbone's features once and train the head
         on them in the short phase (the result is the same; see :mod:`skfer.cache`), and with
@@ -106,8 +129,8 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         them (the same to float16 rounding). The features are shared across fits on the same
         backbone weights and images. On cached features without ``distribution``,
         batch-level callbacks of the short phase fire once per 32 steps
-        (:data:`skfer.training.CACHED_STEPS_PER_EXECUTION`). ``augmentation=True`` turns
-        both caches off: its random images differ every epoch.
+        (:data:`skfer.training.CACHED_STEPS_PER_EXECUTION`). ``augmentation=True`` and
+        ``mixup_alpha > 0`` turn both caches off: their images differ every epoch.
     precision : {'float32', 'mixed_float16', 'mixed_bfloat16'}, default='float32'
         Keras dtype policy; mixed precision speeds up GPUs with tensor cores (the output and
         loss stay float32, and Keras scales the loss for float16).
@@ -131,6 +154,14 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
     test_time_flip : bool, default=False
         Average the probabilities of each image and its horizontal mirror image in
         :meth:`predict_proba` (and so in :meth:`predict` and :meth:`score`).
+    test_time_crops : {1, 5}, default=1
+        1: predict on the whole image. 5: average the probabilities of its four corner crops
+        and its centre crop (with ``test_time_flip``, of those and their 5 mirror images: 10
+        views), each of sides ``test_time_crop_fraction`` of the image's and resized to
+        ``input_size`` in the graph as whole images are.
+    test_time_crop_fraction : float, default=0.9
+        In (0, 1): side of the test-time crops as a share of the image's side (rounded to
+        whole pixels: 43 of FER2013's 48).
     batch_size : int, default=64
         Images per gradient step and per prediction batch.
     class_weight : None, 'balanced' or dict, default=None
@@ -154,8 +185,8 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         parameters. A finished ``fit`` deletes the directory's checkpoint. Early stopping's
         memory of the best epoch is not kept across a crash.
     random_state : int, RandomState or None, default=None
-        Seeds the head's initialisation, the validation split, the shuffling and the
-        augmentation. Identical seeds give identical models on a CPU.
+        Seeds the head's initialisation, the validation split, the shuffling, the
+        augmentation and mixup. Identical seeds give identical models on a CPU.
     verbose : int, default=1
         0 silent; 1 a line per phase and per epoch; 2 Keras' progress bar per batch.
 
@@ -191,6 +222,8 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         "unfreeze_blocks": [None, Interval(int, 0, None)],
         "batchnorm_training": [InstanceOf((bool, np.bool_), "a bool")],
         "augmentation": [InstanceOf((bool, np.bool_), "a bool")],
+        "label_smoothing": [Interval(float, 0, 1, closed="left")],
+        "mixup_alpha": [Interval(float, 0, None)],
         "cache_features": [InstanceOf((bool, np.bool_), "a bool")],
         "precision": [Options(PRECISIONS)],
         "jit_compile": [Options(("auto",)), InstanceOf((bool, np.bool_), "a bool")],
@@ -198,6 +231,8 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         "optimizer": [Options(tuple(OPTIMIZERS))],
         "long_schedule": [Options(SCHEDULES)],
         "test_time_flip": [InstanceOf((bool, np.bool_), "a bool")],
+        "test_time_crops": [Options(TEST_TIME_CROPS)],
+        "test_time_crop_fraction": [Interval(float, 0, 1, closed="neither")],
         "batch_size": [Interval(int, 1, None)],
         "class_weight": [None, Options(("balanced",)), InstanceOf(dict, "a dict {label: weight}")],
         "validation_fraction": [None, Interval(float, 0, 1, closed="neither")],
@@ -228,6 +263,8 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         unfreeze_blocks: int | None = None,
         batchnorm_training: bool = False,
         augmentation: bool = False,
+        label_smoothing: float = 0.0,
+        mixup_alpha: float = 0.0,
         cache_features: bool = True,
         precision: str = "float32",
         jit_compile: bool | str = "auto",
@@ -235,6 +272,8 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         optimizer: str = "adam",
         long_schedule: str = "constant",
         test_time_flip: bool = False,
+        test_time_crops: int = 1,
+        test_time_crop_fraction: float = 0.9,
         batch_size: int = 64,
         class_weight=None,
         validation_fraction: float | None = 0.1,
@@ -257,6 +296,8 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         self.unfreeze_blocks = unfreeze_blocks
         self.batchnorm_training = batchnorm_training
         self.augmentation = augmentation
+        self.label_smoothing = label_smoothing
+        self.mixup_alpha = mixup_alpha
         self.cache_features = cache_features
         self.precision = precision
         self.jit_compile = jit_compile
@@ -264,6 +305,8 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         self.optimizer = optimizer
         self.long_schedule = long_schedule
         self.test_time_flip = test_time_flip
+        self.test_time_crops = test_time_crops
+        self.test_time_crop_fraction = test_time_crop_fraction
         self.batch_size = batch_size
         self.class_weight = class_weight
         self.validation_fraction = validation_fraction
@@ -400,6 +443,8 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
             stopping_metric=self.stopping_metric,
             cache_features=self.cache_features,
             jit_compile=resolve_jit_compile(self.jit_compile),
+            label_smoothing=float(self.label_smoothing),
+            mixup_alpha=float(self.mixup_alpha),
             verbose=self.verbose,
         )
         result = train(
@@ -449,7 +494,8 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         runs only the head. After a long phase that trained only the top ``unfreeze_blocks``
         blocks, the cache holds the maps of the frozen blocks below instead (shared by every
         model fine-tuned from the same weights), and those blocks and the head run on them.
-        With ``test_time_flip`` the mirror images are one more cached entry. The probabilities
+        With ``test_time_flip`` the mirror images are one more cached entry, and with
+        ``test_time_crops`` each crop (and its mirror) is one. The probabilities
         are those of :meth:`predict_proba` (to the float16 rounding of block maps); a first
         prediction costs a little more (the cache key hashes the weights and images).
 
@@ -466,10 +512,22 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
 
     def _predict_proba(self, X, *, cached: bool) -> np.ndarray:
         images = self._check_predict_input(X)
-        proba = self._probabilities(images, cached)
-        if self.test_time_flip:
-            proba = (proba + self._probabilities(images[:, :, ::-1], cached)) / 2
+        views = self._test_time_views(images)
+        proba = sum(self._probabilities(view, cached) for view in views) / len(views)
         return proba.astype(np.float64)
+
+    def _test_time_views(self, images: np.ndarray) -> list[np.ndarray]:
+        """The views of ``images`` whose probabilities :meth:`predict_proba` averages: the
+        images or their five crops, each followed by its mirror image with ``test_time_flip``.
+        The test-time parameters are checked here too: ``set_params`` may change them after
+        ``fit``."""
+        self._check_test_time_params()
+        views = [images]
+        if self.test_time_crops == 5:
+            views = _five_crops(images, self.test_time_crop_fraction)
+        if self.test_time_flip:
+            views = [image for view in views for image in (view, view[:, :, ::-1])]
+        return views
 
     def _probabilities(self, images: np.ndarray, cached: bool) -> np.ndarray:
         if not cached:
@@ -554,6 +612,7 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
                 "them with batch statistics and wreck its features. Keep "
                 "batchnorm_training=False (or use weights=None). Received: batchnorm_training=True"
             )
+        self._check_test_time_params()
         if isinstance(self.class_weight, dict):
             weights = list(self.class_weight.values())
             if not all(weight in Interval(float, 0, None) for weight in weights):
@@ -562,6 +621,18 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
                     f"Received: class_weight={self.class_weight!r}"
                 )
         return spec
+
+    def _check_test_time_params(self) -> None:
+        names = ("test_time_flip", "test_time_crops", "test_time_crop_fraction")
+        check_params(
+            self.get_params(deep=False), {name: self._parameter_constraints[name] for name in names}
+        )
+        if isinstance(self.test_time_crops, (bool, np.bool_)):  # True == 1 passes Options
+            raise ValueError(
+                f"test_time_crops must be one of {TEST_TIME_CROPS}, a number of crops, not a "
+                f"bool (test_time_flip is the mirror). Received: test_time_crops="
+                f"{self.test_time_crops!r}"
+            )
 
     def _draw_seed(self) -> int:
         """The fit's seed, from ``random_state``; None draws fresh entropy, never from the

@@ -168,6 +168,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="average each image's probabilities with its mirror image's",
     )
     train.add_argument(
+        "--test-time-crops",
+        type=int,
+        choices=(1, 5),
+        help="5: also average four corner crops and a centre crop (with --test-time-flip "
+        "their mirror images too)",
+        **_suppressed,
+    )
+    train.add_argument(
+        "--label-smoothing",
+        type=_number(float, 0, 1),
+        metavar="EPS",
+        help="smooth the training targets by EPS (0 <= EPS < 1)",
+        **_suppressed,
+    )
+    train.add_argument(
+        "--mixup-alpha",
+        type=_number(float, 0),
+        metavar="ALPHA",
+        help="mix each training batch with a shuffled copy of itself, weights ~ Beta(ALPHA, "
+        "ALPHA) (0: off; turns the feature cache off)",
+        **_suppressed,
+    )
+    train.add_argument(
         "--distribution",
         choices=_DISTRIBUTIONS,
         help="train on every device at once: data_parallel (JAX or TensorFlow), mirrored "
@@ -589,6 +612,9 @@ def _train(args: argparse.Namespace) -> int:
         "stopping_metric": "stopping_metric",
         "long_schedule": "long_schedule",
         "precision": "precision",
+        "test_time_crops": "test_time_crops",
+        "label_smoothing": "label_smoothing",
+        "mixup_alpha": "mixup_alpha",
     }
     clf = TransferCNNClassifier(
         args.backbone,

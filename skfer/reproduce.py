@@ -320,6 +320,7 @@ def train_experts(context: RunContext, run: RunData, source: TransferCNNClassifi
             "weights": str(backbone_file),
             "long_epochs": 0,
             "augmentation": False,
+            "mixup_alpha": 0.0,  # mixup would turn off the cached features the experts share
             "verbose": 0,
             **context.plan.expert_params,
         }

@@ -45,6 +45,7 @@ __all__ = [
     "TrainingSettings",
     "cached_split",
     "feature_graph",
+    "mixup",
     "train",
 ]
 
@@ -221,11 +222,17 @@ class TrainingSettings:
         The validation score of early stopping and of the choice between phases
         (:mod:`skfer.stopping`).
     cache_features : bool
-        Unless the model augments, train frozen-backbone phases on cached pooled features,
-        and phases that train only the top blocks on the cached maps of the blocks below
-        (:func:`cached_split`).
+        Unless the model augments or ``mixup_alpha`` mixes the images, train frozen-backbone
+        phases on cached pooled features, and phases that train only the top blocks on the
+        cached maps of the blocks below (:func:`cached_split`).
     jit_compile : bool or 'auto'
         Passed to ``Model.compile`` (see :func:`skfer.backend.resolve_jit_compile`).
+    label_smoothing : float
+        Categorical cross-entropy against ``(1 - label_smoothing) * target + label_smoothing
+        / n_classes`` in every phase (class indices become one-hot rows).
+    mixup_alpha : float
+        0: off; else every training batch is mixed with a shuffled copy of itself
+        (:func:`mixup`), targets as one-hot or soft rows.
     verbose : int
         0 silent, 1 a line per phase and epoch, 2 Keras' progress bar.
     """
@@ -237,6 +244,8 @@ class TrainingSettings:
     stopping_metric: str = "accuracy"
     cache_features: bool = True
     jit_compile: bool | str = "auto"
+    label_smoothing: float = 0.0
+    mixup_alpha: float = 0.0
     verbose: int = 1
 
 
@@ -301,6 +310,11 @@ def train(
     -------
     TrainingResult
     """
+    if settings.label_smoothing or settings.mixup_alpha:  # a categorical loss on target rows
+        n_classes = model.output_shape[-1]
+        data = (data[0], _target_rows(data[1], n_classes))
+        if validation is not None:
+            validation = (validation[0], _target_rows(validation[1], n_classes))
     result = TrainingResult()
     best = None  # (validation score, weights) of the best finished phase so far
     for index, phase in enumerate(phases):
@@ -385,7 +399,7 @@ def _fit_phase(
 ) -> bool:  # fmt: skip
     """Compile and fit one phase; append its epochs to ``history``. True if interrupted."""
     split = None
-    if settings.cache_features and not is_augmented(model):
+    if settings.cache_features and not is_augmented(model) and not settings.mixup_alpha:
         split = cached_split(model, spec, phase.trainable_blocks)
     X_train, y_train = data
     if split is not None:
@@ -422,8 +436,12 @@ def _fit_phase(
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     trained_model.compile(
         optimizer=optimizer,
-        # Soft targets (rows of class probabilities) or class indices.
-        loss="categorical_crossentropy" if y_train.ndim == 2 else "sparse_categorical_crossentropy",
+        # Rows of class probabilities (soft, one-hot or mixed targets) or class indices.
+        loss=(
+            keras.losses.CategoricalCrossentropy(label_smoothing=settings.label_smoothing)
+            if y_train.ndim == 2
+            else "sparse_categorical_crossentropy"
+        ),
         metrics=["accuracy"]
         + (
             []
@@ -454,6 +472,12 @@ def _fit_phase(
             f"learning rate {phase.learning_rate:g}"
             + (" (warm-up, cosine decay)" if phase.schedule == "cosine" else "")
             + f", {trainable:,} trainable parameters"
+            + (
+                f", label smoothing {settings.label_smoothing:g}"
+                if settings.label_smoothing
+                else ""
+            )
+            + (f", mixup alpha {settings.mixup_alpha:g}" if settings.mixup_alpha else "")
             + ("" if split is None else f", on cached {_described(split)}")
         )
     done = len(history["phase"])  # past ``start`` when resuming a phase
@@ -464,6 +488,7 @@ def _fit_phase(
         seed=seed,
         epoch=done,
         full_batches=compiles_per_batch_shape(),
+        mixup_alpha=settings.mixup_alpha,
     )
     try:
         fitted = trained_model.fit(
@@ -487,11 +512,33 @@ def _fit_phase(
     return False
 
 
+def mixup(x: np.ndarray, y: np.ndarray, alpha: float, rng: np.random.Generator):
+    """Mixup of one batch (Zhang et al. 2018): ``lam * x + (1 - lam) * x[p]`` and the same of
+    the target rows ``y``, with ``lam ~ Beta(alpha, alpha)`` and ``p`` a permutation of the
+    batch, both drawn from ``rng``.
+
+    Returns
+    -------
+    x, y : ndarray
+        The mixed batch, ``x`` as float32 (stored images in 0..255 stay in 0..255).
+    """
+    lam = np.float32(rng.beta(alpha, alpha))
+    partner = rng.permutation(len(y))
+    x = x.astype(np.float32)
+    return lam * x + (1 - lam) * x[partner], lam * y + (1 - lam) * y[partner]
+
+
+def _target_rows(targets: np.ndarray, n_classes: int) -> np.ndarray:
+    """Class indices as one-hot float32 rows; rows of class probabilities as they are."""
+    return targets if targets.ndim == 2 else np.eye(n_classes, dtype=np.float32)[targets]
+
+
 class ShuffledBatches(keras.utils.PyDataset):
     """Batches of ``(x, y)`` in a new order each epoch, from a generator of its own.
 
-    The order of epoch ``e`` depends only on ``seed`` and ``e``, not on any global random
-    state, so a resumed phase shuffles as the uninterrupted one would have.
+    The order of epoch ``e`` depends only on ``seed`` and ``e``, and the mixup of its batch
+    ``b`` only on ``seed``, ``e`` and ``b``, not on any global random state, so a resumed phase
+    shuffles and mixes as the uninterrupted one would have.
 
     Parameters
     ----------
@@ -507,14 +554,26 @@ class ShuffledBatches(keras.utils.PyDataset):
         Fill the last batch of each epoch with the first rows of that epoch's order (seen
         twice then), so that every batch has ``batch_size`` rows: one batch shape, one
         compiled training step on JAX.
+    mixup_alpha : float
+        0: batches as they are; else each batch is mixed with a shuffled copy of itself
+        (:func:`mixup`; ``y`` must then be rows of class probabilities).
     """
 
     def __init__(
-        self, x, y, batch_size: int, *, seed: int, epoch: int = 0, full_batches: bool = False
+        self,
+        x,
+        y,
+        batch_size: int,
+        *,
+        seed: int,
+        epoch: int = 0,
+        full_batches: bool = False,
+        mixup_alpha: float = 0.0,
     ):
         super().__init__()
         self.x, self.y, self.batch_size, self.seed = x, y, batch_size, seed
         self.full_batches = full_batches
+        self.mixup_alpha = mixup_alpha
         self.epoch = epoch
         self.order = self._permutation()
 
@@ -529,7 +588,10 @@ class ShuffledBatches(keras.utils.PyDataset):
 
     def __getitem__(self, index: int):
         rows = self.order[index * self.batch_size : (index + 1) * self.batch_size]
-        return self.x[rows], self.y[rows]
+        if not self.mixup_alpha:
+            return self.x[rows], self.y[rows]
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        return mixup(self.x[rows], self.y[rows], self.mixup_alpha, rng)
 
     def on_epoch_end(self) -> None:
         self.epoch += 1

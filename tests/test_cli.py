@@ -202,6 +202,9 @@ def test_quiet_prints_no_tensorflow_start_up_lines(trained, tmp_path):
         (["--holdout", "1"], "argument --holdout: must be float > 0 and < 1, got '1'"),
         (["--limit-per-class", "x"], "argument --limit-per-class: must be int >= 1, got 'x'"),
         (["--short-epochs", "0", "--long-epochs", "0"], "would train nothing"),
+        (["--label-smoothing", "1"], "argument --label-smoothing: must be float >= 0 and < 1"),
+        (["--mixup-alpha", "-0.5"], "argument --mixup-alpha: must be float >= 0, got '-0.5'"),
+        (["--test-time-crops", "3"], "argument --test-time-crops: invalid choice: 3"),
     ],
 )
 def test_train_options_are_checked_before_loading_data(option, message, tmp_path, capsys):

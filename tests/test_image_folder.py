@@ -109,6 +109,7 @@ def test_train_on_a_photo_folder_saves_its_class_names(photo_folder, tmp_path, c
     argv += ["--weights", "none", "--image-size", "24", "--head", "8", "--short-epochs", "2"]
     argv += ["--long-epochs", "1", "--batch-size", "8", "--patience", "2", "--holdout", "0.34"]
     argv += ["--test-time-flip", "--stopping-metric", "balanced_accuracy", "--out", str(model)]
+    argv += ["--test-time-crops", "5", "--label-smoothing", "0.1", "--mixup-alpha", "0.2"]
     assert main([*argv, "--quiet"]) == 0
     held_out, saved = capsys.readouterr().out.splitlines()
     assert held_out.startswith("held-out 34% of the photos (early stopping) accuracy: ")
@@ -118,6 +119,7 @@ def test_train_on_a_photo_folder_saves_its_class_names(photo_folder, tmp_path, c
     assert clf.image_shape_ == (24, 24, 3)
     assert clf.get_params()["head"] == (8,) and clf.test_time_flip
     assert clf.stopping_metric == "balanced_accuracy" and clf.patience == 2
+    assert (clf.test_time_crops, clf.label_smoothing, clf.mixup_alpha) == (5, 0.1, 0.2)
     images = load_image_folder(photo_folder, size=24).images
     assert set(clf.predict(images).tolist()) <= set(CLASSES)
 

@@ -1,0 +1,237 @@
+"""Do label smoothing, mixup and test-time crops pay for the gpu preset's face model?
+
+    python benchmarks/bench_levers.py [--data FER2013.csv] [--weights-dir DIR] [--seed 0]
+                                      [--variants baseline smoothing mixup ...]
+                                      [--time-limit SECONDS] [--json PATH] [--smoke]
+
+Trains the first base model of ``--preset gpu`` (the face-trained MobileNet 1.0 fine-tuned at
+224 px) as ``skfer reproduce`` does: on the fit part of :func:`skfer.protocol.split_for_run`
+(the preset's fractions and ``--seed``), early-stopped on the stopping part. One fit per
+variant:
+
+- ``baseline``: the preset's parameters (flip test-time augmentation);
+- ``smoothing``: ``label_smoothing=0.1``;
+- ``mixup``: ``mixup_alpha=0.2``;
+- ``combined``: both;
+- ``seed``: the baseline with seed + 1, and the average of its probabilities and the
+  baseline's (a two-member ensemble), when the baseline ran in the same call.
+
+Every fitted model is also scored with five test-time crops (``test_time_crops=5``, 0.9 of
+the side, each with its mirror: 10 views), which needs no fit of its own. The stopping part's
+accuracy is the number that chooses; PublicTest is printed as reported, never used to choose.
+``--time-limit`` bounds the whole call: training stops in time to score the model (a minute
+is kept for that, then 1.2 times the last scoring's time), a variant starts only while a
+minute (``--smoke``: 10 s) of training time is left, and one still training when the time
+runs out stops there, with its best weights so far, and is marked as cut. ``--smoke`` runs
+the same on the smoke preset (20 Training images per class, 48 px, one epoch per phase) and
+20 PublicTest images per class: a couple of minutes on a CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+import warnings
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from skfer import TransferCNNClassifier, get_backbone  # noqa: E402
+from skfer.datasets import load_fer2013  # noqa: E402
+from skfer.presets import PRESETS, smoke_preset  # noqa: E402
+from skfer.protocol import Part, split_for_run, stratified_rows  # noqa: E402
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+VARIANTS = {
+    "baseline": {},
+    "smoothing": {"label_smoothing": 0.1},
+    "mixup": {"mixup_alpha": 0.2},
+    "combined": {"label_smoothing": 0.1, "mixup_alpha": 0.2},
+    "seed": {},  # the baseline's parameters with the next seed
+}
+CROPS = {"test_time_crops": 5, "test_time_crop_fraction": 0.9}
+
+
+class Deadline(keras.callbacks.Callback):
+    """Stop training at ``deadline`` (``time.monotonic()``) the way Ctrl-C does: the fit keeps
+    its best weights so far and skips its later phases. A phase does not start (nor compile
+    its training step) with under ``least`` seconds left."""
+
+    def __init__(self, deadline: float, least: float):
+        super().__init__()
+        self.deadline, self.least = deadline, least
+        self.reached = self.starting = False
+
+    def on_train_begin(self, logs=None):
+        self.starting = True  # raising here would precede Keras' History: wait for the epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.starting and self.deadline - time.monotonic() < self.least:
+            self._stop()
+        self.starting = False
+
+    def on_train_batch_end(self, batch, logs=None):
+        if time.monotonic() > self.deadline:
+            self._stop()
+
+    def _stop(self):
+        self.reached = True
+        raise KeyboardInterrupt
+
+
+def face_model_params(smoke: bool, weights_dir: Path) -> tuple[dict, object]:
+    """The gpu preset's (or its smoke version's) face model parameters, with the weight file
+    from ``weights_dir``, and the preset."""
+    preset = smoke_preset(PRESETS["gpu"]) if smoke else PRESETS["gpu"]
+    params = dict(preset.base_models[0].params)
+    spec = get_backbone(params["backbone"])
+    found = sorted(weights_dir.rglob(spec.weights[spec.default_weights].file_name))
+    if not found:
+        raise SystemExit(f"no {spec.weights[spec.default_weights].file_name} under {weights_dir}")
+    return {**params, "weights": str(found[0])}, preset
+
+
+def accuracy(proba: np.ndarray, target: np.ndarray) -> float:
+    return float(np.mean(proba.argmax(axis=1) == target))
+
+
+def scores(clf, splits) -> dict:
+    """Stopping-part and PublicTest probabilities, with the preset's test-time augmentation
+    and with five crops added."""
+    stop, public = splits.stop, splits.tests[0]
+    plain = clf.get_params()
+    found = {}
+    for name, tta in (("tta", {}), ("crops", CROPS)):
+        clf.set_params(**tta)
+        found[name] = (clf.predict_proba(stop.images), clf.predict_proba(public.images))
+    clf.set_params(**{name: plain[name] for name in CROPS})
+    return found
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", default=str(SHARED / "data/fer2013/fer2013.csv.gz"))
+    parser.add_argument("--weights-dir", default=str(SHARED / "weights"))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--variants", nargs="+", choices=list(VARIANTS), default=["baseline", "smoothing", "mixup"]
+    )
+    parser.add_argument("--time-limit", type=float, default=None, help="seconds for the call")
+    parser.add_argument("--json", default=None, help="also write the results to this file")
+    parser.add_argument("--smoke", action="store_true")
+    args = parser.parse_args(argv)
+    start = time.monotonic()
+    end = None if args.time_limit is None else start + args.time_limit
+    least = 10 if args.smoke else 60  # seconds of training a variant needs to start
+    reserve = 20 if args.smoke else 60  # seconds kept for scoring, until one is timed
+
+    def say(message):
+        print(f"[bench_levers {time.monotonic() - start:6.0f} s] {message}", flush=True)
+
+    params, preset = face_model_params(args.smoke, Path(args.weights_dir))
+    say(
+        f"keras {keras.__version__} on {keras.backend.backend()}, {platform.node()}; preset "
+        f"{preset.name}: {params}"
+    )
+    fer = load_fer2013(args.data, splits=["Training", "PublicTest"])
+    test = np.arange(len(fer.public_test.target))
+    if args.smoke:  # 20 per class: scoring all of PublicTest in 12 views takes minutes on a CPU
+        test = stratified_rows(fer.public_test.target, 20, args.seed)
+    splits = split_for_run(
+        Part(fer.train.images, fer.train.target),
+        {"PublicTest": (fer.public_test.images[test], fer.public_test.target[test])},
+        stop_fraction=preset.stop_fraction,
+        stack_fraction=preset.stack_fraction,
+        seed=args.seed,
+        per_class=preset.train_per_class,
+    )
+    fit, stop, public = splits.fit, splits.stop, splits.tests[0]
+    say(f"{len(fit)} fit, {len(stop)} stop (chooses), {len(public.target)} PublicTest (reported)")
+
+    results, probabilities, skipped = [], {}, []
+    for variant in args.variants:
+        deadline = None if end is None else end - reserve
+        if deadline is not None and deadline - time.monotonic() < least:
+            skipped.append(variant)
+            say(f"{variant} skipped: under {least} s of the time limit left")
+            continue
+        seed = args.seed + (variant == "seed")
+        clf = TransferCNNClassifier(**params, **VARIANTS[variant], random_state=seed, verbose=1)
+        callbacks = [] if deadline is None else [Deadline(deadline, least)]
+        say(f"{variant}: fitting {VARIANTS[variant] or 'the preset as it is'}, seed {seed}")
+        tick = time.monotonic()
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Training was interrupted")
+            clf.fit(
+                fit.images, fit.target, validation_data=(stop.images, stop.target),
+                callbacks=callbacks,
+            )  # fmt: skip
+        minutes = (time.monotonic() - tick) / 60
+        tick = time.monotonic()
+        found = scores(clf, splits)
+        reserve = 1.2 * (time.monotonic() - tick)
+        probabilities[variant] = found["tta"]
+        row = {
+            "variant": variant,
+            "params": VARIANTS[variant],
+            "seed": seed,
+            "fit_minutes": round(minutes, 2),
+            "predict_minutes": round((time.monotonic() - tick) / 60, 2),
+            "epochs": [clf.history_["phase"].count(p) for p in ("short", "long")],
+            "cut_at_time_limit": bool(callbacks and callbacks[0].reached),
+            "stop": accuracy(found["tta"][0], stop.target),
+            "stop_crops": accuracy(found["crops"][0], stop.target),
+            "public_test": accuracy(found["tta"][1], public.target),
+            "public_test_crops": accuracy(found["crops"][1], public.target),
+        }
+        results.append(row)
+        say(
+            f"{variant}: stop {row['stop']:.4f} (+ crops {row['stop_crops']:.4f}); PublicTest "
+            f"{row['public_test']:.4f} (+ crops {row['public_test_crops']:.4f}); fit "
+            f"{minutes:.1f} min, {row['epochs'][0]} + {row['epochs'][1]} epochs"
+            + (", cut at the time limit" if row["cut_at_time_limit"] else "")
+        )
+        if variant == "seed" and "baseline" in probabilities:
+            stop_mean, public_mean = (
+                (a + b) / 2
+                for a, b in zip(probabilities["baseline"], probabilities["seed"], strict=True)
+            )
+            row["ensemble_stop"] = accuracy(stop_mean, stop.target)
+            row["ensemble_public_test"] = accuracy(public_mean, public.target)
+            say(
+                f"baseline + seed {seed}, probabilities averaged: stop {row['ensemble_stop']:.4f}"
+                f", PublicTest {row['ensemble_public_test']:.4f}"
+            )
+
+    print("\n| variant | stop | stop, + 5 crops | PublicTest | PublicTest, + 5 crops | fit min |")
+    print("|---|---|---|---|---|---|")
+    for row in results:
+        cut = " (cut)" if row["cut_at_time_limit"] else ""
+        print(
+            f"| {row['variant']}{cut} | {row['stop']:.4f} | {row['stop_crops']:.4f} | "
+            f"{row['public_test']:.4f} | {row['public_test_crops']:.4f} | "
+            f"{row['fit_minutes']:.1f} |"
+        )
+    if skipped:
+        names = " ".join(skipped)
+        print(f"\nnot run (time limit): {names}; run them with --variants {names}")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        document = {
+            "backend": keras.backend.backend(),
+            "smoke": args.smoke,
+            "params": {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()},
+            "results": results,
+            "skipped": skipped,
+        }
+        Path(args.json).write_text(json.dumps(document, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,268 @@
+"""Which members earn the ensemble its place: an ablation over member sets and stackers.
+
+    python benchmarks/bench_members.py --run runs/cpu_v7 [--members FILE.npz] [--out FILE.json]
+                                       [--data FER2013.csv.gz] [--ferplus-labels FER2013NEW.csv]
+    python benchmarks/bench_members.py --scratch-throughput
+
+Rebuilds a ``skfer reproduce`` run's protocol (:func:`skfer.protocol.split_for_run` with its
+preset's fractions and seed, from ``RUN/results.json``), loads the base models and the
+ensemble's experts that the run saved into ``RUN/models/``, and stores their probabilities on
+the stacking part and on PublicTest in ``--members`` (default ``RUN/members.npz``; reused
+when it exists). Then, for each member set and stacker, it prints the 5-fold cross-validated
+accuracy on the stacking part (the number that chooses) against the best member's own argmax
+there, and the PublicTest accuracy of the stacker fitted on the whole stacking part with the
+paired difference against the best member (interval, McNemar's p; reported, never used to
+choose). Stackers: the run's MLP on probabilities (skfer's default), the MLP on
+log-probabilities, and a logistic regression on log-probabilities as a reference.
+
+``--scratch-throughput`` times the training of a small CNN from random initialisation at 48
+px (four VGG blocks of two 3x3 convolutions, 32 to 256 filters, BatchNorm; 1.2 M parameters),
+the kind of member that shares nothing with the face model, in float32 and bfloat16: whether
+one fits in the cpu preset's hour.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import itertools
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+from sklearn.linear_model import LogisticRegression  # noqa: E402
+from sklearn.model_selection import StratifiedKFold, cross_val_score  # noqa: E402
+from sklearn.pipeline import make_pipeline  # noqa: E402
+from sklearn.preprocessing import FunctionTransformer  # noqa: E402
+
+import skfer  # noqa: E402
+from skfer.ensemble import make_stacker  # noqa: E402
+from skfer.ferplus import load_dataset  # noqa: E402
+from skfer.metrics import paired_difference  # noqa: E402
+from skfer.protocol import Part, split_for_run  # noqa: E402
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+def run_splits(run_dir: Path, data: Path, ferplus_labels: Path):
+    """The run's document, its splits (rebuilt from its ``results.json``) and class names."""
+    document = json.loads((run_dir / "results.json").read_text())
+    preset = document["preset"]
+    labels = ferplus_labels if document["dataset"] == "ferplus" else None
+    fer = load_dataset(document["dataset"], data, labels, splits=["Training", "PublicTest"])
+    train = Part(fer.train.images, fer.train.target, fer.train.get("distribution"))
+    splits = split_for_run(
+        train,
+        {"PublicTest": (fer.public_test.images, fer.public_test.target)},
+        stop_fraction=preset["stop_fraction"],
+        stack_fraction=preset["stack_fraction"],
+        seed=document["random_state"],
+        per_class=preset["train_per_class"],
+    )
+    expected = document["protocol"]
+    if (len(splits.fit), len(splits.stop), len(splits.stack)) != (
+        expected["fit"],
+        expected["stop"],
+        expected["stack"],
+    ):
+        raise SystemExit(f"the rebuilt split differs from the run's: {expected}")
+    return document, splits, list(fer.class_names)
+
+
+def saved_members(run_dir: Path, document: dict, splits, class_names: list) -> dict:
+    """Stacking-part and PublicTest probabilities of each saved base model and expert."""
+    stack, public = splits.stack, splits.tests[0]
+    labels = [base["label"] for base in document["preset"]["base_models"]]
+    found = {}
+    for number, label in enumerate(labels, start=1):
+        path = run_dir / "models" / f"base_model_{number}.skfer"
+        if not path.exists():
+            continue
+        tick = time.perf_counter()
+        model = skfer.load(path)
+        found[label] = (model.predict_proba(stack.images), model.predict_proba(public.images))
+        print(f"{label}: {time.perf_counter() - tick:.0f} s", flush=True)
+    ensemble = skfer.load(run_dir / "models" / "ensemble.skfer")
+    for name, member in ensemble.named_estimators_.items():
+        if name.startswith("expert_"):
+            estimator = getattr(member, "estimator", member)
+            label = class_names[int(name.removeprefix("expert_"))]
+            found[f"expert {label}"] = (
+                estimator.predict_proba(stack.images),
+                estimator.predict_proba(public.images),
+            )
+    return found
+
+
+def scratch_throughput(images: int = 2048, repeats: int = 2) -> None:
+    """Print the training images per second of a small CNN at 48 px, per precision."""
+    import keras
+
+    rng = np.random.default_rng(0)
+    x = rng.random((images, 48, 48, 3), dtype=np.float32)
+    y = rng.integers(0, 7, images)
+    for precision in ("float32", "mixed_bfloat16"):
+        keras.config.set_dtype_policy(precision)
+        inputs = keras.Input((48, 48, 3))
+        hidden = inputs
+        for filters in (32, 64, 128, 256):
+            for _ in range(2):
+                hidden = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False)(hidden)
+                hidden = keras.layers.ReLU()(keras.layers.BatchNormalization()(hidden))
+            hidden = keras.layers.MaxPooling2D(2)(hidden)
+        hidden = keras.layers.Dense(256, activation="relu")(
+            keras.layers.GlobalAveragePooling2D()(hidden)
+        )
+        outputs = keras.layers.Dense(7, activation="softmax", dtype="float32")(hidden)
+        model = keras.Model(inputs, outputs)
+        model.compile("adam", "sparse_categorical_crossentropy")
+        model.fit(x[:256], y[:256], batch_size=64, verbose=0)  # trace
+        rates = []
+        for _ in range(repeats):
+            tick = time.perf_counter()
+            model.fit(x, y, batch_size=64, verbose=0)
+            rates.append(images / (time.perf_counter() - tick))
+        print(
+            f"small CNN from scratch, 48 px, {model.count_params():,} parameters, {precision}: "
+            f"{max(rates):.0f} training images/s (best of {repeats}); "
+            f"{24302 / max(rates) / 60:.1f} min per epoch of the cpu preset's 24,302 fit images",
+            flush=True,
+        )
+    keras.config.set_dtype_policy("float32")
+
+
+def log_probabilities(x: np.ndarray) -> np.ndarray:
+    """The stacker's alternative input: log of the members' probabilities."""
+    return np.log(np.clip(x, 1e-6, 1.0))
+
+
+STACKERS = ("MLP on probabilities", "MLP on log-probabilities", "logistic regression on log")
+
+
+def stacker(kind: str, seed: int):
+    """One of :data:`STACKERS`."""
+    if kind == STACKERS[0]:
+        return make_stacker((64, 32), random_state=seed)
+    final = (
+        make_stacker((64, 32), random_state=seed)
+        if kind == STACKERS[1]
+        else LogisticRegression(C=0.1, max_iter=2000)
+    )
+    return make_pipeline(FunctionTransformer(log_probabilities), final)
+
+
+def ablation(members: dict, y_stack, y_public, in_training, best: str, sets, seed: int) -> list:
+    """Stacking CV and PublicTest for each member set and stacker input."""
+    folds = StratifiedKFold(5, shuffle=True, random_state=seed)
+    best_public = members[best][1].argmax(axis=1)
+    best_cv = float(np.mean(members[best][0].argmax(axis=1) == y_stack))
+    rows = []
+    for names in sets:
+        x_stack = np.column_stack([members[name][0] for name in names])
+        x_public = np.column_stack([members[name][1] for name in names])
+        for inputs in STACKERS:
+            cv = cross_val_score(stacker(inputs, seed), x_stack, y_stack, cv=folds).mean()
+            predicted = stacker(inputs, seed).fit(x_stack, y_stack).predict(x_public)
+            difference = paired_difference(y_public, predicted, best_public, random_state=seed)
+            unseen = ~in_training
+            rows.append(
+                {
+                    "members": list(names),
+                    "stacker": inputs,
+                    "stacking_cv": float(cv),
+                    "stacking_cv_minus_best_argmax": float(cv - best_cv),
+                    "public_test": float(np.mean(predicted == y_public)),
+                    "public_test_without_copies": float(
+                        np.mean(predicted[unseen] == y_public[unseen])
+                    ),
+                    "minus_best_member": difference,
+                }
+            )
+            print(
+                f"{' + '.join(short(name) for name in names):50s} {inputs:30s} "
+                f"CV {cv:.4f} ({cv - best_cv:+.4f})  PublicTest {rows[-1]['public_test']:.4f} "
+                f"({difference['difference']:+.4f} [{difference['interval'][0]:+.4f}, "
+                f"{difference['interval'][1]:+.4f}], p={difference['mcnemar_p_value']:.3f})",
+                flush=True,
+            )
+    return rows
+
+
+SHORT_NAMES = {  # the first key found in a label names it
+    "soft targets": "face soft targets",
+    "block 13 fine-tuned": "face block 13",
+    "frozen": "face frozen",
+    "ImageNet": "ImageNet 0.25",
+    "random init": "control",
+}
+
+
+def short(label: str) -> str:
+    """A member's label, cut to what tells it apart."""
+    return next((name for key, name in SHORT_NAMES.items() if key in label), label[:24])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", type=Path, help="a skfer reproduce output folder")
+    parser.add_argument("--data", type=Path, default=SHARED / "data/fer2013/fer2013.csv.gz")
+    parser.add_argument(
+        "--ferplus-labels", type=Path, default=SHARED / "data/ferplus/fer2013new.csv"
+    )
+    parser.add_argument("--members", type=Path, help="npz of the members' probabilities")
+    parser.add_argument("--out", type=Path, help="JSON file for the ablation rows")
+    parser.add_argument("--scratch-throughput", action="store_true")
+    args = parser.parse_args()
+    if args.scratch_throughput:
+        scratch_throughput()
+        return
+    if args.run is None:
+        parser.error("--run RUN (a skfer reproduce output folder) or --scratch-throughput")
+    members_file = args.members or args.run / "members.npz"
+    document, splits, class_names = run_splits(args.run, args.data, args.ferplus_labels)
+    seed = document["random_state"]
+    minutes = {label: seconds / 60 for label, seconds in document["timings_seconds"].items()}
+    if members_file.exists():
+        stored = np.load(members_file, allow_pickle=False)
+        names = json.loads(str(stored["names"]))
+        members = {
+            name: (stored[f"stack_{i}"], stored[f"public_{i}"]) for i, name in enumerate(names)
+        }
+    else:
+        members = saved_members(args.run, document, splits, class_names)
+        names = list(members)
+        np.savez(
+            members_file,
+            names=json.dumps(names),
+            **{f"stack_{i}": members[n][0] for i, n in enumerate(names)},
+            **{f"public_{i}": members[n][1] for i, n in enumerate(names)},
+        )
+    best = document["best_base_model"]
+    bases = [name for name in names if not name.startswith("expert") and name != best]
+    experts = [name for name in names if name.startswith("expert")]
+    sets = [(best,), (best, *experts)]
+    sets += [(best, other) for other in bases]
+    sets += [(best, *pair) for pair in itertools.combinations(bases, 2)]
+    sets += [(best, *bases), (best, *bases, *experts)]
+    public = splits.tests[0]
+    print(
+        f"bench_members: {args.run} ({document['dataset']}), {len(splits.stack)} stacking "
+        f"images, PublicTest {len(public.target)}; {platform.node()}, {os.cpu_count()} cores, "
+        f"{datetime.date.today()}; minutes to train: "
+        + ", ".join(f"{short(k)} {v:.1f}" for k, v in minutes.items() if k in members),
+        flush=True,
+    )
+    rows = ablation(
+        members, splits.stack.target, public.target, public.in_training, best, sets, seed
+    )
+    if args.out:
+        args.out.write_text(json.dumps({"minutes": minutes, "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
