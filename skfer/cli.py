@@ -384,6 +384,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     reproduce.add_argument("--seed", type=_seed, default=0, help="random seed (default: 0)")
     reproduce.add_argument(
+        "--stacker",
+        choices=("mlp", "logistic"),
+        help="the ensemble's final estimator: the study's MLP (the presets' default) or a "
+        "logistic regression on the members' log-probabilities",
+    )
+    reproduce.add_argument(
         "--smoke",
         action="store_true",
         help="shrink the preset to a minute or two on a CPU (same code, tiny data and sizes)",
@@ -929,6 +935,7 @@ def _reproduce(args: argparse.Namespace) -> int:
         verbose=0 if args.quiet else 1,
         dataset=args.dataset,
         ferplus_csv=ferplus_labels,
+        stacker=args.stacker,
     )
     return 0
 

@@ -13,17 +13,23 @@ from dataclasses import dataclass
 
 import numpy as np
 from joblib import Parallel, delayed
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.ensemble import StackingClassifier
 from sklearn.frozen import FrozenEstimator
+from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_score
 from sklearn.neural_network import MLPClassifier
-from sklearn.utils.validation import check_is_fitted
+from sklearn.pipeline import make_pipeline
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .experts import ClassExpert, OneVsAllExperts
+from .params import Interval, check_params
 
 __all__ = [
+    "STACKERS",
     "ExpertSelection",
     "FERStackingClassifier",
+    "LogProbabilities",
     "make_fer_ensemble",
     "make_stacker",
     "select_experts",
@@ -45,15 +51,68 @@ class FERStackingClassifier(StackingClassifier):
         return self.estimators_[0].image_shape_
 
 
-def make_stacker(hidden_layer_sizes=(64, 32), *, random_state=None, max_iter=1000):
-    """The final estimator: ``MLPClassifier`` with two hidden layers by default.
+STACKER_NAMES = {"mlp": "MLP", "logistic": "log-probability logistic regression"}
+STACKERS = tuple(STACKER_NAMES)
+"""The final estimators of :func:`make_stacker`: the study's MLP, or a logistic regression on
+log-probabilities."""
 
-    It trains on all the data it is given, without scikit-learn's early stopping: that held
-    back 10% of the (already small) held-out set and stopped too soon. On FER+ the stack of
-    the base model alone then scored 0.8388 in 5-fold cross-validation on held-out data,
+
+class LogProbabilities(TransformerMixin, BaseEstimator):
+    """The logarithm of the members' probabilities, floored at ``floor``.
+
+    The input of the ``'logistic'`` stacker: a linear model on log-probabilities weighs the
+    members' evidence additively, as a product of experts does.
+
+    Parameters
+    ----------
+    floor : float, default=1e-6
+        Probabilities below it count as it (log 0 is undefined).
+    """
+
+    _parameter_constraints: dict = {"floor": [Interval(float, 0, 1, closed="neither")]}
+
+    def __init__(self, floor: float = 1e-6):
+        self.floor = floor
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        tags.requires_fit = True
+        return tags
+
+    def fit(self, X, y=None):
+        """Check the parameters and ``X`` (probabilities); nothing is learned."""
+        check_params(self.get_params(), self._parameter_constraints)
+        validate_data(self, X)
+        return self
+
+    def transform(self, X):
+        """``log(max(X, floor))``."""
+        check_is_fitted(self, "n_features_in_")
+        X = validate_data(self, X, reset=False)
+        return np.log(np.clip(X, self.floor, None))
+
+
+def make_stacker(
+    hidden_layer_sizes=(64, 32), *, kind: str = "mlp", random_state=None, max_iter=1000
+):
+    """The final estimator: by default the study's ``MLPClassifier`` with two hidden layers.
+
+    The MLP trains on all the data it is given, without scikit-learn's early stopping: that
+    held back 10% of the (already small) held-out set and stopped too soon. On FER+ the stack
+    of the base model alone then scored 0.8388 in 5-fold cross-validation on held-out data,
     below the base model's own argmax (0.8551); without it 0.8532
     (``benchmarks/bench_stacker.py``, docs/results.md).
+
+    ``kind='logistic'``: :class:`LogProbabilities` then an L2-regularised
+    ``LogisticRegression`` (``C=0.1``; ``hidden_layer_sizes`` unused), steadier than the MLP
+    on the few thousand images of a stacking part (``benchmarks/bench_members.py``,
+    docs/results.md).
     """
+    if kind not in STACKERS:
+        raise ValueError(f"kind must be one of {STACKERS}. Received: kind={kind!r}")
+    if kind == "logistic":
+        return make_pipeline(LogProbabilities(), LogisticRegression(C=0.1, max_iter=max_iter))
     return MLPClassifier(
         hidden_layer_sizes=tuple(hidden_layer_sizes),
         max_iter=max_iter,
@@ -70,6 +129,7 @@ def make_fer_ensemble(
     classes: Sequence | None = None,
     hidden_layer_sizes: Sequence[int] = (64, 32),
     others: Sequence[tuple[str, object]] = (),
+    stacker: str = "mlp",
     cv=5,
     random_state=None,
     n_jobs=None,
@@ -102,6 +162,9 @@ def make_fer_ensemble(
     others : sequence of (name, classifier), default=()
         More multi-class members beside the base model (other base models, say), each as
         ``base`` is: frozen with ``prefit=True``, a template otherwise.
+    stacker : {'mlp', 'logistic'}, default='mlp'
+        The final estimator (:func:`make_stacker`): the study's MLP, or a logistic regression
+        on the members' log-probabilities.
     cv : int or splitter, default=5
         Folds used to produce the members' out-of-fold predictions.
     random_state : int, optional
@@ -141,7 +204,7 @@ def make_fer_ensemble(
     ]
     return FERStackingClassifier(
         members,
-        final_estimator=make_stacker(hidden_layer_sizes, random_state=random_state),
+        final_estimator=make_stacker(hidden_layer_sizes, kind=stacker, random_state=random_state),
         cv=cv,
         stack_method="predict_proba",
         n_jobs=n_jobs,
@@ -196,6 +259,7 @@ def select_experts(
     *,
     others: dict | None = None,
     hidden_layer_sizes: Sequence[int] = (64, 32),
+    stacker: str = "mlp",
     cv: int = 5,
     min_gain: float = 0.002,
     random_state: int | None = 0,
@@ -205,11 +269,12 @@ def select_experts(
 
     Starting from the base model alone, each round adds the candidate (an expert, or one of
     ``others``, a dict of name to fitted multi-class classifier) whose outputs raise the
-    ``cv``-fold accuracy of the MLP stacker the most, on held-out ``(X, y)`` that no member
-    trained or stopped on; it stops when the best gain is ``<= min_gain``. ``random_state``
-    seeds the folds and the MLP. The members predict ``X`` once; only the MLP is refitted,
-    once per candidate and fold, in ``n_jobs`` processes (joblib's meaning: ``None`` one,
-    ``-1`` all cores), which changes the time and not the result.
+    ``cv``-fold accuracy of the stacker (``stacker``, as for :func:`make_fer_ensemble`) the
+    most, on held-out ``(X, y)`` that no member trained or stopped on; it stops when the best
+    gain is ``<= min_gain``. ``random_state`` seeds the folds and the stacker. The members
+    predict ``X`` once; only the stacker is refitted, once per candidate and fold, in
+    ``n_jobs`` processes (joblib's meaning: ``None`` one, ``-1`` all cores), which changes the
+    time and not the result.
 
     Returns
     -------
@@ -235,7 +300,10 @@ def select_experts(
         ]
         fold_scores = parallel(
             delayed(cross_val_score)(
-                make_stacker(hidden_layer_sizes, random_state=random_state), x, y, cv=[fold]
+                make_stacker(hidden_layer_sizes, kind=stacker, random_state=random_state),
+                x,
+                y,
+                cv=[fold],
             )
             for x in features
             for fold in folds
@@ -261,7 +329,8 @@ def select_experts(
         steps.append((best, current))
     rule = (
         f"greedy forward selection: add the member that most raises the {cv}-fold "
-        f"cross-validated accuracy of the MLP stacker on held-out data; stop when the gain "
+        f"cross-validated accuracy of the {STACKER_NAMES[stacker]} stacker on held-out data; "
+        "stop when the gain "
         f"is at most {min_gain}; seed {random_state}"
     )
     experts_chosen = tuple(k for k in selected if k not in (others or {}))

@@ -18,7 +18,7 @@ from .metrics import paired_difference_markdown
 
 __all__ = ["WEIGHT_TERMS", "write_model_card"]
 
-ENSEMBLE = "ensemble (MLP stack)"
+ENSEMBLE_PREFIX = "ensemble ("  # "ensemble (MLP stack)", "ensemble (logistic stack)"
 _KERAS_IMAGENET = (
     "Keras Applications' ImageNet weights (Keras: Apache-2.0). They were trained on ImageNet, "
     "whose terms of access allow the images for non-commercial research and education only; "
@@ -121,8 +121,9 @@ def write_model_card(
 def _primary_model(document: dict, results: list[dict]) -> str | None:
     """The model the card recommends: the ensemble, else the best base model, else None."""
     scored = {row["model"] for row in results}
-    if ENSEMBLE in scored:
-        return ENSEMBLE
+    ensembles = sorted(model for model in scored if model.startswith(ENSEMBLE_PREFIX))
+    if ensembles:
+        return ensembles[0]
     best = document.get("best_base_model")
     return best if best in scored else None
 

@@ -4,8 +4,9 @@ One ``.skfer`` file is a zip archive holding the Keras model in its ``.keras`` f
 with ``safe_mode=True``, which refuses to run embedded code) and ``estimator.json`` with the
 estimator's parameters, classes and history. A stacked ensemble's file holds each Keras
 member as a ``.skfer`` file of its own, ``estimator.json`` (the stack, its experts and the
-MLP's parameters) and the MLP's weights as ``final_estimator.npz``. Unpickling, by contrast,
-can run arbitrary code: share models as ``.skfer`` files, not as pickles.
+final estimator's parameters) and its weights (the MLP's, or the logistic regression's) as
+``final_estimator.npz``. Unpickling, by contrast, can run arbitrary code: share models as
+``.skfer`` files, not as pickles.
 """
 
 from __future__ import annotations
@@ -22,14 +23,16 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.ensemble import StackingClassifier
 from sklearn.frozen import FrozenEstimator
+from sklearn.linear_model import LogisticRegression
 from sklearn.neural_network import MLPClassifier
+from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import LabelBinarizer, LabelEncoder
 from sklearn.utils import Bunch
 from sklearn.utils.validation import check_is_fitted
 
 from . import __version__
 from .classifier import TransferCNNClassifier
-from .ensemble import FERStackingClassifier
+from .ensemble import FERStackingClassifier, LogProbabilities
 from .errors import DataFileError
 from .experts import ClassExpert
 from .model_file import (
@@ -257,15 +260,60 @@ def _class_expert(state: dict, fitted):
     return expert
 
 
-def _mlp_state(mlp) -> tuple[dict, bytes]:
+def _final_state(final) -> tuple[dict, bytes]:
+    """The final estimator's state (JSON) and arrays (the bytes of an ``.npz`` file): an
+    MLPClassifier, or the ``'logistic'`` pipeline of :func:`~skfer.ensemble.make_stacker`."""
+    if type(final) is MLPClassifier:
+        return _mlp_state(final)
+    steps = getattr(final, "steps", None)
+    if (
+        type(final) is Pipeline
+        and len(steps) == 2
+        and type(steps[0][1]) is LogProbabilities
+        and type(steps[1][1]) is LogisticRegression
+    ):
+        (_, floor), (_, logistic) = steps
+        buffer = io.BytesIO()
+        np.savez(
+            buffer,
+            allow_pickle=False,
+            classes_=logistic.classes_,
+            coef_=logistic.coef_,
+            intercept_=logistic.intercept_,
+            n_iter_=logistic.n_iter_,
+        )
+        state = {
+            "kind": "logistic",
+            "step_names": [name for name, _ in steps],
+            "floor": floor.floor,
+            "params": params_json(logistic.get_params()),
+            "n_features_in_": logistic.n_features_in_,
+        }
+        return state, buffer.getvalue()
+    raise ValueError(
+        "Cannot save the stack: its final estimator is neither an MLPClassifier nor "
+        "make_stacker(kind='logistic')'s pipeline; skfer saves the stacks of "
+        f"make_fer_ensemble. Received: {final!r}"
+    )
+
+
+def _fitted_final(state: dict, arrays):
+    """The final estimator of :func:`_final_state`'s ``state`` (files without ``kind`` hold
+    an MLP)."""
+    if state.get("kind", "mlp") == "mlp":
+        return _fitted_mlp(state, arrays)
+    logistic = LogisticRegression(**decoded_params(state["params"]))
+    for name in ("classes_", "coef_", "intercept_", "n_iter_"):
+        setattr(logistic, name, arrays[name])
+    logistic.n_features_in_ = state["n_features_in_"]
+    floor = LogProbabilities(state["floor"])
+    floor.n_features_in_ = state["n_features_in_"]
+    return Pipeline(list(zip(state["step_names"], (floor, logistic), strict=True)))
+
+
+def _mlp_state(mlp: MLPClassifier) -> tuple[dict, bytes]:
     """The MLP final estimator's parameters and fitted scalars (JSON), and its arrays as the
     bytes of an ``.npz`` file."""
-    if type(mlp) is not MLPClassifier:
-        raise ValueError(
-            "Cannot save the stack: its final estimator is not an MLPClassifier; skfer saves "
-            "the stacks of make_fer_ensemble, whose final estimator is make_stacker()'s. "
-            f"Received: {type(mlp).__name__}"
-        )
     arrays = {"classes_": mlp.classes_}
     for layer, (coefs, intercepts) in enumerate(zip(mlp.coefs_, mlp.intercepts_, strict=True)):
         arrays[f"coefs_{layer}"] = coefs
@@ -302,7 +350,8 @@ def _set_label_coders(stack) -> None:
     # The only private scikit-learn attributes that skfer sets.
     stack._label_encoder = LabelEncoder().fit(stack.classes_)
     mlp = stack.final_estimator_
-    mlp._label_binarizer = LabelBinarizer().fit(mlp.classes_)
+    if type(mlp) is MLPClassifier:
+        mlp._label_binarizer = LabelBinarizer().fit(mlp.classes_)
 
 
 def _save_stack(stack: StackingClassifier, path: Path) -> Path:
@@ -320,7 +369,7 @@ def _save_stack(stack: StackingClassifier, path: Path) -> Path:
         member_state, model = _member_state(name, frozen, f"members/{number}.skfer")
         members.append(member_state)
         models.append(model)
-    final_state, final_arrays = _mlp_state(stack.final_estimator_)
+    final_state, final_arrays = _final_state(stack.final_estimator_)
     params = stack.get_params(deep=False)
     del params["estimators"], params["final_estimator"]
     state = {
@@ -363,7 +412,7 @@ def _load_stack(archive: zipfile.ZipFile, state: dict, stack_class, path: Path):
                 model = _class_expert(member, model)
             members.append((member["name"], FrozenEstimator(model)))
     with np.load(io.BytesIO(archive.read(_MLP_ARRAYS)), allow_pickle=False) as arrays:
-        mlp = _fitted_mlp(state["final_estimator"], arrays)
+        mlp = _fitted_final(state["final_estimator"], arrays)
     stack = stack_class(members, final_estimator=clone(mlp), **decoded_params(state["params"]))
     stack.estimators_ = [frozen for _, frozen in members]
     stack.named_estimators_ = Bunch(**dict(members))

@@ -47,7 +47,9 @@ class Preset:
 
     ``experts_on`` names the base model whose backbone the experts start from (None: the best
     one on the stopping part); the cpu preset builds them on the frozen face model, whose
-    cached features they share.
+    cached features they share. ``stacker`` is the ensemble's final estimator
+    (:func:`skfer.ensemble.make_stacker`): the study's MLP (``stacker_layers``) or
+    ``'logistic'``.
     """
 
     name: str
@@ -60,6 +62,7 @@ class Preset:
     stop_fraction: float = 0.05
     stack_fraction: float = 0.1
     stacker_layers: tuple[int, int] = (64, 32)
+    stacker: str = "mlp"
 
 
 _CPU_SCHEDULE = dict(

@@ -10,7 +10,7 @@ seed, the output folder, the progress and the timings):
 3. :func:`train_experts`: the one-vs-all experts on the best model's backbone, early-stopped
    on ``stop`` by balanced accuracy;
 4. :func:`stack_ensemble`: the greedy choice of the ensemble's members (experts and the other
-   base models) by cross-validation on ``stack``, and the MLP stacked on ``stack``;
+   base models) by cross-validation on ``stack``, and the stacker (the MLP) fitted on ``stack``;
 5. :func:`write_report`: every model scored on each test split twice (as published, and
    without the images that have a copy in Training) with 95% bootstrap intervals, the
    ensemble against its best member as a paired difference with McNemar's test, figures, the
@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import keras
@@ -37,7 +37,7 @@ from .backbones import WeightsDownloadError, get_backbone, save_weights_by_layer
 from .backend import BackendError, has_gpu
 from .classifier import TransferCNNClassifier
 from .datasets import FER2013_CLASSES, load_fer2013
-from .ensemble import make_fer_ensemble, select_experts
+from .ensemble import STACKERS, make_fer_ensemble, select_experts
 from .errors import WeightsError
 from .experts import OneVsAllExperts
 from .ferplus import load_dataset, load_ferplus
@@ -71,6 +71,8 @@ __all__ = [
 
 PEER_WEIGHT_FILE = "fer2013_mini_xception/fer2013_mini_XCEPTION.102-0.66.hdf5"
 N_STEPS = 5  # data, base models, experts, selection and ensemble, evaluation and report
+ENSEMBLE_LABELS = {"mlp": "ensemble (MLP stack)", "logistic": "ensemble (logistic stack)"}
+"""The ensemble's row in the table, by the preset's ``stacker``."""
 
 
 class Progress:
@@ -376,6 +378,7 @@ def stack_ensemble(
         stack.target,
         others=others,
         hidden_layer_sizes=plan.stacker_layers,
+        stacker=plan.stacker,
         random_state=context.seed,
         n_jobs=-1,
     )
@@ -386,6 +389,7 @@ def stack_ensemble(
         expert_classes=list(selection.selected),
         others=[(label, others[label]) for label in selection.selected_others],
         hidden_layer_sizes=plan.stacker_layers,
+        stacker=plan.stacker,
         random_state=context.seed,
     ).fit(stack.images, stack.target)
     context.timings["selection_and_ensemble"] = time.perf_counter() - tick
@@ -434,10 +438,11 @@ def write_report(
             s.name: ensemble.experts.predict(s.images) for s in run.splits.tests
         }
         notes[experts_label] = f"on the backbone of {ensemble.experts_on}"
-        predictions["ensemble (MLP stack)"] = {
+        ensemble_label = ENSEMBLE_LABELS[context.plan.stacker]
+        predictions[ensemble_label] = {
             s.name: ensemble.estimator.predict(s.images) for s in run.splits.tests
         }
-        notes["ensemble (MLP stack)"] = " + ".join(ensemble.member_labels)
+        notes[ensemble_label] = " + ".join(ensemble.member_labels)
     peer = context.weights_dir / PEER_WEIGHT_FILE if context.weights_dir is not None else None
     if peer is not None and peer.exists() and context.dataset == "fer2013":
         label = "peer: fer mini-Xception"
@@ -462,7 +467,7 @@ def write_report(
             if ensemble is not None:
                 difference = paired_difference(
                     split.target[rows],
-                    predictions["ensemble (MLP stack)"][split.name][rows],
+                    predictions[ENSEMBLE_LABELS[context.plan.stacker]][split.name][rows],
                     predictions[bases.best_label][split.name][rows],
                     random_state=context.seed,
                 )
@@ -487,7 +492,7 @@ def write_report(
         context.document["models"] = _save_models(context, bases)
     if ensemble is not None:
         path = save(ensemble.estimator, context.out / RUN_MODELS / RUN_ENSEMBLE)
-        context.document["models"]["ensemble (MLP stack)"] = path.name
+        context.document["models"][ENSEMBLE_LABELS[context.plan.stacker]] = path.name
 
     context.timings["total"] = time.perf_counter() - context.progress.started
     document = {**context.document, "results": results, "timings_seconds": context.timings}
@@ -592,6 +597,7 @@ def reproduce(
     verbose: int = 1,
     dataset: str = "fer2013",
     ferplus_csv: str | os.PathLike | None = None,
+    stacker: str | None = None,
 ) -> dict:
     """Run ``preset`` on FER2013 at ``data`` and write the table, JSON and figures into ``out``.
 
@@ -600,10 +606,13 @@ def reproduce(
     some base model could not get its weights (the others still ran). ``dataset="ferplus"``
     takes the labels from FER+'s ``ferplus_csv`` (majority labels, excluded rows left out);
     the peer model, trained on FER2013's labels, is then not scored, and a ``test`` file
-    needs its FER+ votes, ``test_ferplus_csv``.
+    needs its FER+ votes, ``test_ferplus_csv``. ``stacker`` replaces the preset's final
+    estimator (``'mlp'`` or ``'logistic'``, :func:`skfer.ensemble.make_stacker`).
     """
     if preset not in PRESETS:
         raise ValueError(f"Unknown preset {preset!r}; use one of {list(PRESETS)}.")
+    if stacker is not None and stacker not in STACKERS:
+        raise ValueError(f"stacker must be one of {STACKERS}. Received: stacker={stacker!r}")
     if dataset == "ferplus" and test is not None and test_ferplus_csv is None:
         raise ValueError(
             "With dataset='ferplus', a test file is scored on FER+'s labels: pass its FER+ "
@@ -616,6 +625,8 @@ def reproduce(
             f"dataset='ferplus'. Received: test={test!r}, dataset={dataset!r}"
         )
     plan = smoke_preset(PRESETS[preset]) if smoke else PRESETS[preset]
+    if stacker is not None:
+        plan = replace(plan, stacker=stacker)
     if plan.needs_gpu and not has_gpu():
         raise BackendError(
             f"--preset {preset} needs a GPU, and Keras' {keras.backend.backend()} backend sees "
@@ -697,8 +708,13 @@ def _results_markdown(title, context, run, bases, results, paired, figures) -> s
         f"- experts: the settings of {plan.experts_on or 'the best base model'} on its "
         f"(fine-tuned) backbone, long_epochs=0, augmentation=False"
         f"{f', {expert}' if expert else ''}, early-stopped by balanced accuracy",
-        f"- stacking MLP: hidden layers {plan.stacker_layers}; members chosen greedily "
-        "(experts and the other base models) by 5-fold cross-validation on the stacking part",
+        (
+            f"- stacking MLP: hidden layers {plan.stacker_layers}"
+            if plan.stacker == "mlp"
+            else "- stacker: logistic regression on the members' log-probabilities (C=0.1)"
+        )
+        + "; members chosen greedily (experts and the other base models) by 5-fold "
+        "cross-validation on the stacking part",
         "",
         results_table(results),
     ]

@@ -191,7 +191,7 @@ def test_bad_stacks_are_refused_before_any_file_is_written(fitted, tmp_path):
         (
             StackingClassifier([("base", FrozenEstimator(base))]).fit(X, y),
             ValueError,
-            "final estimator is not an MLPClassifier.* LogisticRegression",
+            "final estimator is neither an MLPClassifier nor .*LogisticRegression",
         ),
         (
             make_fer_ensemble(base, cv=StratifiedKFold(2), random_state=0).fit(X, y),
@@ -214,3 +214,40 @@ def test_a_stack_file_missing_a_member_is_a_clear_error(saved, tmp_path):
                 target.writestr(name, source.read(name))
     with pytest.raises(DataFileError, match=r"ensemble file without \['members/2.skfer'\]"):
         skfer.load(damaged)
+
+
+def test_a_logistic_stack_round_trips_exactly_and_differs_from_the_mlp(fitted, tmp_path):
+    from sklearn.pipeline import Pipeline
+
+    from skfer.ensemble import LogProbabilities
+
+    mlp_stack, held_out, X_test = fitted
+    members = mlp_stack.named_estimators_
+    stack = make_fer_ensemble(
+        members["base"].estimator,
+        others=[("seed1", members["model_seed1"].estimator)],
+        stacker="logistic",
+        cv=3,
+    ).fit(*held_out)
+    final = stack.final_estimator_
+    assert isinstance(final, Pipeline) and isinstance(final.steps[0][1], LogProbabilities)
+    loaded = skfer.load(save(stack, tmp_path / "logistic.skfer"))
+    assert type(loaded.final_estimator_.steps[1][1]) is LogisticRegression
+    np.testing.assert_array_equal(loaded.predict_proba(X_test), stack.predict_proba(X_test))
+    assert loaded.final_estimator_.steps[1][1].get_params() == final.steps[1][1].get_params()
+    assert not np.allclose(stack.predict_proba(X_test), mlp_stack.predict_proba(X_test))
+
+
+def test_log_probabilities_floors_and_checks_its_parameter():
+    from skfer.ensemble import LogProbabilities, make_stacker
+
+    x = np.array([[0.0, 0.5, 1.0]])
+    np.testing.assert_allclose(
+        LogProbabilities().fit(x).transform(x), [[np.log(1e-6), np.log(0.5), 0]]
+    )
+    with pytest.raises(ValueError, match=r"floor must be .* Received: floor=0"):
+        LogProbabilities(floor=0).fit(x)
+    with pytest.raises(NotFittedError):
+        LogProbabilities().transform(x)
+    with pytest.raises(ValueError, match=r"kind must be one of \('mlp', 'logistic'\)"):
+        make_stacker(kind="svm")

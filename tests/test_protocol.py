@@ -123,7 +123,7 @@ def test_no_stack_image_reaches_a_members_training_or_stopping(tmp_path, monkeyp
     monkeypatch.setattr(skfer.reproduce, "split_for_run", capture)
     out = tmp_path / "out"
     argv = ["reproduce", "--data", str(csv), "--out", str(out), "--weights-dir", str(tmp_path)]
-    assert main([*argv, "--quiet"]) == 0
+    assert main([*argv, "--stacker", "logistic", "--quiet"]) == 0  # the MLP: test_reproduce.py
     stack = captured["splits"].stack
     assert len(seen) == 2 * (2 + 7)  # two base models and seven experts, each with validation
     for images_seen in seen:
@@ -145,11 +145,13 @@ def test_no_stack_image_reaches_a_members_training_or_stopping(tmp_path, monkeyp
     (row,) = [
         r
         for r in document["results"]
-        if r["model"] == "ensemble (MLP stack)" and r["split"] == "PublicTest"
+        if r["model"] == "ensemble (logistic stack)" and r["split"] == "PublicTest"
     ]
     assert np.mean(loaded.predict(test) == np.arange(14) % 7) == row["accuracy"]
+    assert type(loaded.final_estimator_.steps[1][1]).__name__ == "LogisticRegression"
     text = (out / "results.md").read_text()
     assert "Ensemble against its best member, paired on the same test images" in text
+    assert "- stacker: logistic regression on the members' log-probabilities" in text
     card = (out / "MODEL_CARD.md").read_text()
     assert f"skfer predict {(out / 'models').as_posix()}/ensemble.skfer photo.jpg" in card
 
@@ -229,14 +231,16 @@ def test_selection_stops_when_the_gain_is_at_most_min_gain(monkeypatch):
     assert first_folds != other_folds  # the seed draws the folds
 
 
-def test_selection_takes_other_members_beside_the_experts():
+@pytest.mark.parametrize("stacker", ["mlp", "logistic"])
+def test_selection_takes_other_members_beside_the_experts(stacker):
     base, experts, X, y = _members_and_data()
     informative = FixedProba(np.eye(3)[y])
     informative.classes_ = np.arange(3)
     selection = skfer.ensemble.select_experts(
-        base, experts, X, y, others={"perfect": informative}, cv=3, random_state=0
+        base, experts, X, y, others={"perfect": informative}, cv=3, random_state=0, stacker=stacker
     )
     assert "perfect" in selection.candidates and selection.selected_others == ("perfect",)
+    assert ("MLP" if stacker == "mlp" else "logistic regression") in selection.rule
     ensemble = skfer.ensemble.make_fer_ensemble(
         base, experts, expert_classes=[], others=[("perfect", informative)], random_state=0
     ).fit(X, y)
