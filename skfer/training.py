@@ -465,6 +465,12 @@ def _fit_phase(
     if checkpoint is not None:
         phase_callbacks += checkpoint.callbacks(history, phase.name, verbose=settings.verbose)
     phase_callbacks += callbacks  # after the backup: they see a saved epoch
+    # This phase's own record of its epochs (Keras uses it instead of adding one), empty until
+    # an epoch ends: an interrupt before Keras' History starts then records nothing rather
+    # than another phase's epochs.
+    recorder = keras.callbacks.History()
+    recorder.epoch = []
+    phase_callbacks.append(recorder)
     if settings.verbose:
         trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
         print(
@@ -503,7 +509,7 @@ def _fit_phase(
             verbose={0: 0, 1: 2}.get(settings.verbose, 1),
         )
     except KeyboardInterrupt:
-        fitted = trained_model.history  # the epochs that finished
+        fitted = recorder  # the epochs that finished
         if early_stopping is not None and early_stopping.best_weights is not None:
             trained_model.set_weights(early_stopping.best_weights)
         _record(history, phase.name, fitted)

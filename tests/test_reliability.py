@@ -106,6 +106,29 @@ def test_ctrl_c_leaves_a_usable_estimator_with_a_warning(tiny_params):
     assert clf.predict_proba(X).shape == (64, 2)
 
 
+def test_ctrl_c_before_the_long_phase_trains_keeps_the_short_phase_history(tiny_params):
+    """Ctrl-C as the long phase begins, before Keras' History has started: the short phase's
+    epochs stay as they were, labelled short."""
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 256, (64, 16, 16)).astype(np.uint8)
+    y = np.arange(64) % 2
+
+    class CtrlCAtSecondStart(keras.callbacks.Callback):
+        starts = 0
+
+        def on_train_begin(self, logs=None):
+            self.starts += 1
+            if self.starts == 2:
+                raise KeyboardInterrupt
+
+    params = {**tiny_params, "short_epochs": 2, "long_epochs": 3, "validation_fraction": 0.25}
+    with pytest.warns(UserWarning, match="interrupted by the user in the long phase"):
+        clf = TransferCNNClassifier(**params).fit(X, y, callbacks=[CtrlCAtSecondStart()])
+    assert clf.history_["phase"] == ["short", "short"]
+    assert len(clf.history_["loss"]) == 2
+    assert clf.predict_proba(X).shape == (64, 2)
+
+
 class _CtrlCAtEpoch(keras.callbacks.Callback):
     def __init__(self, epoch):
         super().__init__()
