@@ -88,6 +88,26 @@ def _seed(text: str) -> int:
 _seed.__name__ = "int"
 
 
+def _add_face_cropping(group, crop_help: str) -> None:
+    """``--crop-faces``, ``--min-face`` and ``--on-no-face`` of a photo-folder option group."""
+    group.add_argument("--crop-faces", action="store_true", help=crop_help)
+    group.add_argument(
+        "--min-face",
+        type=_number(int, 12),
+        metavar="PX",
+        help=f"with --crop-faces: smallest face searched for, in pixels (default: "
+        f"{DEFAULT_MIN_FACE})",
+        default=argparse.SUPPRESS,
+    )
+    group.add_argument(
+        "--on-no-face",
+        choices=("error", "skip"),
+        help="with --crop-faces, photos without a face: stop with an error listing them "
+        "(default), or leave them out",
+        default=argparse.SUPPRESS,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``skfer`` argument parser with its four sub-commands."""
     common = argparse.ArgumentParser(add_help=False)
@@ -217,23 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
         **_suppressed,
     )
     photos.add_argument("--gray", action="store_true", help="load the photos as gray images")
-    photos.add_argument(
-        "--crop-faces", action="store_true", help="crop each photo to its largest face first"
-    )
-    photos.add_argument(
-        "--min-face",
-        type=_number(int, 12),
-        metavar="PX",
-        help="with --crop-faces: smallest face searched for, in pixels (default: 30)",
-        **_suppressed,
-    )
-    photos.add_argument(
-        "--on-no-face",
-        choices=("error", "skip"),
-        help="with --crop-faces, photos without a face: stop with an error listing them "
-        "(default), or leave them out",
-        **_suppressed,
-    )
+    _add_face_cropping(photos, "crop each photo to its largest face first")
     train.add_argument("--seed", type=_seed, default=0, help="random seed (default: 0)")
     train.add_argument("--out", required=True, metavar="MODEL.skfer", help="model file to write")
     train.set_defaults(run=_train, parser=train, inputs={"data": "--data"})
@@ -262,24 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--json", action="store_true", help="print the results as JSON")
     labelled = evaluate.add_argument_group("labelled photos (--data FOLDER/<class>/*.jpg)")
-    labelled.add_argument(
-        "--crop-faces",
-        action="store_true",
-        help="crop each photo to its largest face first (as for a model trained with it)",
-    )
-    labelled.add_argument(
-        "--min-face",
-        type=_number(int, 12),
-        metavar="PX",
-        help="with --crop-faces: smallest face searched for, in pixels (default: 30)",
-        **_suppressed,
-    )
-    labelled.add_argument(
-        "--on-no-face",
-        choices=("error", "skip"),
-        help="with --crop-faces, photos without a face: stop with an error listing them "
-        "(default), or leave them out",
-        **_suppressed,
+    _add_face_cropping(
+        labelled, "crop each photo to its largest face first (as for a model trained with it)"
     )
     evaluate.set_defaults(
         run=_evaluate, parser=evaluate, inputs={"model": "MODEL", "data": "--data"}

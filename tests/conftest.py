@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -124,3 +128,23 @@ def fer2013_subset(fer2013):
     X, y = per_class(fer2013.train, 60)
     X_test, y_test = per_class(fer2013.public_test, 50)
     return X, y, X_test, y_test
+
+
+def run_on_jax(script: str, *args: str, devices: int = 1, timeout: int = 600) -> dict:
+    """Run ``python -c script *args`` on Keras' JAX backend with ``devices`` CPU devices and
+    return the JSON report on its last line of output. Skips without jax (fails under CI)."""
+    if importlib.util.find_spec("jax") is None:
+        message = "jax is not installed (it is in the dev extra: pip install -e '.[dev]')"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    flags = os.environ.get("XLA_FLAGS", "")
+    if devices > 1:
+        flags += f" --xla_force_host_platform_device_count={devices}"
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "XLA_FLAGS": flags}
+    result = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        capture_output=True, text=True, timeout=timeout, env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])

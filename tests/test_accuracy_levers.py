@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
-import subprocess
-import sys
 import textwrap
 import zipfile
 
 import numpy as np
 import pytest
-from conftest import two_class_images
+from conftest import run_on_jax, two_class_images
 
 import skfer
 from skfer import TransferCNNClassifier
@@ -240,17 +236,7 @@ JAX_LEVERS = textwrap.dedent(
 
 
 def test_mixup_and_crops_run_on_jax():
-    if importlib.util.find_spec("jax") is None:
-        message = "jax is not installed (it is in the dev extra: pip install -e '.[dev]')"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
-    result = subprocess.run(
-        [sys.executable, "-c", JAX_LEVERS], capture_output=True, text=True, timeout=600, env=env
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(result.stdout.strip().splitlines()[-1])
+    report = run_on_jax(JAX_LEVERS)
     assert report["backend"] == "jax" and report["jit_compile"] is True
     assert report["proba_sums"] == pytest.approx([1.0] * 64, abs=1e-5)
     assert report["cached_difference"] < 1e-5

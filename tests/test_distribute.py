@@ -8,16 +8,13 @@ each training batch is split between them and every model variable is replicated
 
 from __future__ import annotations
 
-import importlib.util
-import json
 import os
-import subprocess
-import sys
 import textwrap
 
 import keras
 import numpy as np
 import pytest
+from conftest import run_on_jax
 
 from skfer import TransferCNNClassifier
 from skfer.cli import _DISTRIBUTIONS, build_parser, main
@@ -118,27 +115,8 @@ ONE_DEVICE = SETUP + textwrap.dedent(
 )
 
 
-def run_on_jax(script: str, devices: int) -> dict:
-    """Run ``script`` on Keras' JAX backend with ``devices`` CPU devices; its JSON report."""
-    if importlib.util.find_spec("jax") is None:
-        message = "jax is not installed (it is in the dev extra: pip install -e '.[dev]')"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    flags = os.environ.get("XLA_FLAGS", "")
-    if devices > 1:
-        flags += f" --xla_force_host_platform_device_count={devices}"
-    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "XLA_FLAGS": flags}
-    result = subprocess.run(
-        [sys.executable, "-c", script, TESTS],
-        capture_output=True, text=True, timeout=300, env=env,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(result.stdout.strip().splitlines()[-1])
-
-
 def test_data_parallel_on_two_jax_devices_splits_batches_and_replicates_variables():
-    report = run_on_jax(TWO_DEVICES, devices=2)
+    report = run_on_jax(TWO_DEVICES, TESTS, devices=2)
     assert report["devices"] == ["cpu:0", "cpu:1"]
     assert report["strategy"] == "DataParallel"
     # Every training step of both phases (cached features, then images): the batch of 16 in
@@ -158,7 +136,7 @@ def test_data_parallel_on_two_jax_devices_splits_batches_and_replicates_variable
 
 
 def test_data_parallel_on_one_jax_device_trains_as_without():
-    report = run_on_jax(ONE_DEVICE, devices=1)
+    report = run_on_jax(ONE_DEVICE, TESTS, devices=1)
     assert report["devices"] == ["cpu:0"]
     assert report["strategy"] == "None"
     assert report["same_history"]

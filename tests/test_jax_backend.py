@@ -9,14 +9,10 @@ each compiled step is traced: once per new batch shape, so skfer's full batches 
 
 from __future__ import annotations
 
-import importlib.util
-import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
+from conftest import run_on_jax
 
 ROUND_TRIP = textwrap.dedent(
     """
@@ -88,18 +84,7 @@ ROUND_TRIP = textwrap.dedent(
 
 
 def test_fit_predict_save_load_on_jax_with_compiled_training_steps(tmp_path):
-    if importlib.util.find_spec("jax") is None:
-        message = "jax is not installed (it is in the dev extra: pip install -e '.[dev]')"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
-    result = subprocess.run(
-        [sys.executable, "-c", ROUND_TRIP, str(tmp_path / "model.skfer")],
-        capture_output=True, text=True, timeout=600, env=env,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(result.stdout.strip().splitlines()[-1])
+    report = run_on_jax(ROUND_TRIP, str(tmp_path / "model.skfer"))
     assert report["backend"] == "jax"
     assert report["jit_compile"] is True
     assert report["train_steps_compiled"] >= 2  # the short phase's and the long phase's
