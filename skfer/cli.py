@@ -88,6 +88,25 @@ def _seed(text: str) -> int:
 _seed.__name__ = "int"
 
 
+def _photo_folder(args: argparse.Namespace, *, size: int, gray: bool):
+    """``--data FOLDER``'s photos (``load_image_folder``), with the face-cropping options;
+    says how many photos had no face."""
+    from .datasets import load_image_folder
+
+    data = load_image_folder(
+        args.data,
+        size=size,
+        gray=gray,
+        crop_faces=args.crop_faces,
+        min_face=getattr(args, "min_face", DEFAULT_MIN_FACE),
+        on_no_face=getattr(args, "on_no_face", "error"),
+    )
+    if data.no_face:
+        _progress(args, f"left out {len(data.no_face)} photo(s) without a face")
+    _progress(args, data.DESCR)
+    return data
+
+
 def _add_face_cropping(group, crop_help: str) -> None:
     """``--crop-faces``, ``--min-face`` and ``--on-no-face`` of a photo-folder option group."""
     group.add_argument("--crop-faces", action="store_true", help=crop_help)
@@ -510,7 +529,7 @@ def _train(args: argparse.Namespace) -> int:
     from .backbones import get_backbone, list_backbones
     from .backend import BackendError
     from .classifier import TransferCNNClassifier
-    from .datasets import load_fer2013, load_image_folder
+    from .datasets import load_fer2013
     from .distribute import make_strategy
     from .protocol import stratified_rows
 
@@ -553,17 +572,8 @@ def _train(args: argparse.Namespace) -> int:
         args.parser.error("--min-face and --on-no-face go with --crop-faces")
 
     if own_photos:
-        data = load_image_folder(
-            args.data,
-            size=getattr(args, "image_size", getattr(args, "input_size", spec.default_input_size)),
-            gray=args.gray,
-            crop_faces=args.crop_faces,
-            min_face=getattr(args, "min_face", 30),
-            on_no_face=getattr(args, "on_no_face", "error"),
-        )
-        if data.no_face:
-            _progress(args, f"left out {len(data.no_face)} photo(s) without a face")
-        _progress(args, data.DESCR)
+        size = getattr(args, "image_size", getattr(args, "input_size", spec.default_input_size))
+        data = _photo_folder(args, size=size, gray=args.gray)
         images, target = data.images, np.asarray(data.class_names)[data.target]
         tests, part = [], "the photos"
     else:
@@ -734,8 +744,6 @@ def _labelled_photos(args: argparse.Namespace, clf, class_names, labels, fer2013
     class of the model is a ``DataFileError`` naming it and the model's classes."""
     import numpy as np
 
-    from .datasets import load_image_folder
-
     def key(name: str) -> str:  # FER2013 class folders in any case, as load_fer2013 reads them
         return name.lower() if fer2013 else name
 
@@ -753,17 +761,7 @@ def _labelled_photos(args: argparse.Namespace, clf, class_names, labels, fer2013
             f"({'any case' if fer2013 else 'exactly'}) or remove them"
         )
     height, _, channels = clf.image_shape_
-    data = load_image_folder(
-        args.data,
-        size=height,
-        gray=channels == 1,
-        crop_faces=args.crop_faces,
-        min_face=getattr(args, "min_face", 30),
-        on_no_face=getattr(args, "on_no_face", "error"),
-    )
-    if data.no_face:
-        _progress(args, f"left out {len(data.no_face)} photo(s) without a face")
-    _progress(args, data.DESCR)
+    data = _photo_folder(args, size=height, gray=channels == 1)
     target = np.asarray([known[key(name)] for name in data.class_names])[data.target]
     absent = [name for name, label in known.items() if label not in set(target.tolist())]
     if absent:
