@@ -35,13 +35,11 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
-from sklearn.linear_model import LogisticRegression  # noqa: E402
 from sklearn.model_selection import StratifiedKFold, cross_val_score  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
-from sklearn.preprocessing import FunctionTransformer  # noqa: E402
 
 import skfer  # noqa: E402
-from skfer.ensemble import make_stacker  # noqa: E402
+from skfer.ensemble import LogProbabilities, make_stacker  # noqa: E402
 from skfer.ferplus import load_dataset  # noqa: E402
 from skfer.metrics import paired_difference  # noqa: E402
 from skfer.protocol import Part, split_for_run  # noqa: E402
@@ -136,24 +134,15 @@ def scratch_throughput(images: int = 2048, repeats: int = 2) -> None:
     keras.config.set_dtype_policy("float32")
 
 
-def log_probabilities(x: np.ndarray) -> np.ndarray:
-    """The stacker's alternative input: log of the members' probabilities."""
-    return np.log(np.clip(x, 1e-6, 1.0))
-
-
 STACKERS = ("MLP on probabilities", "MLP on log-probabilities", "logistic regression on log")
 
 
 def stacker(kind: str, seed: int):
-    """One of :data:`STACKERS`."""
-    if kind == STACKERS[0]:
-        return make_stacker((64, 32), random_state=seed)
-    final = (
-        make_stacker((64, 32), random_state=seed)
-        if kind == STACKERS[1]
-        else LogisticRegression(C=0.1, max_iter=2000)
-    )
-    return make_pipeline(FunctionTransformer(log_probabilities), final)
+    """One of :data:`STACKERS`: skfer's two stackers, and the MLP on log-probabilities."""
+    if kind == STACKERS[2]:
+        return make_stacker(kind="logistic")
+    mlp = make_stacker((64, 32), random_state=seed)
+    return mlp if kind == STACKERS[0] else make_pipeline(LogProbabilities(), mlp)
 
 
 def ablation(members: dict, y_stack, y_public, in_training, best: str, sets, seed: int) -> list:

@@ -612,7 +612,6 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
                 "them with batch statistics and wreck its features. Keep "
                 "batchnorm_training=False (or use weights=None). Received: batchnorm_training=True"
             )
-        self._check_test_time_params()
         if isinstance(self.class_weight, dict):
             weights = list(self.class_weight.values())
             if not all(weight in Interval(float, 0, None) for weight in weights):
@@ -627,12 +626,6 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         check_params(
             self.get_params(deep=False), {name: self._parameter_constraints[name] for name in names}
         )
-        if isinstance(self.test_time_crops, (bool, np.bool_)):  # True == 1 passes Options
-            raise ValueError(
-                f"test_time_crops must be one of {TEST_TIME_CROPS}, a number of crops, not a "
-                f"bool (test_time_flip is the mirror). Received: test_time_crops="
-                f"{self.test_time_crops!r}"
-            )
 
     def _draw_seed(self) -> int:
         """The fit's seed, from ``random_state``; None draws fresh entropy, never from the

@@ -11,6 +11,8 @@ import math
 import numbers
 from collections.abc import Sequence
 
+import numpy as np
+
 __all__ = ["Interval", "InstanceOf", "Options", "SequenceOf", "check_params"]
 
 
@@ -59,12 +61,15 @@ class Interval:
 
 
 class Options:
-    """One of a fixed set of values."""
+    """One of a fixed set of values; a bool only if the set holds that bool (``True == 1``
+    would otherwise pass for the option 1)."""
 
     def __init__(self, values: Sequence):
         self.values = tuple(values)
 
     def __contains__(self, value) -> bool:
+        if isinstance(value, (bool, np.bool_)):
+            return any(isinstance(o, (bool, np.bool_)) and o == value for o in self.values)
         return any(value is option or value == option for option in self.values)
 
     def __str__(self) -> str:

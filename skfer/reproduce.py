@@ -429,16 +429,15 @@ def write_report(
     names = _scoring(run.class_names)
     predictions: dict[str, dict[str, np.ndarray]] = {}
     notes: dict[str, str] = {}
+    ensemble_label = ENSEMBLE_LABELS[context.plan.stacker]
     for label, model in bases.models.items():
         predictions[label] = {s.name: model.predict(s.images) for s in run.splits.tests}
     if ensemble is not None:
-        best = bases.best_label
         experts_label = "one-vs-all experts alone"
         predictions[experts_label] = {
             s.name: ensemble.experts.predict(s.images) for s in run.splits.tests
         }
         notes[experts_label] = f"on the backbone of {ensemble.experts_on}"
-        ensemble_label = ENSEMBLE_LABELS[context.plan.stacker]
         predictions[ensemble_label] = {
             s.name: ensemble.estimator.predict(s.images) for s in run.splits.tests
         }
@@ -467,7 +466,7 @@ def write_report(
             if ensemble is not None:
                 difference = paired_difference(
                     split.target[rows],
-                    predictions[ENSEMBLE_LABELS[context.plan.stacker]][split.name][rows],
+                    predictions[ensemble_label][split.name][rows],
                     predictions[bases.best_label][split.name][rows],
                     random_state=context.seed,
                 )
@@ -492,7 +491,7 @@ def write_report(
         context.document["models"] = _save_models(context, bases)
     if ensemble is not None:
         path = save(ensemble.estimator, context.out / RUN_MODELS / RUN_ENSEMBLE)
-        context.document["models"][ENSEMBLE_LABELS[context.plan.stacker]] = path.name
+        context.document["models"][ensemble_label] = path.name
 
     context.timings["total"] = time.perf_counter() - context.progress.started
     document = {**context.document, "results": results, "timings_seconds": context.timings}

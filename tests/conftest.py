@@ -55,24 +55,26 @@ def _tiny_cnn(input_shape):
     return keras.Model(inputs, x, name="tiny_cnn")
 
 
-def _register_tiny_backbone():
+def register_tiny_backbone(name: str, block_ends: tuple[str, ...]) -> None:
+    """Register the tiny test CNN as backbone ``name``, cut into blocks at ``block_ends``
+    (once per process)."""
     from skfer.backbones import TF_MODE, BackboneSpec, list_backbones, register_backbone
 
-    if "tiny_test_cnn" not in list_backbones():
+    if name not in list_backbones():
         register_backbone(
             BackboneSpec(
-                name="tiny_test_cnn",
+                name=name,
                 builder=_tiny_cnn,
                 preprocessing=TF_MODE,
                 default_input_size=16,
                 min_input_size=8,
-                block_ends=("conv1_relu", "conv2_relu"),
+                block_ends=block_ends,
                 description="test-only backbone",
             )
         )
 
 
-_register_tiny_backbone()
+register_tiny_backbone("tiny_test_cnn", ("conv1_relu", "conv2_relu"))
 
 TINY = dict(
     backbone="tiny_test_cnn",

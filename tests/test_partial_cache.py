@@ -8,28 +8,16 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from conftest import _tiny_cnn, two_class_images
+from conftest import register_tiny_backbone, two_class_images
 
 import skfer
 from skfer import TransferCNNClassifier, get_backbone
-from skfer.backbones import TF_MODE, BackboneSpec, list_backbones, register_backbone
 from skfer.cache import FeatureCache, feature_cache, predict_in_chunks
 from skfer.model import build_transfer_model
 from skfer.training import BLOCK_MAP_DTYPE, cached_split
 
 # The tiny test CNN cut into four blocks, so that 1, 2 and 3 top blocks have distinct splits.
-if "tiny_test_cnn_four_blocks" not in list_backbones():
-    register_backbone(
-        BackboneSpec(
-            name="tiny_test_cnn_four_blocks",
-            builder=_tiny_cnn,
-            preprocessing=TF_MODE,
-            default_input_size=16,
-            min_input_size=8,
-            block_ends=("conv1", "conv1_relu", "conv2", "conv2_relu"),
-            description="test-only backbone",
-        )
-    )
+register_tiny_backbone("tiny_test_cnn_four_blocks", ("conv1", "conv1_relu", "conv2", "conv2_relu"))
 
 
 @pytest.fixture(autouse=True)
