@@ -131,6 +131,12 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         batch-level callbacks of the short phase fire once per 32 steps
         (:data:`skfer.training.CACHED_STEPS_PER_EXECUTION`). ``augmentation=True`` and
         ``mixup_alpha > 0`` turn both caches off: their images differ every epoch.
+    cache_predictions : bool, default=False
+        :meth:`predict_proba` (and so :meth:`predict`, :meth:`score` and a stack of which
+        this model is a member) reads and fills the feature cache, as
+        :meth:`predict_proba_cached` does: predicting the same images again then runs only
+        the head (or the trained blocks), as choosing, fitting and scoring a stacked
+        ensemble does. Off, every prediction runs the whole network and keeps nothing.
     precision : {'float32', 'mixed_float16', 'mixed_bfloat16'}, default='float32'
         Keras dtype policy; mixed precision speeds up GPUs with tensor cores (the output and
         loss stay float32, and Keras scales the loss for float16).
@@ -225,6 +231,7 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         "label_smoothing": [Interval(float, 0, 1, closed="left")],
         "mixup_alpha": [Interval(float, 0, None)],
         "cache_features": [InstanceOf((bool, np.bool_), "a bool")],
+        "cache_predictions": [InstanceOf((bool, np.bool_), "a bool")],
         "precision": [Options(PRECISIONS)],
         "jit_compile": [Options(("auto",)), InstanceOf((bool, np.bool_), "a bool")],
         "distribution": [Options(DISTRIBUTIONS)],
@@ -266,6 +273,7 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         label_smoothing: float = 0.0,
         mixup_alpha: float = 0.0,
         cache_features: bool = True,
+        cache_predictions: bool = False,
         precision: str = "float32",
         jit_compile: bool | str = "auto",
         distribution: str | None = None,
@@ -299,6 +307,7 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         self.label_smoothing = label_smoothing
         self.mixup_alpha = mixup_alpha
         self.cache_features = cache_features
+        self.cache_predictions = cache_predictions
         self.precision = precision
         self.jit_compile = jit_compile
         self.distribution = distribution
@@ -483,7 +492,7 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         -------
         ndarray of shape (n, n_classes)
         """
-        return self._predict_proba(X, cached=False)
+        return self._predict_proba(X, cached=self.cache_predictions)
 
     def predict_proba_cached(self, X) -> np.ndarray:
         """:meth:`predict_proba` with the backbone's pooled features from the feature cache.
@@ -519,7 +528,7 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
     def _test_time_views(self, images: np.ndarray) -> list[np.ndarray]:
         """The views of ``images`` whose probabilities :meth:`predict_proba` averages: the
         images or their five crops, each followed by its mirror image with ``test_time_flip``.
-        The test-time parameters are checked here too: ``set_params`` may change them after
+        The prediction parameters are checked here too: ``set_params`` may change them after
         ``fit``."""
         self._check_test_time_params()
         views = [images]
@@ -623,6 +632,7 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
 
     def _check_test_time_params(self) -> None:
         names = ("test_time_flip", "test_time_crops", "test_time_crop_fraction")
+        names += ("cache_predictions",)
         check_params(
             self.get_params(deep=False), {name: self._parameter_constraints[name] for name in names}
         )

@@ -274,8 +274,13 @@ def train_base_models(context: RunContext, run: RunData) -> BaseModels:
             f"weights={params.get('weights', 'default')})"
         )
         tick = time.perf_counter()
+        # Steps 4 and 5 predict the stacking and test images several times over: from the
+        # feature cache, only the first prediction runs the backbone (off again when saved).
         clf = TransferCNNClassifier(
-            **params, random_state=context.seed, verbose=context.progress.verbose
+            **params,
+            cache_predictions=True,
+            random_state=context.seed,
+            verbose=context.progress.verbose,
         )
         try:
             clf.fit(
@@ -323,6 +328,7 @@ def train_experts(context: RunContext, run: RunData, source: TransferCNNClassifi
             "long_epochs": 0,
             "augmentation": False,
             "mixup_alpha": 0.0,  # mixup would turn off the cached features the experts share
+            "cache_predictions": False,  # experts read the cache anyway (ClassExpert)
             "verbose": 0,
             **context.plan.expert_params,
         }
@@ -543,9 +549,11 @@ def _stacking_cv(run: RunData, bases: BaseModels, ensemble: Ensemble) -> dict:
 
 
 def _save_models(context: RunContext, bases: BaseModels) -> dict[str, str]:
-    """Each base model as ``OUT/models/<n>.skfer`` (:func:`skfer.save`); label to file name."""
+    """Each base model as ``OUT/models/<n>.skfer`` (:func:`skfer.save`), predicting without
+    the feature cache again (as a user's model does); label to file name."""
     files = {}
     for number, (label, model) in enumerate(bases.models.items(), start=1):
+        model.set_params(cache_predictions=False)
         path = save(model, context.out / RUN_MODELS / f"base_model_{number}.skfer")
         files[label] = path.name
     return files

@@ -169,3 +169,34 @@ def test_flip_tta_on_the_cached_path_equals_the_uncached_one(partial, long_epoch
     np.testing.assert_allclose(cached, clf.predict_proba(X), atol=1e-4)
     np.testing.assert_allclose(clf.predict_proba_cached(X), cached)
     assert (feature_cache.misses, feature_cache.hits) == (2, 2)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"long_epochs": 2}, {"unfreeze_blocks": None, "augmentation": True, "test_time_flip": True}],
+    ids=["block_maps", "whole_backbone_augmented"],
+)
+def test_cache_predictions_predicts_from_the_cache(partial, params):
+    """A stack predicts its members on the same images several times: with
+    cache_predictions the backbone runs once, and the probabilities stay those of the model."""
+    X, y = two_class_images(48, 16, darken=3)
+    clf = TransferCNNClassifier(**{**partial, **params}).fit(X, y)
+    uncached = clf.predict_proba(X)
+    feature_cache.clear()
+    clf.set_params(cache_predictions=True)
+    first = clf.predict_proba(X)
+    views = 1 + clf.test_time_flip
+    assert (feature_cache.misses, feature_cache.hits) == (views, 0)
+    np.testing.assert_allclose(first, uncached, atol=1e-4)
+    assert clf.score(X, y) == np.mean(clf.classes_[first.argmax(axis=1)] == y)
+    assert (feature_cache.misses, feature_cache.hits) == (views, views)
+    clf.set_params(cache_predictions=False)
+    np.testing.assert_array_equal(clf.predict_proba(X), uncached)
+    assert feature_cache.hits == views  # off: the cache is not read
+
+
+def test_cache_predictions_is_checked_when_predicting(partial):
+    X, y = two_class_images(32, 16, darken=3)
+    clf = TransferCNNClassifier(**partial).fit(X, y)
+    with pytest.raises(ValueError, match="cache_predictions"):
+        clf.set_params(cache_predictions="yes").predict_proba(X)

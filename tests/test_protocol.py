@@ -119,13 +119,24 @@ def test_no_stack_image_reaches_a_members_training_or_stopping(tmp_path, monkeyp
         captured["splits"] = split_for_run(*args, **kwargs)
         return captured["splits"]
 
+    uncached = []
+    probabilities = TransferCNNClassifier._probabilities
+
+    def count_uncached(self, images, cached):
+        uncached.append(not cached)
+        return probabilities(self, images, cached)
+
     monkeypatch.setattr(TransferCNNClassifier, "fit", spy)
+    monkeypatch.setattr(TransferCNNClassifier, "_probabilities", count_uncached)
     monkeypatch.setattr(skfer.reproduce, "split_for_run", capture)
     out = tmp_path / "out"
     argv = ["reproduce", "--data", str(csv), "--out", str(out), "--weights-dir", str(tmp_path)]
     assert main([*argv, "--stacker", "logistic", "--quiet"]) == 0  # the MLP: test_reproduce.py
     stack = captured["splits"].stack
     assert len(seen) == 2 * (2 + 7)  # two base models and seven experts, each with validation
+    # Every prediction of the run came from the feature cache (the backbone ran once per
+    # image set); the saved models predict without it, as a user's do (below).
+    assert uncached and not any(uncached)
     for images_seen in seen:
         assert not has_copy_in(images_seen, stack.images).any()
     document = json.loads((out / "results.json").read_text())
@@ -148,6 +159,8 @@ def test_no_stack_image_reaches_a_members_training_or_stopping(tmp_path, monkeyp
         if r["model"] == "ensemble (logistic stack)" and r["split"] == "PublicTest"
     ]
     assert np.mean(loaded.predict(test) == np.arange(14) % 7) == row["accuracy"]
+    assert any(uncached)
+    assert not any(member.estimator.cache_predictions for member in loaded.estimators_[:1])
     assert type(loaded.final_estimator_.steps[1][1]).__name__ == "LogisticRegression"
     text = (out / "results.md").read_text()
     assert "Ensemble against its best member, paired on the same test images" in text
