@@ -1,30 +1,39 @@
-"""Do label smoothing, mixup and test-time crops pay for the gpu preset's face model?
+"""Which accuracy levers pay for a preset's face model, and what do they cost?
 
-    python benchmarks/bench_levers.py [--data FER2013.csv] [--weights-dir DIR] [--seed 0]
-                                      [--variants baseline smoothing mixup ...]
+    python benchmarks/bench_levers.py [--preset gpu|cpu] [--data FER2013.csv]
+                                      [--weights-dir DIR] [--seed 0]
+                                      [--variants baseline smoothing mixup ...] [--no-crops]
                                       [--time-limit SECONDS] [--json PATH] [--smoke]
 
-Trains the first base model of ``--preset gpu`` (the face-trained MobileNet 1.0 fine-tuned at
-224 px) as ``skfer reproduce`` does: on the fit part of :func:`skfer.protocol.split_for_run`
-(the preset's fractions and ``--seed``), early-stopped on the stopping part. One fit per
-variant:
+Trains the first base model of ``--preset`` (gpu: the face-trained MobileNet 1.0 fine-tuned
+whole at 224 px; cpu: the same backbone with block 13 fine-tuned on cached block-12 maps) as
+``skfer reproduce`` does: on the fit part of :func:`skfer.protocol.split_for_run` (the
+preset's fractions and ``--seed``), early-stopped on the stopping part. One fit per variant:
 
 - ``baseline``: the preset's parameters (flip test-time augmentation);
 - ``smoothing``: ``label_smoothing=0.1``;
-- ``mixup``: ``mixup_alpha=0.2``;
+- ``mixup``: ``mixup_alpha=0.2`` (it turns the feature caches off: for a GPU);
 - ``combined``: both;
 - ``seed``: the baseline with seed + 1, and the average of its probabilities and the
-  baseline's (a two-member ensemble), when the baseline ran in the same call.
+  baseline's (a two-member ensemble), when the baseline ran in the same call;
+- ``frozen``: no long phase (the head alone on the frozen backbone: 0 blocks trained);
+- ``head_512``: a head of (512, 512) instead of (1024, 1024);
+- ``cosine``: the long phase's learning rate warmed up and decayed (``long_schedule``);
+- ``long_lr_3e-4``: the long phase at 3e-4 instead of the preset's rate;
+- ``two_blocks``: ``unfreeze_blocks=2`` (blocks 12 and 13, on cached block-11 maps).
 
-Every fitted model is also scored with five test-time crops (``test_time_crops=5``, 0.9 of
-the side, each with its mirror: 10 views), which needs no fit of its own. The stopping part's
-accuracy is the number that chooses; PublicTest is printed as reported, never used to choose.
-``--time-limit`` bounds the whole call: training stops in time to score the model (a minute
-is kept for that, then 1.2 times the last scoring's time), a variant starts only while a
-minute (``--smoke``: 10 s) of training time is left, and one still training when the time
-runs out stops there, with its best weights so far, and is marked as cut. ``--smoke`` runs
-the same on the smoke preset (20 Training images per class, 48 px, one epoch per phase) and
-20 PublicTest images per class: a couple of minutes on a CPU.
+Every fitted model is scored as the preset predicts (flip test-time augmentation), without
+the flip, and, unless ``--no-crops``, with five test-time crops (``test_time_crops=5``, 0.9 of
+the side, each with its mirror: 10 views, each a pass of the frozen blocks on a CPU), all
+through the feature cache. The fits share that cache too, so a variant reuses the features
+and maps of an earlier one on the same images: the first fit's minutes include computing
+them. The stopping part's accuracy is the number that chooses; PublicTest is printed as
+reported, never used to choose. ``--time-limit`` bounds the whole call: training stops in time
+to score the model (a minute is kept for that, then 1.2 times the last scoring's time), a
+variant starts only while a minute (``--smoke``: 10 s) of training time is left, and one still
+training when the time runs out stops there, with its best weights so far, and is marked as
+cut. ``--smoke`` runs the same on the smoke preset (20 Training images per class, 48 px, one
+epoch per phase) and 20 PublicTest images per class: a couple of minutes on a CPU.
 """
 
 from __future__ import annotations
@@ -54,6 +63,11 @@ VARIANTS = {
     "mixup": {"mixup_alpha": 0.2},
     "combined": {"label_smoothing": 0.1, "mixup_alpha": 0.2},
     "seed": {},  # the baseline's parameters with the next seed
+    "frozen": {"long_epochs": 0},
+    "head_512": {"head": (512, 512)},
+    "cosine": {"long_schedule": "cosine"},
+    "long_lr_3e-4": {"long_learning_rate": 3e-4},
+    "two_blocks": {"unfreeze_blocks": 2},
 }
 CROPS = {"test_time_crops": 5, "test_time_crop_fraction": 0.9}
 
@@ -85,10 +99,10 @@ class Deadline(keras.callbacks.Callback):
         raise KeyboardInterrupt
 
 
-def face_model_params(smoke: bool, weights_dir: Path) -> tuple[dict, object]:
-    """The gpu preset's (or its smoke version's) face model parameters, with the weight file
+def face_model_params(name: str, smoke: bool, weights_dir: Path) -> tuple[dict, object]:
+    """The preset's (or its smoke version's) face model parameters, with the weight file
     from ``weights_dir``, and the preset."""
-    preset = smoke_preset(PRESETS["gpu"]) if smoke else PRESETS["gpu"]
+    preset = smoke_preset(PRESETS[name]) if smoke else PRESETS[name]
     params = dict(preset.base_models[0].params)
     spec = get_backbone(params["backbone"])
     found = sorted(weights_dir.rglob(spec.weights[spec.default_weights].file_name))
@@ -101,27 +115,34 @@ def accuracy(proba: np.ndarray, target: np.ndarray) -> float:
     return float(np.mean(proba.argmax(axis=1) == target))
 
 
-def scores(clf, splits) -> dict:
-    """Stopping-part and PublicTest probabilities, with the preset's test-time augmentation
-    and with five crops added."""
+def scores(clf, splits, crops: bool) -> dict:
+    """Stopping-part and PublicTest probabilities through the feature cache: with the preset's
+    test-time augmentation, without the flip, and with five crops added (``crops``)."""
     stop, public = splits.stop, splits.tests[0]
     plain = clf.get_params()
+    views = {"tta": {}, "no_flip": {"test_time_flip": False}}
+    if crops:
+        views["crops"] = CROPS
     found = {}
-    for name, tta in (("tta", {}), ("crops", CROPS)):
+    clf.set_params(cache_predictions=True)
+    for name, tta in views.items():
         clf.set_params(**tta)
         found[name] = (clf.predict_proba(stop.images), clf.predict_proba(public.images))
-    clf.set_params(**{name: plain[name] for name in CROPS})
+        clf.set_params(**{key: plain[key] for key in tta})
+    clf.set_params(cache_predictions=plain["cache_predictions"])
     return found
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--preset", choices=["gpu", "cpu"], default="gpu")
     parser.add_argument("--data", default=str(SHARED / "data/fer2013/fer2013.csv.gz"))
     parser.add_argument("--weights-dir", default=str(SHARED / "weights"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--variants", nargs="+", choices=list(VARIANTS), default=["baseline", "smoothing", "mixup"]
     )
+    parser.add_argument("--no-crops", action="store_true", help="skip the 5-crop scoring")
     parser.add_argument("--time-limit", type=float, default=None, help="seconds for the call")
     parser.add_argument("--json", default=None, help="also write the results to this file")
     parser.add_argument("--smoke", action="store_true")
@@ -134,7 +155,7 @@ def main(argv=None) -> None:
     def say(message):
         print(f"[bench_levers {time.monotonic() - start:6.0f} s] {message}", flush=True)
 
-    params, preset = face_model_params(args.smoke, Path(args.weights_dir))
+    params, preset = face_model_params(args.preset, args.smoke, Path(args.weights_dir))
     say(
         f"keras {keras.__version__} on {keras.backend.backend()}, {platform.node()}; preset "
         f"{preset.name}: {params}"
@@ -162,7 +183,7 @@ def main(argv=None) -> None:
             say(f"{variant} skipped: under {least} s of the time limit left")
             continue
         seed = args.seed + (variant == "seed")
-        clf = TransferCNNClassifier(**params, **VARIANTS[variant], random_state=seed, verbose=1)
+        clf = TransferCNNClassifier(**{**params, **VARIANTS[variant]}, random_state=seed, verbose=1)
         callbacks = [] if deadline is None else [Deadline(deadline, least)]
         say(f"{variant}: fitting {VARIANTS[variant] or 'the preset as it is'}, seed {seed}")
         tick = time.monotonic()
@@ -174,7 +195,7 @@ def main(argv=None) -> None:
             )  # fmt: skip
         minutes = (time.monotonic() - tick) / 60
         tick = time.monotonic()
-        found = scores(clf, splits)
+        found = scores(clf, splits, crops=not args.no_crops)
         reserve = 1.2 * (time.monotonic() - tick)
         probabilities[variant] = found["tta"]
         row = {
@@ -185,16 +206,24 @@ def main(argv=None) -> None:
             "predict_minutes": round((time.monotonic() - tick) / 60, 2),
             "epochs": [clf.history_["phase"].count(p) for p in ("short", "long")],
             "cut_at_time_limit": bool(callbacks and callbacks[0].reached),
-            "stop": accuracy(found["tta"][0], stop.target),
-            "stop_crops": accuracy(found["crops"][0], stop.target),
-            "public_test": accuracy(found["tta"][1], public.target),
-            "public_test_crops": accuracy(found["crops"][1], public.target),
+            **{
+                f"{split}{'' if view == 'tta' else '_' + view}": accuracy(
+                    found[view][index], part.target
+                )
+                for view in found
+                for index, (split, part) in enumerate((("stop", stop), ("public_test", public)))
+            },
         }
         results.append(row)
         say(
-            f"{variant}: stop {row['stop']:.4f} (+ crops {row['stop_crops']:.4f}); PublicTest "
-            f"{row['public_test']:.4f} (+ crops {row['public_test_crops']:.4f}); fit "
-            f"{minutes:.1f} min, {row['epochs'][0]} + {row['epochs'][1]} epochs"
+            f"{variant}: stop {row['stop']:.4f}, PublicTest {row['public_test']:.4f} ("
+            + "; ".join(
+                f"{view.replace('_', ' ')}: stop {row['stop_' + view]:.4f}, PublicTest "
+                f"{row['public_test_' + view]:.4f}"
+                for view in found
+                if view != "tta"
+            )
+            + f"); fit {minutes:.1f} min, {row['epochs'][0]} + {row['epochs'][1]} epochs"
             + (", cut at the time limit" if row["cut_at_time_limit"] else "")
         )
         if variant == "seed" and "baseline" in probabilities:
@@ -209,14 +238,25 @@ def main(argv=None) -> None:
                 f", PublicTest {row['ensemble_public_test']:.4f}"
             )
 
-    print("\n| variant | stop | stop, + 5 crops | PublicTest | PublicTest, + 5 crops | fit min |")
-    print("|---|---|---|---|---|---|")
+    extra = ["no_flip"] + ([] if args.no_crops else ["crops"])
+    titles = {"no_flip": "without the flip", "crops": "+ 5 crops"}
+    print(
+        "\n| variant | epochs | stop | "
+        + "".join(f"stop, {titles[view]} | " for view in extra)
+        + "PublicTest | "
+        + "".join(f"PublicTest, {titles[view]} | " for view in extra)
+        + "fit min | predict min |"
+    )
+    print("|---" * (5 + 2 * len(extra)) + "|")
     for row in results:
         cut = " (cut)" if row["cut_at_time_limit"] else ""
         print(
-            f"| {row['variant']}{cut} | {row['stop']:.4f} | {row['stop_crops']:.4f} | "
-            f"{row['public_test']:.4f} | {row['public_test_crops']:.4f} | "
-            f"{row['fit_minutes']:.1f} |"
+            f"| {row['variant']}{cut} | {row['epochs'][0]} + {row['epochs'][1]} | "
+            f"{row['stop']:.4f} | "
+            + "".join(f"{row['stop_' + view]:.4f} | " for view in extra)
+            + f"{row['public_test']:.4f} | "
+            + "".join(f"{row['public_test_' + view]:.4f} | " for view in extra)
+            + f"{row['fit_minutes']:.1f} | {row['predict_minutes']:.1f} |"
         )
     if skipped:
         names = " ".join(skipped)
@@ -225,6 +265,7 @@ def main(argv=None) -> None:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         document = {
             "backend": keras.backend.backend(),
+            "preset": args.preset,
             "smoke": args.smoke,
             "params": {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()},
             "results": results,

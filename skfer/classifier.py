@@ -44,13 +44,16 @@ __all__ = ["TransferCNNClassifier"]
 _SPLITS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _feature_split(model: keras.Model, spec: BackboneSpec, trainable_blocks: int) -> CachedSplit:
-    """``cached_split(model, spec, trainable_blocks)``, made once per model and split (new
-    Keras models would retrace)."""
+def _feature_split(
+    model: keras.Model, spec: BackboneSpec, trainable_blocks: int, via_blocks: int | None
+) -> CachedSplit:
+    """``cached_split(model, spec, trainable_blocks, via_blocks=via_blocks)``, made once per
+    model and split (new Keras models would retrace)."""
     splits = _SPLITS.setdefault(model, {})
-    if trainable_blocks not in splits:
-        splits[trainable_blocks] = cached_split(model, spec, trainable_blocks)
-    return splits[trainable_blocks]
+    key = (trainable_blocks, via_blocks)
+    if key not in splits:
+        splits[key] = cached_split(model, spec, trainable_blocks, via_blocks=via_blocks)
+    return splits[key]
 
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
@@ -104,7 +107,10 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         With ``cache_features`` and without ``augmentation``, N blocks (fewer than all) train
         on the cached float16 maps of the frozen blocks below, computed once per backbone
         weights and images (BatchNorm stays in inference mode unless
-        ``batchnorm_training``); ``model_`` stays the whole network.
+        ``batchnorm_training``), and the short phase's pooled features are computed from the
+        same maps through the still frozen top blocks, so the blocks below run once for both
+        phases (with ``long_epochs=0``, N only says where the cache cuts the backbone);
+        ``model_`` stays the whole network.
     batchnorm_training : bool, default=False
         Let BatchNorm layers update their statistics in the long phase. The default keeps the
         pretrained statistics, which fine-tuning on small gray faces otherwise destroys.
@@ -435,7 +441,13 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
                 precision=self.precision,
             )
         phases = (
-            Phase("short", self.short_epochs, self.short_learning_rate, trainable_blocks=0),
+            Phase(
+                "short",
+                self.short_epochs,
+                self.short_learning_rate,
+                trainable_blocks=0,
+                via_blocks=self.unfreeze_blocks,
+            ),
             Phase(
                 "long",
                 self.long_epochs,
@@ -502,7 +514,8 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         compute the features of the same images once, and predicting the same images again
         runs only the head. After a long phase that trained only the top ``unfreeze_blocks``
         blocks, the cache holds the maps of the frozen blocks below instead (shared by every
-        model fine-tuned from the same weights), and those blocks and the head run on them.
+        model fine-tuned from the same weights), and those blocks and the head run on them;
+        without a long phase, the pooled features come from those maps as in training.
         With ``test_time_flip`` the mirror images are one more cached entry, and with
         ``test_time_crops`` each crop (and its mirror) is one. The probabilities
         are those of :meth:`predict_proba` (to the float16 rounding of block maps); a first
@@ -545,14 +558,11 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         blocks = self.unfreeze_blocks if self.long_epochs else 0
         if block_boundary(spec.block_ends, blocks) is None:
             blocks = 0  # the long phase trained all of the backbone or none: pooled features
-        split = _feature_split(self.model_, spec, blocks)
-        features = feature_cache.features(
-            split.frozen,
-            images,
-            graph=split.graph,
-            batch_size=self.batch_size,
-            dtype=split.dtype,
-        )
+        # Pooled features as the short phase computed them: from the maps below the
+        # unfrozen blocks, if any, whose values the long phase did not change.
+        via_blocks = self.unfreeze_blocks if blocks == 0 and not self.long_epochs else None
+        split = _feature_split(self.model_, spec, blocks, via_blocks)
+        features = split.features(images, cache=feature_cache, batch_size=self.batch_size)
         return predict_in_chunks(split.trained, features, self.batch_size)
 
     def predict(self, X) -> np.ndarray:

@@ -200,7 +200,12 @@ def split_at_pooling(model: keras.Model) -> tuple[keras.Model, keras.Model]:
 
 
 def split_at_block(
-    model: keras.Model, block_ends: Sequence[str], blocks: int, *, maps_dtype: str = "float32"
+    model: keras.Model,
+    block_ends: Sequence[str],
+    blocks: int,
+    *,
+    maps_dtype: str = "float32",
+    until: str | None = None,
 ) -> tuple[keras.Model, keras.Model]:
     """Split ``model`` into ``images -> block maps`` and ``block maps -> probabilities`` at the
     input of its top ``blocks`` backbone blocks (after ``block_boundary(block_ends, blocks)``).
@@ -208,7 +213,9 @@ def split_at_block(
     Both parts share their layers with ``model``: training the top part trains ``model``'s top
     blocks and head. The top part runs its blocks in a
     :class:`~skfer.layers.FrozenStatisticsBackbone` with the model's ``batchnorm_training``
-    and takes maps of ``maps_dtype`` (cast to the layers' dtype in the graph).
+    and takes maps of ``maps_dtype`` (cast to the layers' dtype in the graph). ``until``
+    (a layer name, such as :data:`POOLING_LAYER`) ends the top part at that layer's output:
+    ``block maps -> pooled features``.
     """
     boundary = block_boundary(block_ends, blocks)
     if boundary is None:
@@ -228,4 +235,6 @@ def split_at_block(
     )(maps)
     for layer in model.layers[model.layers.index(wrapper) + 1 :]:
         x = layer(x)
+        if layer.name == until:
+            break
     return map_model, keras.Model(maps, x, name=f"{model.name}_top")

@@ -144,7 +144,10 @@ PRESETS = {
                     "unfreeze_blocks": 1,
                 },
             ),
-            BaseModelPlan(_FACE_FROZEN_LABEL, _FACE_FROZEN),
+            # Without a long phase, unfreeze_blocks only says where the feature cache cuts
+            # the backbone: its pooled features come from the block-12 maps of the model
+            # above, so the lower blocks run once for both models and the experts.
+            BaseModelPlan(_FACE_FROZEN_LABEL, {**_FACE_FROZEN, "unfreeze_blocks": 1}),
             BaseModelPlan(
                 "MobileNet 0.25 (ImageNet), 96 px, 3 + 4 epochs",
                 dict(backbone="mobilenet", **{**_CPU_SCHEDULE, "long_epochs": 4}),

@@ -39,6 +39,7 @@ __all__ = [
     "CACHED_STEPS_PER_EXECUTION",
     "OPTIMIZERS",
     "CachedSplit",
+    "FeatureStage",
     "Phase",
     "ShuffledBatches",
     "TrainingResult",
@@ -105,30 +106,68 @@ def feature_graph(model: keras.Model, backbone: str, boundary: str | None = None
 
 
 @dataclass(frozen=True)
-class CachedSplit:
-    """A model cut below its trained layers: a frozen part whose output is cached, and the
-    part that trains (or predicts) on that output. Both share their layers with the model.
+class FeatureStage:
+    """One cached step from images (or the previous stage's output) towards the trained part.
 
     Attributes
     ----------
-    frozen : keras.Model
-        Images to features: the pooled features, or the maps at a block boundary.
-    trained : keras.Model
-        Features to class probabilities.
+    model : keras.Model
+        Its input to its output: images to pooled features or to block maps, or block maps
+        to pooled features.
     graph : dict
-        The cache key's description of ``frozen`` (:func:`feature_graph`).
+        The cache key's description of ``model`` (:func:`feature_graph`).
     dtype : str
-        Storage dtype of the features: float32 pooled features, :data:`BLOCK_MAP_DTYPE` maps.
+        Storage dtype of the output: float32 pooled features, :data:`BLOCK_MAP_DTYPE` maps.
     """
 
-    frozen: keras.Model
-    trained: keras.Model
+    model: keras.Model
     graph: dict
     dtype: str
 
 
+@dataclass(frozen=True)
+class CachedSplit:
+    """A model cut below its trained layers: frozen stages whose outputs are cached, and the
+    part that trains (or predicts) on the last one. All share their layers with the model.
+
+    Attributes
+    ----------
+    stages : tuple of FeatureStage
+        Images to features: one stage (pooled features, or the maps at a block boundary), or
+        two (the maps, then the frozen blocks above them to the pooled features).
+    trained : keras.Model
+        Features to class probabilities.
+    """
+
+    stages: tuple[FeatureStage, ...]
+    trained: keras.Model
+
+    @property
+    def dtype(self) -> str:
+        """Storage dtype of the trained part's input."""
+        return self.stages[-1].dtype
+
+    @property
+    def graph(self) -> dict:
+        """The cache key's description of the trained part's input."""
+        return self.stages[-1].graph
+
+    def features(self, images: np.ndarray, *, cache: FeatureCache, batch_size: int):
+        """The trained part's input for ``images``, each stage's output through ``cache``."""
+        x = images
+        for stage in self.stages:
+            x = cache.features(
+                stage.model, x, graph=stage.graph, batch_size=batch_size, dtype=stage.dtype
+            )
+        return x
+
+
 def cached_split(
-    model: keras.Model, spec: BackboneSpec, trainable_blocks: int | None
+    model: keras.Model,
+    spec: BackboneSpec,
+    trainable_blocks: int | None,
+    *,
+    via_blocks: int | None = None,
 ) -> CachedSplit | None:
     """Split ``model`` for training its top ``trainable_blocks`` blocks on cached features.
 
@@ -142,6 +181,11 @@ def cached_split(
         0: the head on pooled features (:func:`~skfer.model.split_at_pooling`); 1 to
         ``len(spec.block_ends) - 1``: those blocks and the head on the maps at the boundary
         below them (:func:`~skfer.model.split_at_block`).
+    via_blocks : int or None
+        With ``trainable_blocks=0``: compute the pooled features in two cached stages, the
+        maps below the top ``via_blocks`` blocks and then those (frozen) blocks on the maps,
+        so that a later phase training them reuses the maps; None (or no block below them):
+        in one stage.
 
     Returns
     -------
@@ -149,15 +193,30 @@ def cached_split(
         None where no block stays frozen (None, or every block): nothing to cache.
     """
     if trainable_blocks == 0:
-        frozen, trained = split_at_pooling(model)
-        return CachedSplit(frozen, trained, feature_graph(model, spec.name), "float32")
+        boundary = block_boundary(spec.block_ends, via_blocks)
+        pooled_graph = feature_graph(model, spec.name)
+        if boundary is None:
+            frozen, trained = split_at_pooling(model)
+            return CachedSplit((FeatureStage(frozen, pooled_graph, "float32"),), trained)
+        map_model, pooled_from_maps = split_at_block(
+            model, spec.block_ends, via_blocks, maps_dtype=BLOCK_MAP_DTYPE, until=POOLING_LAYER
+        )
+        _, trained = split_at_pooling(model)
+        maps_graph = feature_graph(model, spec.name, boundary)
+        from_maps_graph = {**pooled_graph, "from_maps_of": boundary}
+        stages = (
+            FeatureStage(map_model, maps_graph, BLOCK_MAP_DTYPE),
+            FeatureStage(pooled_from_maps, from_maps_graph, "float32"),
+        )
+        return CachedSplit(stages, trained)
     boundary = block_boundary(spec.block_ends, trainable_blocks)
     if boundary is None:
         return None
     frozen, trained = split_at_block(
         model, spec.block_ends, trainable_blocks, maps_dtype=BLOCK_MAP_DTYPE
     )
-    return CachedSplit(frozen, trained, feature_graph(model, spec.name, boundary), BLOCK_MAP_DTYPE)
+    graph = feature_graph(model, spec.name, boundary)
+    return CachedSplit((FeatureStage(frozen, graph, BLOCK_MAP_DTYPE),), trained)
 
 
 def warmup_cosine(learning_rate: float, steps_per_epoch: int, epochs: int):
@@ -189,6 +248,10 @@ class Phase:
         alone learns, on cached features where possible), None trains all of it.
     schedule : {'constant', 'cosine'}
         The learning rate over the phase: constant, or :func:`warmup_cosine`.
+    via_blocks : int or None
+        With a frozen backbone: where its cached features are cut (``cached_split``'s
+        ``via_blocks``), the boundary of a later phase that trains the top ``via_blocks``
+        blocks, so that both phases run the blocks below it once.
     """
 
     name: str
@@ -196,6 +259,7 @@ class Phase:
     learning_rate: float
     trainable_blocks: int | None
     schedule: str = "constant"
+    via_blocks: int | None = None
 
     @property
     def backbone_frozen(self) -> bool:
@@ -400,18 +464,12 @@ def _fit_phase(
     """Compile and fit one phase; append its epochs to ``history``. True if interrupted."""
     split = None
     if settings.cache_features and not is_augmented(model) and not settings.mixup_alpha:
-        split = cached_split(model, spec, phase.trainable_blocks)
+        split = cached_split(model, spec, phase.trainable_blocks, via_blocks=phase.via_blocks)
     X_train, y_train = data
     if split is not None:
         # The frozen part's output cannot change during this phase: compute it once.
         def features(images):
-            return cache.features(
-                split.frozen,
-                images,
-                graph=split.graph,
-                batch_size=settings.batch_size,
-                dtype=split.dtype,
-            )
+            return split.features(images, cache=cache, batch_size=settings.batch_size)
 
         X_train = features(X_train)
         if validation is not None:
@@ -621,7 +679,10 @@ class _OrderedBatches(keras.utils.PyDataset):
 
 def _described(split: CachedSplit) -> str:
     boundary = split.graph.get("block_boundary")
-    return "backbone features" if boundary is None else f"{BLOCK_MAP_DTYPE} maps of {boundary}"
+    if boundary is not None:
+        return f"{BLOCK_MAP_DTYPE} maps of {boundary}"
+    below = split.graph.get("from_maps_of")
+    return "backbone features" + ("" if below is None else f" (from the maps of {below})")
 
 
 def _record(history, phase_name, fitted) -> None:

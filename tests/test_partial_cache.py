@@ -54,7 +54,9 @@ def test_a_cached_partial_fit_equals_the_uncached_one(partial, tmp_path):
     params = {**partial, "validation_fraction": 0.25}
     spy = TrainedInputs()
     cached = TransferCNNClassifier(**params).fit(X, y, callbacks=[spy])
-    assert feature_cache.misses == 4  # pooled features, then block maps: training, validation
+    # The maps, then the pooled features from them, of the training and validation images;
+    # the long phase reuses the maps.
+    assert (feature_cache.misses, feature_cache.hits) == (4, 2)
     assert spy.inputs[1] == (BLOCK_MAP_DTYPE, (None, 8, 8, 8))  # the long phase: conv1's maps
     uncached = TransferCNNClassifier(**params, cache_features=False).fit(X, y)
     assert cached.history_["phase"] == uncached.history_["phase"] == ["short"] * 2 + ["long"] * 3
@@ -78,16 +80,21 @@ def test_each_split_point_has_its_own_maps_computed_once(partial):
     params = {**partial, "backbone": "tiny_test_cnn_four_blocks", "short_epochs": 1,
               "long_epochs": 1}  # fmt: skip
     TransferCNNClassifier(**params).fit(X, y)
-    assert (feature_cache.misses, feature_cache.hits) == (2, 0)  # pooled features, maps
+    # The short phase: the maps, then the pooled features from them; the long phase: the maps.
+    assert (feature_cache.misses, feature_cache.hits) == (2, 1)
     TransferCNNClassifier(**{**params, "head": (4,)}).fit(X, y == 0)  # same weights, images
-    assert (feature_cache.misses, feature_cache.hits) == (2, 2)
+    assert (feature_cache.misses, feature_cache.hits) == (2, 4)
     for blocks in (2, 3):  # other boundaries: conv1_relu, conv1
         TransferCNNClassifier(**{**params, "unfreeze_blocks": blocks}).fit(X, y)
-    assert (feature_cache.misses, feature_cache.hits) == (4, 4)
+    assert (feature_cache.misses, feature_cache.hits) == (6, 6)
     spec = get_backbone("tiny_test_cnn_four_blocks")
     model = build_transfer_model(spec, channels=1, n_classes=2, input_size=16, head=(8,))
-    graphs = [cached_split(model, spec, blocks).graph for blocks in (0, 1, 2, 3)]
-    assert len({repr(sorted(graph.items())) for graph in graphs}) == 4
+    splits = [cached_split(model, spec, blocks) for blocks in (0, 1, 2, 3)]
+    splits += [cached_split(model, spec, 0, via_blocks=blocks) for blocks in (1, 2, 3)]
+    # Pooled features computed directly and from each boundary's float16 maps never share
+    # an entry: a model's features do not depend on which other models ran before it.
+    graphs = [stage.graph for split in splits for stage in split.stages]
+    assert len({repr(sorted(graph.items())) for graph in graphs}) == 7
     assert cached_split(model, spec, 4) is None and cached_split(model, spec, None) is None
 
 
@@ -122,7 +129,7 @@ def test_block_maps_are_float16_and_computed_and_read_in_chunks():
     cache = FeatureCache(chunk_bytes=2**20)
 
     def maps(x):
-        return cache.features(split.frozen, x, graph=split.graph, batch_size=16, dtype=split.dtype)
+        return split.features(x, cache=cache, batch_size=16)
 
     maps(images[:64])  # traces the prediction step
     float32_bytes = images.shape[0] * 32 * 32 * 8 * 4  # 64 MiB
@@ -134,7 +141,7 @@ def test_block_maps_are_float16_and_computed_and_read_in_chunks():
     # The float16 array (32 MiB) and a chunk; a float32 array of all maps would add 64 MiB.
     assert peak < 0.75 * float32_bytes, f"peak {peak / 2**20:.0f} MiB"
     np.testing.assert_allclose(stored[:64], maps(images[:64]))
-    reference = split.frozen.predict(images[-16:], verbose=0)
+    reference = split.stages[0].model.predict(images[-16:], verbose=0)
     np.testing.assert_allclose(stored[-16:], reference, rtol=2e-3, atol=1e-3)
 
     predict_in_chunks(split.trained, stored[:64], 16)  # traces the top part's prediction step
@@ -163,12 +170,15 @@ def test_flip_tta_on_the_cached_path_equals_the_uncached_one(partial, long_epoch
     clf.fit(X, y)
     feature_cache.clear()
     cached = clf.predict_proba_cached(X)
-    assert (feature_cache.misses, feature_cache.hits) == (2, 0)  # the images, their mirror
-    per_image = 8 * 8 * 8 * 2 if long_epochs else 16 * 4  # float16 maps, float32 pooled
+    # Per view (the images, their mirror): the float16 maps below the unfrozen block, and
+    # without a long phase the float32 pooled features computed from them, as in training.
+    stages = 1 if long_epochs else 2
+    assert (feature_cache.misses, feature_cache.hits) == (2 * stages, 0)
+    per_image = 8 * 8 * 8 * 2 + (0 if long_epochs else 16 * 4)
     assert feature_cache.nbytes == 2 * len(X) * per_image
     np.testing.assert_allclose(cached, clf.predict_proba(X), atol=1e-4)
     np.testing.assert_allclose(clf.predict_proba_cached(X), cached)
-    assert (feature_cache.misses, feature_cache.hits) == (2, 2)
+    assert (feature_cache.misses, feature_cache.hits) == (2 * stages, 2 * stages)
 
 
 @pytest.mark.parametrize(
