@@ -224,6 +224,12 @@ def split_at_block(
             f"{len(block_ends) - 1}. Received: blocks={blocks!r}"
         )
     wrapper = model.get_layer(BACKBONE_LAYER)
+    above_wrapper = model.layers[model.layers.index(wrapper) + 1 :]
+    if until is not None and until not in [layer.name for layer in above_wrapper]:
+        raise ValueError(
+            f"until must name a layer above the backbone, such as {POOLING_LAYER!r}. "
+            f"Received: until={until!r}"
+        )
     backbone = wrapper.backbone
     cut = backbone.get_layer(boundary).output
     below = keras.Model(backbone.input, cut, name=f"{backbone.name}_to_{boundary}")
@@ -233,7 +239,7 @@ def split_at_block(
     x = FrozenStatisticsBackbone(
         above, wrapper.batchnorm_training, dtype=wrapper.dtype_policy, name=f"{BACKBONE_LAYER}_top"
     )(maps)
-    for layer in model.layers[model.layers.index(wrapper) + 1 :]:
+    for layer in above_wrapper:
         x = layer(x)
         if layer.name == until:
             break

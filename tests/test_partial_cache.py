@@ -13,7 +13,7 @@ from conftest import register_tiny_backbone, two_class_images
 import skfer
 from skfer import TransferCNNClassifier, get_backbone
 from skfer.cache import FeatureCache, feature_cache, predict_in_chunks
-from skfer.model import build_transfer_model
+from skfer.model import POOLING_LAYER, build_transfer_model, split_at_block
 from skfer.training import BLOCK_MAP_DTYPE, cached_split
 
 # The tiny test CNN cut into four blocks, so that 1, 2 and 3 top blocks have distinct splits.
@@ -210,3 +210,12 @@ def test_cache_predictions_is_checked_when_predicting(partial):
     clf = TransferCNNClassifier(**partial).fit(X, y)
     with pytest.raises(ValueError, match="cache_predictions"):
         clf.set_params(cache_predictions="yes").predict_proba(X)
+
+
+def test_split_at_block_ends_at_the_named_layer_or_refuses():
+    spec = get_backbone("tiny_test_cnn_four_blocks")
+    model = build_transfer_model(spec, channels=1, n_classes=2, input_size=16, head=(8,))
+    _, pooled = split_at_block(model, spec.block_ends, 1, until=POOLING_LAYER)
+    assert pooled.output_shape == model.get_layer(POOLING_LAYER).output.shape
+    with pytest.raises(ValueError, match="until must name a layer above the backbone"):
+        split_at_block(model, spec.block_ends, 1, until="conv1")
