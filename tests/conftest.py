@@ -16,6 +16,14 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = Path(os.environ.get("SKFER_SHARED_DIR", PROJECT_ROOT.parent / "shared"))
 
 
+def pytest_collection_modifyitems(config, items):
+    """Files holding slow tests run first (the order within a file is kept): with two
+    workers, each file in one (``-n 2 --dist loadfile`` in pyproject.toml), a long file
+    collected last would run alone at the end."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)
+
+
 def shared_path(relative: str) -> Path:
     """Return ``SHARED_DIR / relative``; fail under CI, skip otherwise, when it is missing."""
     path = SHARED_DIR / relative
