@@ -247,7 +247,7 @@ def main(argv=None) -> None:
         + "".join(f"PublicTest, {titles[view]} | " for view in extra)
         + "fit min | predict min |"
     )
-    print("|---" * (5 + 2 * len(extra)) + "|")
+    print("|---" * (6 + 2 * len(extra)) + "|")
     for row in results:
         cut = " (cut)" if row["cut_at_time_limit"] else ""
         print(
