@@ -5,7 +5,8 @@
 compiles, and fits with early stopping; across phases it keeps a later phase only if it beats
 the best validation score of the earlier ones. A phase with a frozen backbone trains the
 head on cached backbone features (:mod:`skfer.cache`), and a phase that trains only the top
-blocks trains them on the cached maps of the frozen blocks below (:func:`cached_split`). A
+blocks trains them on the cached maps of the frozen blocks below (:func:`cached_split`); the
+frozen phase before it computes its features from those maps, so the blocks below run once. A
 checkpoint (:class:`~skfer.checkpoint.TrainingCheckpoint`) makes the whole run resumable, and
 Ctrl-C stops it cleanly with the best weights seen so far.
 """
