@@ -641,8 +641,12 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         return spec
 
     def _check_test_time_params(self) -> None:
-        names = ("test_time_flip", "test_time_crops", "test_time_crop_fraction")
-        names += ("cache_predictions",)
+        names = (
+            "test_time_flip",
+            "test_time_crops",
+            "test_time_crop_fraction",
+            "cache_predictions",
+        )
         check_params(
             self.get_params(deep=False), {name: self._parameter_constraints[name] for name in names}
         )
