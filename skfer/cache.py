@@ -97,6 +97,7 @@ class FeatureCache:
         self.max_bytes = int(max_bytes)
         self.chunk_bytes = int(chunk_bytes)
         self._entries: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._keys_by_id: dict[int, str] = {}
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
@@ -110,6 +111,7 @@ class FeatureCache:
         """Drop every entry and reset the hit and miss counters."""
         with self._lock:
             self._entries.clear()
+            self._keys_by_id.clear()
             self.hits = self.misses = 0
 
     def features(
@@ -129,7 +131,8 @@ class FeatureCache:
         feature_model : keras.Model
             Maps images to features.
         images : ndarray
-            The input batch.
+            The input batch. One of this cache's own arrays (the maps of a first stage, say)
+            is keyed by its entry's key rather than by hashing its bytes again.
         graph : dict
             What defines ``feature_model`` besides its weights (backbone name, input size,
             pooling...). Layer names are not part of the key: Keras numbers them per session.
@@ -153,7 +156,7 @@ class FeatureCache:
             graph,
             {"stored_as": np.dtype(dtype).name},
             *[np.asarray(w) for w in feature_model.get_weights()],
-            images,
+            self._entry_key(images) or images,
         )
         with self._lock:
             if key in self._entries:
@@ -171,7 +174,20 @@ class FeatureCache:
         with self._lock:
             if self._evict(room=features.nbytes):
                 self._entries[key] = features
+                self._keys_by_id[id(features)] = key
         return features
+
+    def _entry_key(self, array: np.ndarray) -> dict | None:
+        """``{"cached_entry": key}`` if ``array`` is one of the stored arrays, else None.
+
+        A stored array is read-only and its key digests everything it was computed from, so
+        the key stands for its bytes.
+        """
+        with self._lock:
+            key = self._keys_by_id.get(id(array))
+            if key is not None and self._entries.get(key) is array:
+                return {"cached_entry": key}
+            return None
 
     def _evict(self, room: int) -> bool:
         """Evict entries, oldest use first, until ``room`` more bytes fit; False (evicting
@@ -179,7 +195,8 @@ class FeatureCache:
         if room > self.max_bytes:
             return False
         while self.nbytes + room > self.max_bytes:
-            self._entries.popitem(last=False)
+            _, evicted = self._entries.popitem(last=False)
+            del self._keys_by_id[id(evicted)]
         return True
 
 

@@ -84,3 +84,35 @@ def test_cache_is_bounded_and_evicts_the_oldest():
     cache.features(model, np.full((1, 4), 4, dtype=np.float32), graph={}, batch_size=1)
     cache.features(model, np.full((1, 4), 0, dtype=np.float32), graph={}, batch_size=1)
     assert (cache.hits, cache.misses) == (1, 6)
+
+
+def test_an_input_that_is_a_cached_entry_is_keyed_without_hashing_its_bytes(monkeypatch):
+    import keras
+
+    import skfer.cache
+
+    cache = FeatureCache(max_bytes=2 * 8 * 64 * 4)
+    first = keras.Sequential([keras.Input((4,)), keras.layers.Dense(64, use_bias=False)])
+    second = keras.Sequential([keras.Input((64,)), keras.layers.Dense(3, use_bias=False)])
+    images = np.arange(32, dtype=np.float32).reshape(8, 4)
+    maps = cache.features(first, images, graph={"stage": 1}, batch_size=4)
+    hashed = []
+
+    def recording(*parts):
+        hashed.extend(part for part in parts if isinstance(part, np.ndarray))
+        return real(*parts)
+
+    real = skfer.cache.fingerprint
+    monkeypatch.setattr(skfer.cache, "fingerprint", recording)
+    pooled = cache.features(second, maps, graph={"stage": 2}, batch_size=4)
+    assert not any(part is maps for part in hashed)
+    assert cache.features(second, maps, graph={"stage": 2}, batch_size=4) is pooled
+    # the same bytes in an array the cache does not hold are hashed, so a copy is a new key
+    cache.features(second, maps.copy(), graph={"stage": 2}, batch_size=4)
+    assert (cache.hits, cache.misses) == (1, 3)
+    np.testing.assert_allclose(pooled, second.predict(maps, verbose=0), rtol=1e-6)
+    # once the first stage's entry is gone, the array no longer stands for its key
+    cache.clear()
+    hashed.clear()
+    cache.features(second, maps, graph={"stage": 2}, batch_size=4)
+    assert any(part is maps for part in hashed)
