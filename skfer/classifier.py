@@ -92,8 +92,12 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         Hidden units of the head's Dense layers, each followed by dropout.
     dropout : float, default=0.5
         Dropout rate in the head.
-    pooling : {'avg', 'max', 'flatten'}, default='avg'
-        How the backbone's feature map becomes a vector.
+    pooling : {'avg', 'max', 'flatten', 'spatial'}, default='avg'
+        How the backbone's feature map becomes a vector. ``'spatial'`` keeps the map's layout:
+        the head opens with a trained 1x1 convolution to 128 channels, then flattens
+        (:func:`~skfer.model.build_transfer_model`); its cached features are the whole map,
+        stored as float16. Stacked with an ``'avg'`` model of the same backbone it errs on
+        other images (docs/results.md).
     short_epochs : int, default=5
         Epochs of the short retraining (frozen backbone).
     short_learning_rate : float, default=1e-3

@@ -20,6 +20,7 @@ __all__ = [
     "BACKBONE_LAYER",
     "POOLING_CHOICES",
     "POOLING_LAYER",
+    "SPATIAL_CHANNELS",
     "block_boundary",
     "build_transfer_model",
     "is_augmented",
@@ -30,7 +31,9 @@ __all__ = [
 
 BACKBONE_LAYER = "backbone"
 POOLING_LAYER = "pool"
-POOLING_CHOICES = ("avg", "max", "flatten")
+POOLING_CHOICES = ("avg", "max", "flatten", "spatial")
+SPATIAL_CHANNELS = 128
+"""Channels of the 1x1 convolution that opens the head of ``pooling='spatial'``."""
 AUGMENTATION_PREFIX = "augment"  # FaceAugmentation; files saved before it: "augment_flip", ...
 _PYTHON_RANDOM_LOCK = threading.Lock()  # builds in parallel threads must not interleave
 
@@ -73,8 +76,11 @@ def build_transfer_model(
         Units of the hidden Dense layers of the head; each is followed by ``Dropout(dropout)``.
     dropout : float
         Dropout rate of the head.
-    pooling : {'avg', 'max', 'flatten'}
-        How the backbone's feature map becomes a vector.
+    pooling : {'avg', 'max', 'flatten', 'spatial'}
+        How the backbone's feature map becomes a vector. ``'spatial'`` keeps where each
+        feature lies: the pooling layer passes the map on unchanged and the head opens with a
+        trained 1x1 convolution to :data:`SPATIAL_CHANNELS` channels (ReLU, dropout
+        ``dropout / 2``) that is then flattened.
     augmentation : bool
         Add random flip, shift, rotation and zoom (:class:`~skfer.layers.FaceAugmentation`),
         active only in training.
@@ -119,8 +125,19 @@ def _build(spec, channels, n_classes, input_size, weights, head, dropout, poolin
         x = keras.layers.GlobalAveragePooling2D(name=POOLING_LAYER)(x)
     elif pooling == "max":
         x = keras.layers.GlobalMaxPooling2D(name=POOLING_LAYER)(x)
-    else:
+    elif pooling == "flatten":
         x = keras.layers.Flatten(name=POOLING_LAYER)(x)
+    else:
+        x = keras.layers.Identity(name=POOLING_LAYER)(x)
+        x = keras.layers.Conv2D(
+            SPATIAL_CHANNELS,
+            1,
+            activation="relu",
+            kernel_initializer=keras.initializers.HeUniform(seed=seed + 10),
+            name="head_reduce",
+        )(x)
+        x = keras.layers.Dropout(dropout / 2, seed=seed + 20, name="head_dropout_0")(x)
+        x = keras.layers.Flatten(name="head_flatten")(x)
     for index, units in enumerate(head, start=1):
         x = keras.layers.Dense(
             units,

@@ -3,8 +3,9 @@
 - ``paper``: Inception V3, ResNet50, VGG16 and VGGFace at the study's 224 px (Inception 299),
   then experts and the ensemble on the best; for a GPU machine that can download weights.
 - ``cpu``: the same table with weights available offline, sized to run on all 28,709 Training
-  images in under an hour on 2 CPU cores: the face-trained MobileNet 1.0 (VGGFace2) frozen at
-  224 px (an MLP head on its cached features; the experts reuse them; test-time flip), and two
+  images in under an hour on 2 CPU cores: the face-trained MobileNet 1.0 (VGGFace2) at 224 px
+  with its top block fine-tuned on cached block-12 maps, frozen (an MLP head on its cached
+  features; the experts reuse them), and frozen with a spatial head (test-time flip), and two
   cheap reference rows, MobileNet 0.25 with ImageNet weights fine-tuned at 96 px and a
   random-init control, both with short schedules that their labels state. The two MobileNets
   differ in width (1.0 / 0.25) as well as in pretraining.
@@ -47,7 +48,9 @@ class Preset:
 
     ``experts_on`` names the base model whose backbone the experts start from (None: the best
     one on the stopping part); the cpu preset builds them on the frozen face model, whose
-    cached features they share. ``stacker`` is the ensemble's final estimator
+    cached features they share. ``feature_cache_bytes`` raises the feature cache's bound
+    (:class:`skfer.cache.FeatureCache`) for the run, so that no cached map is computed
+    twice. ``stacker`` is the ensemble's final estimator
     (:func:`skfer.ensemble.make_stacker`): the study's MLP (``stacker_layers``) or
     ``'logistic'``.
     """
@@ -63,6 +66,7 @@ class Preset:
     stack_fraction: float = 0.1
     stacker_layers: tuple[int, int] = (64, 32)
     stacker: str = "mlp"
+    feature_cache_bytes: int | None = None
 
 
 _CPU_SCHEDULE = dict(
@@ -86,6 +90,9 @@ _FACE_FROZEN = dict(
     test_time_flip=True,
 )
 _FACE_FROZEN_LABEL = "MobileNet 1.0 (face-trained, VGGFace2), frozen, 224 px, flip TTA"
+_FACE_SPATIAL_LABEL = (
+    "MobileNet 1.0 (face-trained, VGGFace2), frozen, spatial head, 224 px, flip TTA"
+)
 _FACE_BLOCK13 = (
     "MobileNet 1.0 (face-trained, VGGFace2), block 13 fine-tuned on cached maps, 224 px, flip TTA"
 )
@@ -130,8 +137,9 @@ PRESETS = {
     "cpu": Preset(
         name="cpu",
         description="all Training images; the face-trained MobileNet 1.0 (VGGFace2) at 224 px "
-        "twice: its top block (13) fine-tuned on cached block-12 maps, and frozen (an MLP head "
-        "on its cached features, which the experts share); MobileNet 0.25 (ImageNet) "
+        "three times: its top block (13) fine-tuned on cached block-12 maps, frozen (an MLP head "
+        "on its cached features, which the experts share), and frozen with a spatial head "
+        "(a 1x1 convolution on the unpooled maps); MobileNet 0.25 (ImageNet) "
         "fine-tuned at 96 px (3 + 4 epochs) and a random-init control (1 + 2 epochs), both "
         "kept short; flip test-time augmentation for the face models; 2 CPU cores, < 1 hour",
         base_models=(
@@ -148,6 +156,12 @@ PRESETS = {
             # the backbone: its pooled features come from the block-12 maps of the model
             # above, so the lower blocks run once for both models and the experts.
             BaseModelPlan(_FACE_FROZEN_LABEL, {**_FACE_FROZEN, "unfreeze_blocks": 1}),
+            # The same frozen features before pooling: a head that keeps where each feature
+            # lies errs on other images than the pooled ones (docs/results.md).
+            BaseModelPlan(
+                _FACE_SPATIAL_LABEL,
+                {**_FACE_FROZEN, "unfreeze_blocks": 1, "pooling": "spatial", "head": (512,)},
+            ),
             BaseModelPlan(
                 "MobileNet 0.25 (ImageNet), 96 px, 3 + 4 epochs",
                 dict(backbone="mobilenet", **{**_CPU_SCHEDULE, "long_epochs": 4}),
@@ -164,6 +178,9 @@ PRESETS = {
         ),
         expert_params=dict(short_epochs=10),
         experts_on=_FACE_FROZEN_LABEL,
+        # The float16 maps of block 12 and of block 13 (the spatial head's input), of every
+        # image set and its mirror images: about 8.1 GB.
+        feature_cache_bytes=9 * 1024**3,
     ),
     "gpu": Preset(
         name="gpu",

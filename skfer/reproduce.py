@@ -35,6 +35,7 @@ import numpy as np
 
 from .backbones import WeightsDownloadError, get_backbone, save_weights_by_layer_name
 from .backend import BackendError, has_gpu
+from .cache import feature_cache
 from .classifier import TransferCNNClassifier
 from .datasets import FER2013_CLASSES, load_fer2013
 from .ensemble import STACKERS, make_fer_ensemble, select_experts
@@ -651,22 +652,24 @@ def reproduce(
     )
     context.out.mkdir(parents=True, exist_ok=True)
     context.document.update(preset=asdict(plan), random_state=random_state, dataset=dataset)
-
-    run = load_run_data(
-        context, data, ferplus_csv=ferplus_csv, test=test, test_ferplus_csv=test_ferplus_csv
-    )
-    bases = train_base_models(context, run)
-    ensemble = None
-    if bases.models:
-        on = (
-            context.plan.experts_on if context.plan.experts_on in bases.models else bases.best_label
-        )
-        experts = train_experts(context, run, bases.models[on], on)
-        ensemble = stack_ensemble(context, run, bases, experts, on)
     title = f"{preset}{' --smoke' if smoke else ''}" + (
         f" --dataset {dataset}" if dataset != "fer2013" else ""
     )
-    document = write_report(context, run, bases, ensemble, title)
+    bound = feature_cache.max_bytes
+    feature_cache.max_bytes = max(bound, plan.feature_cache_bytes or 0)
+    try:
+        run = load_run_data(
+            context, data, ferplus_csv=ferplus_csv, test=test, test_ferplus_csv=test_ferplus_csv
+        )
+        bases = train_base_models(context, run)
+        ensemble = None
+        if bases.models:
+            on = plan.experts_on if plan.experts_on in bases.models else bases.best_label
+            experts = train_experts(context, run, bases.models[on], on)
+            ensemble = stack_ensemble(context, run, bases, experts, on)
+        document = write_report(context, run, bases, ensemble, title)
+    finally:
+        feature_cache.max_bytes = bound
     if bases.failures:
         raise WeightsDownloadError(
             "Some base models could not get their weights; the table holds the others. "

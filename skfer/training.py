@@ -163,6 +163,12 @@ class CachedSplit:
         return x
 
 
+def pooled_storage_dtype(model: keras.Model) -> str:
+    """How the pooled features of ``model`` are cached: float32 vectors, or
+    :data:`BLOCK_MAP_DTYPE` where the pooling keeps the map (``pooling='spatial'``)."""
+    return BLOCK_MAP_DTYPE if len(model.get_layer(POOLING_LAYER).output.shape) == 4 else "float32"
+
+
 def cached_split(
     model: keras.Model,
     spec: BackboneSpec,
@@ -196,9 +202,10 @@ def cached_split(
     if trainable_blocks == 0:
         boundary = block_boundary(spec.block_ends, via_blocks)
         pooled_graph = feature_graph(model, spec.name)
+        pooled_dtype = pooled_storage_dtype(model)
         if boundary is None:
             frozen, trained = split_at_pooling(model)
-            return CachedSplit((FeatureStage(frozen, pooled_graph, "float32"),), trained)
+            return CachedSplit((FeatureStage(frozen, pooled_graph, pooled_dtype),), trained)
         map_model, pooled_from_maps = split_at_block(
             model, spec.block_ends, via_blocks, maps_dtype=BLOCK_MAP_DTYPE, until=POOLING_LAYER
         )
@@ -207,7 +214,7 @@ def cached_split(
         from_maps_graph = {**pooled_graph, "from_maps_of": boundary}
         stages = (
             FeatureStage(map_model, maps_graph, BLOCK_MAP_DTYPE),
-            FeatureStage(pooled_from_maps, from_maps_graph, "float32"),
+            FeatureStage(pooled_from_maps, from_maps_graph, pooled_dtype),
         )
         return CachedSplit(stages, trained)
     boundary = block_boundary(spec.block_ends, trainable_blocks)

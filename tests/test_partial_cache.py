@@ -219,3 +219,26 @@ def test_split_at_block_ends_at_the_named_layer_or_refuses():
     assert pooled.output_shape == model.get_layer(POOLING_LAYER).output.shape
     with pytest.raises(ValueError, match="until must name a layer above the backbone"):
         split_at_block(model, spec.block_ends, 1, until="conv1")
+
+
+def test_a_spatial_head_trains_on_float16_maps_that_share_the_lower_blocks(partial, tmp_path):
+    X, y = two_class_images(96, 16, darken=3)
+    params = {**partial, "long_epochs": 0, "validation_fraction": 0.25, "head": (8,)}
+    TransferCNNClassifier(**params).fit(X, y)  # pooling='avg': the maps, then pooled features
+    assert (feature_cache.misses, feature_cache.hits) == (4, 0)
+    spy = TrainedInputs()
+    spatial = TransferCNNClassifier(**params, pooling="spatial").fit(X, y, callbacks=[spy])
+    # The same block maps (two hits), then block 2's whole output map, kept as float16.
+    assert (feature_cache.misses, feature_cache.hits) == (6, 2)
+    assert spy.inputs == [("float32", (None, 4, 4, 16))]  # the last block's map, cast
+    split = cached_split(spatial.model_, get_backbone(params["backbone"]), 0, via_blocks=1)
+    assert split.dtype == BLOCK_MAP_DTYPE
+    reduce = spatial.model_.get_layer("head_reduce")
+    assert tuple(reduce.kernel.shape) == (1, 1, 16, skfer.model.SPATIAL_CHANNELS)
+    uncached = TransferCNNClassifier(**params, pooling="spatial", cache_features=False).fit(X, y)
+    for key in ("loss", "val_loss"):
+        np.testing.assert_allclose(spatial.history_[key], uncached.history_[key], rtol=1e-3)
+    np.testing.assert_allclose(spatial.predict_proba(X), uncached.predict_proba(X), atol=1e-3)
+    loaded = skfer.load(spatial.save(tmp_path / "spatial.skfer"))
+    np.testing.assert_allclose(loaded.predict_proba(X), uncached.predict_proba(X), atol=1e-3)
+    assert spatial.transform(X[:3]).shape == (3, 8)
