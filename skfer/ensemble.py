@@ -99,9 +99,10 @@ MLP_STACKER_TOL = 1e-2
 
 scikit-learn's default (1e-4) let it run for hundreds of epochs on the few thousand images of
 a stacking part and overfit them: in 5-fold cross-validation on the stacking part of run
-``cpu_v7`` (2,867 images), stacking the block-13 face model with the spatial-head one gained
+``cpu_v7`` (2,867 images), stacking the block-13 face model with a spatial-head one gained
 +0.10 points over the block-13 model's own argmax at 1e-4, +1.15 at 1e-3, +1.85 at 3e-3 and
-+1.85 at 1e-2 (``benchmarks/bench_members.py``, docs/results.md).
++1.85 at 1e-2 (docs/results.md, "The spatial head"; ``benchmarks/bench_members.py`` compares
+1e-4 and 1e-2 on a run's saved members).
 """
 
 
