@@ -250,6 +250,7 @@ def main() -> None:
     sets += [(best, other) for other in bases]
     sets += [(best, *pair) for pair in itertools.combinations(bases, 2)]
     sets += [(best, *bases), (best, *bases, *experts)]
+    sets = list(dict.fromkeys(sets))  # without experts, the last two sets are one
     public = splits.tests[0]
     print(
         f"bench_members: {args.run} ({document['dataset']}), {len(splits.stack)} stacking "
