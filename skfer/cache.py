@@ -97,7 +97,6 @@ class FeatureCache:
         self.max_bytes = int(max_bytes)
         self.chunk_bytes = int(chunk_bytes)
         self._entries: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._keys_by_id: dict[int, str] = {}
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
@@ -111,7 +110,6 @@ class FeatureCache:
         """Drop every entry and reset the hit and miss counters."""
         with self._lock:
             self._entries.clear()
-            self._keys_by_id.clear()
             self.hits = self.misses = 0
 
     def features(
@@ -174,7 +172,6 @@ class FeatureCache:
         with self._lock:
             if self._evict(room=features.nbytes):
                 self._entries[key] = features
-                self._keys_by_id[id(features)] = key
         return features
 
     def _entry_key(self, array: np.ndarray) -> dict | None:
@@ -184,10 +181,8 @@ class FeatureCache:
         the key stands for its bytes.
         """
         with self._lock:
-            key = self._keys_by_id.get(id(array))
-            if key is not None and self._entries.get(key) is array:
-                return {"cached_entry": key}
-            return None
+            key = next((key for key, stored in self._entries.items() if stored is array), None)
+        return None if key is None else {"cached_entry": key}
 
     def _evict(self, room: int) -> bool:
         """Evict entries, oldest use first, until ``room`` more bytes fit; False (evicting
@@ -195,8 +190,7 @@ class FeatureCache:
         if room > self.max_bytes:
             return False
         while self.nbytes + room > self.max_bytes:
-            _, evicted = self._entries.popitem(last=False)
-            del self._keys_by_id[id(evicted)]
+            self._entries.popitem(last=False)
         return True
 
 

@@ -118,7 +118,9 @@ class FeatureStage:
     graph : dict
         The cache key's description of ``model`` (:func:`feature_graph`).
     dtype : str
-        Storage dtype of the output: float32 pooled features, :data:`BLOCK_MAP_DTYPE` maps.
+        Storage dtype of the output: :data:`BLOCK_MAP_DTYPE` for maps (block maps, and the
+        unpooled map of ``pooling='spatial'``), float32 for pooled vectors
+        (:func:`pooled_storage_dtype`).
     """
 
     model: keras.Model
