@@ -120,6 +120,13 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         pretrained statistics, which fine-tuning on small gray faces otherwise destroys.
     augmentation : bool, default=False
         Random mirror, shift, rotation and zoom of training images.
+    flip_augmentation : bool, default=False
+        Random mirror images alone: each epoch, every training image is replaced by its
+        horizontal mirror image with probability 1/2 (drawn from ``random_state``). Unlike
+        ``augmentation`` it keeps the feature caches: the mirror images' features (or block
+        maps) are one more cached entry, and each row of a batch is read from one or the
+        other, so a cached fit still equals the uncached one. Costs one more pass of the
+        frozen part over the training images. ``augmentation=True`` already mirrors: set one.
     label_smoothing : float, default=0.0
         In [0, 1): both phases minimise the categorical cross-entropy against
         ``(1 - label_smoothing) * target + label_smoothing / n_classes``, the target being
@@ -238,6 +245,7 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         "unfreeze_blocks": [None, Interval(int, 0, None)],
         "batchnorm_training": [InstanceOf((bool, np.bool_), "a bool")],
         "augmentation": [InstanceOf((bool, np.bool_), "a bool")],
+        "flip_augmentation": [InstanceOf((bool, np.bool_), "a bool")],
         "label_smoothing": [Interval(float, 0, 1, closed="left")],
         "mixup_alpha": [Interval(float, 0, None)],
         "cache_features": [InstanceOf((bool, np.bool_), "a bool")],
@@ -280,6 +288,7 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         unfreeze_blocks: int | None = None,
         batchnorm_training: bool = False,
         augmentation: bool = False,
+        flip_augmentation: bool = False,
         label_smoothing: float = 0.0,
         mixup_alpha: float = 0.0,
         cache_features: bool = True,
@@ -314,6 +323,7 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         self.unfreeze_blocks = unfreeze_blocks
         self.batchnorm_training = batchnorm_training
         self.augmentation = augmentation
+        self.flip_augmentation = flip_augmentation
         self.label_smoothing = label_smoothing
         self.mixup_alpha = mixup_alpha
         self.cache_features = cache_features
@@ -470,6 +480,7 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
             jit_compile=resolve_jit_compile(self.jit_compile),
             label_smoothing=float(self.label_smoothing),
             mixup_alpha=float(self.mixup_alpha),
+            flip_augmentation=bool(self.flip_augmentation),
             verbose=self.verbose,
         )
         result = train(
@@ -627,6 +638,12 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(
                 "short_epochs and long_epochs are both 0: nothing would be trained. "
                 "Received: short_epochs=0, long_epochs=0"
+            )
+        if self.augmentation and self.flip_augmentation:
+            raise ValueError(
+                "augmentation=True already mirrors the training images (with shifts, "
+                "rotations and zooms); flip_augmentation=True adds nothing to it. Set one of "
+                "them. Received: augmentation=True, flip_augmentation=True"
             )
         if self.batchnorm_training and spec.folded_batchnorm and self.weights is not None:
             raise ValueError(

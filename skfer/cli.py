@@ -202,6 +202,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--precision", choices=_PRECISIONS, help="Keras dtype policy", **_suppressed)
     train.add_argument("--augment", action="store_true", help="random mirror, shift, rotate, zoom")
     train.add_argument(
+        "--flip-augment",
+        action="store_true",
+        help="random mirror images alone (keeps the feature cache; not with --augment)",
+    )
+    train.add_argument(
         "--test-time-flip",
         action="store_true",
         help="average each image's probabilities with its mirror image's",
@@ -560,6 +565,8 @@ def _train(args: argparse.Namespace) -> int:
             f"({', '.join(['default', *spec.weights, 'none'])})"
         )
 
+    if args.augment and args.flip_augment:
+        args.parser.error("--augment already mirrors the images: pass --flip-augment alone")
     own_photos = _is_photo_folder(Path(args.data))
     photo_options = ("image_size", "gray", "crop_faces", "min_face", "on_no_face")
     given = [f"--{dest.replace('_', '-')}" for dest in photo_options if getattr(args, dest, False)]
@@ -624,6 +631,7 @@ def _train(args: argparse.Namespace) -> int:
         args.backbone,
         weights=weights,
         augmentation=args.augment,
+        flip_augmentation=args.flip_augment,
         test_time_flip=args.test_time_flip,
         random_state=args.seed,
         verbose=0 if args.quiet else 1,

@@ -5,7 +5,8 @@
 - ``cpu``: the same table with weights available offline, sized to run on all 28,709 Training
   images in under an hour on 2 CPU cores: the face-trained MobileNet 1.0 (VGGFace2) at 224 px
   with its top block fine-tuned on cached block-12 maps, frozen (an MLP head on its cached
-  features; the experts reuse them), and frozen with a spatial head (test-time flip), and two
+  features; the experts reuse them), and frozen with a spatial head, all three trained on
+  random mirror images (cached maps of them) and tested on each image and its mirror, and two
   cheap reference rows, MobileNet 0.25 with ImageNet weights fine-tuned at 96 px and a
   random-init control, both with short schedules that their labels state. The two MobileNets
   differ in width (1.0 / 0.25) as well as in pretraining.
@@ -87,14 +88,16 @@ _FACE_FROZEN = dict(
     long_epochs=0,
     batch_size=64,
     patience=5,
+    flip_augmentation=True,
     test_time_flip=True,
 )
-_FACE_FROZEN_LABEL = "MobileNet 1.0 (face-trained, VGGFace2), frozen, 224 px, flip TTA"
+_FACE_FROZEN_LABEL = "MobileNet 1.0 (face-trained, VGGFace2), frozen, 224 px, mirrored, flip TTA"
 _FACE_SPATIAL_LABEL = (
-    "MobileNet 1.0 (face-trained, VGGFace2), frozen, spatial head, 224 px, flip TTA"
+    "MobileNet 1.0 (face-trained, VGGFace2), frozen, spatial head, 224 px, mirrored, flip TTA"
 )
 _FACE_BLOCK13 = (
-    "MobileNet 1.0 (face-trained, VGGFace2), block 13 fine-tuned on cached maps, 224 px, flip TTA"
+    "MobileNet 1.0 (face-trained, VGGFace2), block 13 fine-tuned on cached maps, 224 px, "
+    "mirrored, flip TTA"
 )
 _GPU_SCHEDULE = dict(
     short_epochs=2,
@@ -141,7 +144,8 @@ PRESETS = {
         "on its cached features, which the experts share), and frozen with a spatial head "
         "(a 1x1 convolution on the unpooled maps); MobileNet 0.25 (ImageNet) "
         "fine-tuned at 96 px (3 + 4 epochs) and a random-init control (1 + 2 epochs), both "
-        "kept short; flip test-time augmentation for the face models; 2 CPU cores, < 1 hour",
+        "kept short; the face models train on random mirror images (their cached maps) and "
+        "average each test image with its mirror image; 2 CPU cores, < 1 hour",
         base_models=(
             BaseModelPlan(
                 _FACE_BLOCK13,
@@ -179,8 +183,9 @@ PRESETS = {
         expert_params=dict(short_epochs=10),
         experts_on=_FACE_FROZEN_LABEL,
         # The float16 maps of block 12 and of block 13 (the spatial head's input), of every
-        # image set and its mirror images: about 8.1 GB.
-        feature_cache_bytes=9 * 1024**3,
+        # image set and its mirror images (the training images' for flip_augmentation): about
+        # 13 GB.
+        feature_cache_bytes=14 * 1024**3,
     ),
     "gpu": Preset(
         name="gpu",

@@ -307,6 +307,10 @@ class TrainingSettings:
     mixup_alpha : float
         0: off; else every training batch is mixed with a shuffled copy of itself
         (:func:`mixup`), targets as one-hot or soft rows.
+    flip_augmentation : bool
+        Each epoch, every training image is replaced by its horizontal mirror image with
+        probability 1/2; on cached features, by the cached features of its mirror image
+        (:class:`ShuffledBatches`).
     verbose : int
         0 silent, 1 a line per phase and epoch, 2 Keras' progress bar.
     """
@@ -320,6 +324,7 @@ class TrainingSettings:
     jit_compile: bool | str = "auto"
     label_smoothing: float = 0.0
     mixup_alpha: float = 0.0
+    flip_augmentation: bool = False
     verbose: int = 1
 
 
@@ -476,12 +481,15 @@ def _fit_phase(
     if settings.cache_features and not is_augmented(model) and not settings.mixup_alpha:
         split = cached_split(model, spec, phase.trainable_blocks, via_blocks=phase.via_blocks)
     X_train, y_train = data
+    mirrored = X_train[:, :, ::-1] if settings.flip_augmentation else None
     if split is not None:
         # The frozen part's output cannot change during this phase: compute it once.
         def features(images):
             return split.features(images, cache=cache, batch_size=settings.batch_size)
 
         X_train = features(X_train)
+        if mirrored is not None:
+            mirrored = features(mirrored)
         if validation is not None:
             validation = (features(validation[0]), validation[1])
             if split.dtype != keras.config.floatx():
@@ -552,6 +560,7 @@ def _fit_phase(
                 else ""
             )
             + (f", mixup alpha {settings.mixup_alpha:g}" if settings.mixup_alpha else "")
+            + (", random mirror images" if mirrored is not None else "")
             + ("" if split is None else f", on cached {_described(split)}")
         )
     done = len(history["phase"])  # past ``start`` when resuming a phase
@@ -563,6 +572,7 @@ def _fit_phase(
         epoch=done,
         full_batches=compiles_per_batch_shape(),
         mixup_alpha=settings.mixup_alpha,
+        mirrored=mirrored,
     )
     try:
         fitted = trained_model.fit(
@@ -610,9 +620,9 @@ def _target_rows(targets: np.ndarray, n_classes: int) -> np.ndarray:
 class ShuffledBatches(keras.utils.PyDataset):
     """Batches of ``(x, y)`` in a new order each epoch, from a generator of its own.
 
-    The order of epoch ``e`` depends only on ``seed`` and ``e``, and the mixup of its batch
-    ``b`` only on ``seed``, ``e`` and ``b``, not on any global random state, so a resumed phase
-    shuffles and mixes as the uninterrupted one would have.
+    The order of epoch ``e`` depends only on ``seed`` and ``e``, and the mirroring and mixup of
+    its batch ``b`` only on ``seed``, ``e`` and ``b``, not on any global random state, so a
+    resumed phase shuffles, mirrors and mixes as the uninterrupted one would have.
 
     Parameters
     ----------
@@ -631,6 +641,9 @@ class ShuffledBatches(keras.utils.PyDataset):
     mixup_alpha : float
         0: batches as they are; else each batch is mixed with a shuffled copy of itself
         (:func:`mixup`; ``y`` must then be rows of class probabilities).
+    mirrored : ndarray or None
+        Aligned with ``x``: the mirror images, or their features. Each row of a batch comes
+        from it instead of ``x`` with probability 1/2 (before any mixup).
     """
 
     def __init__(
@@ -643,11 +656,18 @@ class ShuffledBatches(keras.utils.PyDataset):
         epoch: int = 0,
         full_batches: bool = False,
         mixup_alpha: float = 0.0,
+        mirrored=None,
     ):
         super().__init__()
+        if mirrored is not None and mirrored.shape != x.shape:
+            raise ValueError(
+                f"mirrored must be aligned with x, of the same shape. Received: x of shape "
+                f"{x.shape}, mirrored of shape {mirrored.shape}"
+            )
         self.x, self.y, self.batch_size, self.seed = x, y, batch_size, seed
         self.full_batches = full_batches
         self.mixup_alpha = mixup_alpha
+        self.mirrored = mirrored
         self.epoch = epoch
         self.order = self._permutation()
 
@@ -662,10 +682,15 @@ class ShuffledBatches(keras.utils.PyDataset):
 
     def __getitem__(self, index: int):
         rows = self.order[index * self.batch_size : (index + 1) * self.batch_size]
+        x = self.x[rows]
+        if self.mirrored is not None:
+            flips = np.random.default_rng([self.seed, self.epoch, index, 1]).random(len(rows))
+            flipped = (flips < 0.5).reshape(-1, *[1] * (x.ndim - 1))
+            x = np.where(flipped, self.mirrored[rows], x)
         if not self.mixup_alpha:
-            return self.x[rows], self.y[rows]
+            return x, self.y[rows]
         rng = np.random.default_rng([self.seed, self.epoch, index])
-        return mixup(self.x[rows], self.y[rows], self.mixup_alpha, rng)
+        return mixup(x, self.y[rows], self.mixup_alpha, rng)
 
     def on_epoch_end(self) -> None:
         self.epoch += 1

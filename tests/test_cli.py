@@ -205,6 +205,7 @@ def test_quiet_prints_no_tensorflow_start_up_lines(trained, tmp_path):
         (["--label-smoothing", "1"], "argument --label-smoothing: must be float >= 0 and < 1"),
         (["--mixup-alpha", "-0.5"], "argument --mixup-alpha: must be float >= 0, got '-0.5'"),
         (["--test-time-crops", "3"], "argument --test-time-crops: invalid choice: 3"),
+        (["--augment", "--flip-augment"], "--augment already mirrors the images"),
     ],
 )
 def test_train_options_are_checked_before_loading_data(option, message, tmp_path, capsys):

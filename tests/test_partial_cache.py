@@ -242,3 +242,27 @@ def test_a_spatial_head_trains_on_float16_maps_that_share_the_lower_blocks(parti
     loaded = skfer.load(spatial.save(tmp_path / "spatial.skfer"))
     np.testing.assert_allclose(loaded.predict_proba(X), uncached.predict_proba(X), atol=1e-3)
     assert spatial.transform(X[:3]).shape == (3, 8)
+
+
+def test_mirror_augmentation_on_cached_maps_equals_the_uncached_one(partial):
+    """flip_augmentation keeps the caches: the mirror images' maps are one more entry, and
+    training reads each row from one or the other as the uncached fit mirrors its images."""
+    X, y = two_class_images(96, 16, darken=3)
+    params = {**partial, "validation_fraction": 0.25, "flip_augmentation": True}
+    cached = TransferCNNClassifier(**params).fit(X, y)
+    # Maps and pooled features of the training images, their mirror images and the
+    # validation images; the long phase reuses the maps of both training views.
+    assert (feature_cache.misses, feature_cache.hits) == (6, 3)
+    uncached = TransferCNNClassifier(**params, cache_features=False).fit(X, y)
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        np.testing.assert_allclose(cached.history_[key], uncached.history_[key], rtol=1e-4)
+    np.testing.assert_allclose(cached.predict_proba(X), uncached.predict_proba(X), atol=1e-4)
+    plain = TransferCNNClassifier(**{**params, "flip_augmentation": False}).fit(X, y)
+    assert not np.allclose(plain.history_["loss"], cached.history_["loss"])
+
+
+def test_mirror_augmentation_and_augmentation_are_not_combined(partial):
+    X, y = two_class_images(32, 16, darken=3)
+    clf = TransferCNNClassifier(**partial, augmentation=True, flip_augmentation=True)
+    with pytest.raises(ValueError, match="augmentation=True already mirrors"):
+        clf.fit(X, y)

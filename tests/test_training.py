@@ -128,3 +128,22 @@ def test_same_seed_same_weights_and_the_seed_matters():
     first, same, other = (_predict(model, data[0]) for model in models)
     np.testing.assert_array_equal(first, same)
     assert not np.array_equal(first, other)  # another shuffle
+
+
+def test_shuffled_batches_read_each_row_from_the_mirror_half_of_the_time():
+    x = np.arange(400, dtype=np.float32).reshape(100, 2, 2)
+    mirrored = -x
+    first = ShuffledBatches(x, np.arange(100), 10, seed=3, mirrored=mirrored)
+    batches = [first[i] for i in range(len(first))]
+    rows = np.concatenate([batch[1] for batch in batches])
+    seen = np.concatenate([batch[0] for batch in batches])
+    from_mirror = seen[:, 1, 1] < 0
+    np.testing.assert_array_equal(seen, np.where(from_mirror[:, None, None], -x[rows], x[rows]))
+    assert 30 < from_mirror.sum() < 70
+    again = ShuffledBatches(x, np.arange(100), 10, seed=3, mirrored=mirrored)
+    np.testing.assert_array_equal(again[4][0], batches[4][0])
+    first.on_epoch_end()
+    resumed = ShuffledBatches(x, np.arange(100), 10, seed=3, epoch=1, mirrored=mirrored)
+    np.testing.assert_array_equal(first[4][0], resumed[4][0])
+    with pytest.raises(ValueError, match="mirrored must be aligned with x"):
+        ShuffledBatches(x, np.arange(100), 10, seed=3, mirrored=mirrored[:5])
