@@ -18,8 +18,9 @@ seed, the output folder, the progress and the timings):
 
 PublicTest (and any ``--test`` file) is only ever predicted, never used to choose anything.
 ``dataset="ferplus"`` runs the same table on the FER+ majority labels of the same images
-(:func:`skfer.ferplus.load_ferplus`), with FER+'s 8 classes; its first base model is also
-trained on the vote distributions (:func:`~skfer.presets.base_models_for`).
+(:func:`skfer.ferplus.load_ferplus`), with FER+'s 8 classes; its first base model also (or,
+in the cpu preset, only) trains on the vote distributions
+(:func:`~skfer.presets.base_models_for`).
 """
 
 from __future__ import annotations

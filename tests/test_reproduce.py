@@ -127,7 +127,7 @@ def test_progress_names_the_step_and_estimates_what_is_left(monkeypatch, capsys)
 
 
 def test_ferplus_adds_a_soft_target_twin_of_the_first_base_model():
-    plan = skfer.presets.PRESETS["cpu"]
+    plan = dataclasses.replace(skfer.presets.PRESETS["cpu"], ferplus_first_model="both")
     assert skfer.presets.base_models_for(plan, "fer2013") == plan.base_models
     first, soft, *rest = skfer.presets.base_models_for(plan, "ferplus")
     assert (first, *rest) == plan.base_models
@@ -137,3 +137,15 @@ def test_ferplus_adds_a_soft_target_twin_of_the_first_base_model():
         skfer.presets.base_models_for(
             dataclasses.replace(plan, base_models=(soft, *rest)), "fer2013"
         )
+
+
+def test_the_cpu_preset_trains_its_first_model_on_the_ferplus_votes_alone():
+    plan = skfer.presets.PRESETS["cpu"]
+    assert plan.ferplus_first_model == "votes"
+    soft, *rest = skfer.presets.base_models_for(plan, "ferplus")
+    assert soft.soft_targets and soft.params == plan.base_models[0].params
+    assert tuple(rest) == plan.base_models[1:]
+    assert skfer.presets.base_models_for(plan, "fer2013") == plan.base_models
+    wrong = dataclasses.replace(plan, ferplus_first_model="majority")
+    with pytest.raises(ValueError, match="ferplus_first_model must be one of"):
+        skfer.presets.base_models_for(wrong, "ferplus")
