@@ -263,16 +263,17 @@ def _metrics_section(document: dict, results: list[dict]) -> list[str]:
     paired = document.get("ensemble_minus_best_member")
     if not paired:
         return lines + ["No ensemble was stacked in this run: no paired difference."]
+    stacking = document.get("stacking_cv")
+    against = f" ({stacking['best_member']}, the best on the stacking part)" if stacking else ""
     lines.append(
-        "Paired on the same test images (95% bootstrap interval of the difference in "
-        "accuracy, exact McNemar test):"
+        f"Against its best member{against}, paired on the same test images (95% bootstrap "
+        "interval of the difference in accuracy, exact McNemar test):"
     )
     lines.append("")
     lines += [
         f"- {view}: " + paired_difference_markdown("ensemble", "best member", difference)
         for view, difference in paired.items()
     ]
-    stacking = document.get("stacking_cv")
     if stacking:
         lines += [
             "",

@@ -456,6 +456,9 @@ def write_report(
         predictions[label] = predict_peer(peer, {s.name: s.images for s in run.splits.tests})
         notes[label] = "reference, trained on FER2013 itself (not a backbone)"
 
+    # The paired test compares the ensemble with the member that the stacking CV names (the
+    # best on the stacking part), which need not be the stopping part's best base model.
+    stacking = _stacking_cv(run, bases, ensemble) if ensemble is not None else None
     results, paired = [], []
     for split in run.splits.tests:
         for view, rows in split.views().items():
@@ -475,15 +478,15 @@ def write_report(
                 difference = paired_difference(
                     split.target[rows],
                     predictions[ensemble_label][split.name][rows],
-                    predictions[bases.best_label][split.name][rows],
+                    predictions[stacking["best_member"]][split.name][rows],
                     random_state=context.seed,
                 )
                 context.document.setdefault("ensemble_minus_best_member", {})[view] = difference
                 paired.append(
                     f"{view}: " + paired_difference_markdown("ensemble", "best member", difference)
                 )
-    if ensemble is not None:
-        context.document["stacking_cv"] = _stacking_cv(run, bases, ensemble)
+    if stacking is not None:
+        context.document["stacking_cv"] = stacking
 
     figures = []
     if bases.models:
@@ -739,8 +742,8 @@ def _results_markdown(title, context, run, bases, results, paired, figures) -> s
             f"{cv['ensemble_cv_accuracy']:.4f}, its best member ({cv['best_member']}) "
             f"{cv['best_member_accuracy']:.4f}, difference {cv['difference']:+.4f}.",
             "",
-            "Ensemble against its best member, paired on the same test images (95% bootstrap "
-            "interval, exact McNemar test):",
+            f"Ensemble against its best member ({cv['best_member']}), paired on the same test "
+            "images (95% bootstrap interval, exact McNemar test):",
             "",
             *(f"- {line}" for line in paired),
             "",

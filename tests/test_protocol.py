@@ -126,6 +126,24 @@ def test_no_stack_image_reaches_a_members_training_or_stopping(tmp_path, monkeyp
         uncached.append(not cached)
         return probabilities(self, images, cached)
 
+    # Rigged scores make the stopping part's best base model ("tiny") and the stacking part's
+    # best member ("tiny, other head") differ, and every candidate joins the ensemble: the
+    # paired test must compare with the member that the stacking CV names.
+    score = TransferCNNClassifier.score
+
+    def rigged_score(self, X, y, **kwargs):
+        favoured = "stop" if self.head == (8,) else "stack"
+        if len(X) == len(getattr(captured["splits"], favoured)):
+            return 1.0
+        return score(self, X, y, **kwargs)
+
+    select = skfer.reproduce.select_experts
+
+    def select_all(*args, **kwargs):
+        return select(*args, **{**kwargs, "min_gain": -1.0})
+
+    monkeypatch.setattr(TransferCNNClassifier, "score", rigged_score)
+    monkeypatch.setattr(skfer.reproduce, "select_experts", select_all)
     monkeypatch.setattr(TransferCNNClassifier, "fit", spy)
     monkeypatch.setattr(TransferCNNClassifier, "_probabilities", count_uncached)
     monkeypatch.setattr(skfer.reproduce, "split_for_run", capture)
@@ -146,6 +164,12 @@ def test_no_stack_image_reaches_a_members_training_or_stopping(tmp_path, monkeyp
     assert document["protocol"]["test_images_with_a_training_copy"] == {"PublicTest": 2}
     paired = document["ensemble_minus_best_member"]["PublicTest"]
     assert set(paired) >= {"difference", "interval", "mcnemar_p_value"}
+    # The paired test is against the member that the stacking CV names as the best.
+    public = {r["model"]: r["accuracy"] for r in document["results"] if r["split"] == "PublicTest"}
+    best_member = document["stacking_cv"]["best_member"]
+    assert (document["best_base_model"], best_member) == ("tiny", "tiny, other head")
+    expected = public["ensemble (logistic stack)"] - public[best_member]
+    assert paired["difference"] == pytest.approx(expected)
     assert all(len(row["accuracy_interval"]) == 2 for row in document["results"])
     assert sorted(p.name for p in (out / "models").iterdir()) == [
         "base_model_1.skfer",
@@ -163,7 +187,7 @@ def test_no_stack_image_reaches_a_members_training_or_stopping(tmp_path, monkeyp
     assert not any(member.estimator.cache_predictions for member in loaded.estimators_[:1])
     assert type(loaded.final_estimator_.steps[1][1]).__name__ == "LogisticRegression"
     text = (out / "results.md").read_text()
-    assert "Ensemble against its best member, paired on the same test images" in text
+    assert f"Ensemble against its best member ({best_member}), paired on the same test" in text
     assert "- stacker: logistic regression on the members' log-probabilities" in text
     card = (out / "MODEL_CARD.md").read_text()
     assert f"skfer predict {(out / 'models').as_posix()}/ensemble.skfer photo.jpg" in card
