@@ -12,8 +12,9 @@ when it exists). Then, for each member set and stacker, it prints the 5-fold cro
 accuracy on the stacking part (the number that chooses) against the best member's own argmax
 there, and the PublicTest accuracy of the stacker fitted on the whole stacking part with the
 paired difference against the best member (interval, McNemar's p; reported, never used to
-choose). Stackers: the run's MLP on probabilities (skfer's default), the same MLP at
-scikit-learn's default ``tol`` (1e-4, skfer's stacker before it stopped at
+choose). A set's best member is its member with the highest accuracy on the stacking part.
+Stackers: the run's MLP on probabilities (skfer's default), the same MLP at scikit-learn's
+default ``tol`` (1e-4, skfer's stacker before it stopped at
 ``MLP_STACKER_TOL``), the MLP on log-probabilities, and a logistic regression on
 log-probabilities as a reference.
 
@@ -156,13 +157,18 @@ def stacker(kind: str, seed: int):
     return mlp if kind == STACKERS[0] else make_pipeline(LogProbabilities(), mlp)
 
 
-def ablation(members: dict, y_stack, y_public, in_training, best: str, sets, seed: int) -> list:
-    """Stacking CV and PublicTest for each member set and stacker input."""
+def ablation(members: dict, y_stack, y_public, in_training, sets, seed: int) -> list:
+    """Stacking CV and PublicTest for each member set and stacker input, against the set's
+    best member: the one with the highest accuracy on the stacking part, as in ``reproduce``."""
     folds = StratifiedKFold(5, shuffle=True, random_state=seed)
-    best_public = members[best][1].argmax(axis=1)
-    best_cv = float(np.mean(members[best][0].argmax(axis=1) == y_stack))
     rows = []
     for names in sets:
+        stack_accuracy = {
+            name: np.mean(members[name][0].argmax(axis=1) == y_stack) for name in names
+        }
+        best = max(stack_accuracy, key=stack_accuracy.get)
+        best_public = members[best][1].argmax(axis=1)
+        best_cv = float(stack_accuracy[best])
         x_stack = np.column_stack([members[name][0] for name in names])
         x_public = np.column_stack([members[name][1] for name in names])
         for inputs in STACKERS:
@@ -173,6 +179,7 @@ def ablation(members: dict, y_stack, y_public, in_training, best: str, sets, see
             rows.append(
                 {
                     "members": list(names),
+                    "best_member": best,
                     "stacker": inputs,
                     "stacking_cv": float(cv),
                     "stacking_cv_minus_best_argmax": float(cv - best_cv),
@@ -185,6 +192,7 @@ def ablation(members: dict, y_stack, y_public, in_training, best: str, sets, see
             )
             print(
                 f"{' + '.join(short(name) for name in names):50s} {inputs:30s} "
+                f"vs {short(best):18s} "
                 f"CV {cv:.4f} ({cv - best_cv:+.4f})  PublicTest {rows[-1]['public_test']:.4f} "
                 f"({difference['difference']:+.4f} [{difference['interval'][0]:+.4f}, "
                 f"{difference['interval'][1]:+.4f}], p={difference['mcnemar_p_value']:.3f})",
@@ -259,9 +267,7 @@ def main() -> None:
         + ", ".join(f"{short(k)} {v:.1f}" for k, v in minutes.items() if k in members),
         flush=True,
     )
-    rows = ablation(
-        members, splits.stack.target, public.target, public.in_training, best, sets, seed
-    )
+    rows = ablation(members, splits.stack.target, public.target, public.in_training, sets, seed)
     if args.out:
         args.out.write_text(json.dumps({"minutes": minutes, "rows": rows}, indent=1))
 
