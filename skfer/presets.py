@@ -66,7 +66,8 @@ class Preset:
     ``'logistic'``.
     ``ferplus_first_model`` says what the first base model trains on with
     ``dataset='ferplus'`` (:func:`base_models_for`): ``'both'``, the majority labels and, as a
-    twin row, the vote distributions; ``'votes'``, the vote distributions alone.
+    twin row, the vote distributions; ``'votes'``, the vote distributions alone (any other
+    value is a ValueError when the preset is made).
     """
 
     name: str
@@ -82,6 +83,13 @@ class Preset:
     stacker: str = "mlp"
     feature_cache_bytes: int | None = None
     ferplus_first_model: str = "both"
+
+    def __post_init__(self):
+        if self.ferplus_first_model not in FERPLUS_FIRST_MODEL:
+            raise ValueError(
+                f"ferplus_first_model must be one of {FERPLUS_FIRST_MODEL}. Received: "
+                f"ferplus_first_model={self.ferplus_first_model!r}"
+            )
 
 
 _CPU_SCHEDULE = dict(
@@ -277,14 +285,8 @@ def base_models_for(plan: Preset, dataset: str) -> tuple[BaseModelPlan, ...]:
     Raises
     ------
     ValueError
-        If a base model is marked ``soft_targets`` off FER+, or ``ferplus_first_model`` is
-        neither ``'both'`` nor ``'votes'``.
+        If a base model is marked ``soft_targets`` off FER+.
     """
-    if plan.ferplus_first_model not in FERPLUS_FIRST_MODEL:
-        raise ValueError(
-            f"ferplus_first_model must be one of {FERPLUS_FIRST_MODEL}. Received: "
-            f"ferplus_first_model={plan.ferplus_first_model!r}"
-        )
     if dataset != "ferplus":
         soft = [base.label for base in plan.base_models if base.soft_targets]
         if soft:
