@@ -20,7 +20,9 @@ preset's fractions and ``--seed``), early-stopped on the stopping part. One fit 
 - ``head_512``: a head of (512, 512) instead of (1024, 1024);
 - ``cosine``: the long phase's learning rate warmed up and decayed (``long_schedule``);
 - ``long_lr_3e-4``: the long phase at 3e-4 instead of the preset's rate;
-- ``two_blocks``: ``unfreeze_blocks=2`` (blocks 12 and 13, on cached block-11 maps).
+- ``two_blocks``: ``unfreeze_blocks=2`` (blocks 12 and 13, on cached block-11 maps);
+- ``feature_mixup``: ``feature_mixup_alpha=0.4`` (mixup of the cached features and block-12
+  maps: the caches stay on, for a CPU).
 
 Every fitted model is scored as the preset predicts (flip test-time augmentation), without
 the flip, and, unless ``--no-crops``, with five test-time crops (``test_time_crops=5``, 0.9 of
@@ -68,6 +70,7 @@ VARIANTS = {
     "cosine": {"long_schedule": "cosine"},
     "long_lr_3e-4": {"long_learning_rate": 3e-4},
     "two_blocks": {"unfreeze_blocks": 2},
+    "feature_mixup": {"feature_mixup_alpha": 0.4},
 }
 CROPS = {"test_time_crops": 5, "test_time_crop_fraction": 0.9}
 

@@ -139,6 +139,14 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         (:func:`skfer.training.mixup`). 0 turns it off. Mixed images are new every epoch, so
         mixup turns both feature caches off, as ``augmentation`` does; with ``class_weight``
         a mixed row weighs as its larger part's class.
+    feature_mixup_alpha : float, default=0.0
+        Mixup of what the trained layers read from the feature cache instead of the images
+        (manifold mixup, Verma et al. 2019): the pooled features in the short phase, the
+        maps below the ``unfreeze_blocks`` trained blocks in the long phase, mixed with their
+        target rows as ``mixup_alpha`` mixes images. The caches stay on, so it costs no
+        backbone pass. It needs every phase to train on cached inputs: a ValueError with
+        ``cache_features=False``, ``augmentation=True``, ``mixup_alpha > 0``, or a long phase
+        that trains every block. 0 turns it off.
     cache_features : bool, default=True
         Without augmentation, compute the frozen backbone's features once and train the head
         on them in the short phase (the result is the same; see :mod:`skfer.cache`), and with
@@ -248,6 +256,7 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         "flip_augmentation": [InstanceOf((bool, np.bool_), "a bool")],
         "label_smoothing": [Interval(float, 0, 1, closed="left")],
         "mixup_alpha": [Interval(float, 0, None)],
+        "feature_mixup_alpha": [Interval(float, 0, None)],
         "cache_features": [InstanceOf((bool, np.bool_), "a bool")],
         "cache_predictions": [InstanceOf((bool, np.bool_), "a bool")],
         "precision": [Options(PRECISIONS)],
@@ -291,6 +300,7 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         flip_augmentation: bool = False,
         label_smoothing: float = 0.0,
         mixup_alpha: float = 0.0,
+        feature_mixup_alpha: float = 0.0,
         cache_features: bool = True,
         cache_predictions: bool = False,
         precision: str = "float32",
@@ -326,6 +336,7 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         self.flip_augmentation = flip_augmentation
         self.label_smoothing = label_smoothing
         self.mixup_alpha = mixup_alpha
+        self.feature_mixup_alpha = feature_mixup_alpha
         self.cache_features = cache_features
         self.cache_predictions = cache_predictions
         self.precision = precision
@@ -480,6 +491,7 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
             jit_compile=resolve_jit_compile(self.jit_compile),
             label_smoothing=float(self.label_smoothing),
             mixup_alpha=float(self.mixup_alpha),
+            feature_mixup_alpha=float(self.feature_mixup_alpha),
             flip_augmentation=bool(self.flip_augmentation),
             verbose=self.verbose,
         )
@@ -645,6 +657,8 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
                 "rotations and zooms); flip_augmentation=True adds nothing to it. Set one of "
                 "them. Received: augmentation=True, flip_augmentation=True"
             )
+        if self.feature_mixup_alpha:
+            self._check_feature_mixup(spec)
         if self.batchnorm_training and spec.folded_batchnorm and self.weights is not None:
             raise ValueError(
                 f"Backbone {spec.name!r}'s weights fold BatchNorm into a fixed scale and shift "
@@ -660,6 +674,30 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
                     f"Received: class_weight={self.class_weight!r}"
                 )
         return spec
+
+    def _check_feature_mixup(self, spec: BackboneSpec) -> None:
+        """``feature_mixup_alpha`` mixes cached inputs: every phase must train on them."""
+        trains_every_block = (
+            self.long_epochs > 0
+            and self.unfreeze_blocks != 0
+            and block_boundary(spec.block_ends, self.unfreeze_blocks) is None
+        )
+        blockers = {
+            "cache_features=False": not self.cache_features,
+            "augmentation=True": self.augmentation,
+            f"mixup_alpha={self.mixup_alpha!r}": self.mixup_alpha > 0,
+            f"unfreeze_blocks={self.unfreeze_blocks!r} (every block of {spec.name!r} trains "
+            "in the long phase)": trains_every_block,
+        }
+        received = [name for name, blocks in blockers.items() if blocks]
+        if received:
+            raise ValueError(
+                "feature_mixup_alpha mixes the cached features and block maps that the trained "
+                "layers read, so every phase must train on cached inputs: keep "
+                "cache_features=True, augmentation=False and mixup_alpha=0, and unfreeze fewer "
+                "blocks than the backbone has (or use mixup_alpha on the images). Received: "
+                f"feature_mixup_alpha={self.feature_mixup_alpha!r}, " + ", ".join(received)
+            )
 
     def _check_test_time_params(self) -> None:
         names = (

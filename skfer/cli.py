@@ -235,6 +235,14 @@ def build_parser() -> argparse.ArgumentParser:
         **_suppressed,
     )
     train.add_argument(
+        "--feature-mixup-alpha",
+        type=_number(float, 0),
+        metavar="ALPHA",
+        help="mix the cached features and block maps that the trained layers read, as "
+        "--mixup-alpha mixes images (keeps the feature cache; not with --augment)",
+        **_suppressed,
+    )
+    train.add_argument(
         "--distribution",
         choices=_DISTRIBUTIONS,
         help="train on every device at once: data_parallel (JAX or TensorFlow), mirrored "
@@ -527,6 +535,27 @@ def _progress(args: argparse.Namespace, message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
 
+def _check_feature_mixup(args, spec) -> None:
+    """A usage error, before any data loads, where ``--feature-mixup-alpha`` has no cached
+    inputs to mix (:class:`~skfer.TransferCNNClassifier`'s ``feature_mixup_alpha``)."""
+    from .classifier import TransferCNNClassifier
+    from .model import block_boundary
+
+    if args.augment or getattr(args, "mixup_alpha", 0):
+        args.parser.error(
+            "--feature-mixup-alpha mixes the cached features, which --augment and "
+            "--mixup-alpha turn off: pass one of them"
+        )
+    long_epochs = getattr(args, "long_epochs", TransferCNNClassifier().long_epochs)
+    blocks = getattr(args, "unfreeze_blocks", None)
+    if long_epochs and blocks != 0 and block_boundary(spec.block_ends, blocks) is None:
+        args.parser.error(
+            f"--feature-mixup-alpha mixes the cached block maps below the trained blocks: pass "
+            f"--unfreeze-blocks N with N below {len(spec.block_ends)}, the blocks of "
+            f"{args.backbone}, or --long-epochs 0"
+        )
+
+
 def _train(args: argparse.Namespace) -> int:
     import numpy as np
     from sklearn.model_selection import train_test_split
@@ -567,6 +596,8 @@ def _train(args: argparse.Namespace) -> int:
 
     if args.augment and args.flip_augment:
         args.parser.error("--augment already mirrors the images: pass --flip-augment alone")
+    if getattr(args, "feature_mixup_alpha", 0):
+        _check_feature_mixup(args, spec)
     own_photos = _is_photo_folder(Path(args.data))
     photo_options = ("image_size", "gray", "crop_faces", "min_face", "on_no_face")
     given = [f"--{dest.replace('_', '-')}" for dest in photo_options if getattr(args, dest, False)]
@@ -626,6 +657,7 @@ def _train(args: argparse.Namespace) -> int:
         "test_time_crops": "test_time_crops",
         "label_smoothing": "label_smoothing",
         "mixup_alpha": "mixup_alpha",
+        "feature_mixup_alpha": "feature_mixup_alpha",
     }
     clf = TransferCNNClassifier(
         args.backbone,

@@ -307,6 +307,10 @@ class TrainingSettings:
     mixup_alpha : float
         0: off; else every training batch is mixed with a shuffled copy of itself
         (:func:`mixup`), targets as one-hot or soft rows.
+    feature_mixup_alpha : float
+        0: off; else the same mixup of the cached features or block maps that a phase trains
+        on (manifold mixup at the cache boundary); every phase must then train on cached
+        inputs (a ValueError otherwise).
     flip_augmentation : bool
         Each epoch, every training image is replaced by its horizontal mirror image with
         probability 1/2; on cached features, by the cached features of its mirror image
@@ -324,6 +328,7 @@ class TrainingSettings:
     jit_compile: bool | str = "auto"
     label_smoothing: float = 0.0
     mixup_alpha: float = 0.0
+    feature_mixup_alpha: float = 0.0
     flip_augmentation: bool = False
     verbose: int = 1
 
@@ -389,7 +394,8 @@ def train(
     -------
     TrainingResult
     """
-    if settings.label_smoothing or settings.mixup_alpha:  # a categorical loss on target rows
+    if settings.label_smoothing or settings.mixup_alpha or settings.feature_mixup_alpha:
+        # A categorical loss on target rows.
         n_classes = model.output_shape[-1]
         data = (data[0], _target_rows(data[1], n_classes))
         if validation is not None:
@@ -496,6 +502,13 @@ def _fit_phase(
                 # Keras casts an array of another float dtype whole: give it batches instead.
                 validation = _OrderedBatches(*validation, settings.batch_size)
         trained_model = split.trained
+    elif settings.feature_mixup_alpha:
+        raise ValueError(
+            f"feature_mixup_alpha mixes cached inputs, but the {phase.name} phase trains on "
+            "images (the feature cache is off, the images are augmented or mixed, or every "
+            "block trains); set feature_mixup_alpha=0 or train fewer blocks on cached maps. "
+            f"Received: feature_mixup_alpha={settings.feature_mixup_alpha!r}"
+        )
     else:
         trained_model = model
     # Several steps per call fail under a tf.distribute strategy in Keras 3.15 ("You must
@@ -560,6 +573,11 @@ def _fit_phase(
                 else ""
             )
             + (f", mixup alpha {settings.mixup_alpha:g}" if settings.mixup_alpha else "")
+            + (
+                f", mixup of the cached inputs, alpha {settings.feature_mixup_alpha:g}"
+                if settings.feature_mixup_alpha
+                else ""
+            )
             + (", random mirror images" if mirrored is not None else "")
             + ("" if split is None else f", on cached {_described(split)}")
         )
@@ -571,7 +589,7 @@ def _fit_phase(
         seed=seed,
         epoch=done,
         full_batches=compiles_per_batch_shape(),
-        mixup_alpha=settings.mixup_alpha,
+        mixup_alpha=settings.mixup_alpha or settings.feature_mixup_alpha,
         mirrored=mirrored,
     )
     try:

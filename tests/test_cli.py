@@ -206,6 +206,18 @@ def test_quiet_prints_no_tensorflow_start_up_lines(trained, tmp_path):
         (["--mixup-alpha", "-0.5"], "argument --mixup-alpha: must be float >= 0, got '-0.5'"),
         (["--test-time-crops", "3"], "argument --test-time-crops: invalid choice: 3"),
         (["--augment", "--flip-augment"], "--augment already mirrors the images"),
+        (
+            ["--feature-mixup-alpha", "0.4", "--augment"],
+            "--feature-mixup-alpha mixes the cached features, which --augment and",
+        ),
+        (
+            ["--feature-mixup-alpha", "0.4"],
+            "pass --unfreeze-blocks N with N below 14, the blocks of mobilenet, or",
+        ),
+        (
+            ["--feature-mixup-alpha", "0.4", "--unfreeze-blocks", "14"],
+            "pass --unfreeze-blocks N with N below 14",
+        ),
     ],
 )
 def test_train_options_are_checked_before_loading_data(option, message, tmp_path, capsys):

@@ -266,3 +266,51 @@ def test_mirror_augmentation_and_augmentation_are_not_combined(partial):
     clf = TransferCNNClassifier(**partial, augmentation=True, flip_augmentation=True)
     with pytest.raises(ValueError, match="augmentation=True already mirrors"):
         clf.fit(X, y)
+
+
+def test_feature_mixup_mixes_the_cached_inputs_and_keeps_the_cache(partial, monkeypatch):
+    """Manifold mixup at the cache boundary: each phase's batches of cached features (short)
+    or block maps (long) are mixed, the backbone still runs once per image set, and a seed
+    gives the same fit twice."""
+    X, y = two_class_images(96, 16, darken=3)
+    params = {**partial, "validation_fraction": 0.25, "feature_mixup_alpha": 0.4}
+    mixed_shapes = []
+    mixup = skfer.training.mixup
+
+    def spy(x, y, alpha, rng):
+        mixed_shapes.append((x.shape[1:], y.shape[1:], alpha))
+        return mixup(x, y, alpha, rng)
+
+    monkeypatch.setattr(skfer.training, "mixup", spy)
+    mixed = TransferCNNClassifier(**params).fit(X, y)
+    assert (feature_cache.misses, feature_cache.hits) == (4, 2)  # as without mixup
+    pooled, maps = (16,), (8, 8, 8)  # the tiny CNN's pooled features; conv1's maps
+    assert set(mixed_shapes) == {(pooled, (2,), 0.4), (maps, (2,), 0.4)}
+    assert mixed.history_["phase"] == ["short"] * 2 + ["long"] * 3
+    again = TransferCNNClassifier(**params).fit(X, y)
+    np.testing.assert_array_equal(mixed.history_["loss"], again.history_["loss"])
+    plain = TransferCNNClassifier(**{**params, "feature_mixup_alpha": 0.0}).fit(X, y)
+    assert not np.allclose(plain.history_["loss"], mixed.history_["loss"])
+
+
+@pytest.mark.parametrize(
+    "change, received",
+    [
+        ({"cache_features": False}, "cache_features=False"),
+        ({"augmentation": True}, "augmentation=True"),
+        ({"mixup_alpha": 0.2}, "mixup_alpha=0.2"),
+        ({"unfreeze_blocks": None}, "unfreeze_blocks=None (every block"),
+    ],
+)
+def test_feature_mixup_needs_cached_inputs_in_every_phase(partial, change, received):
+    X, y = two_class_images(32, 16, darken=3)
+    clf = TransferCNNClassifier(**{**partial, "feature_mixup_alpha": 0.4, **change})
+    with pytest.raises(ValueError, match=re.escape(received)):
+        clf.fit(X, y)
+    assert feature_cache.misses == 0  # refused before any work
+
+
+def test_feature_mixup_without_a_long_phase_needs_no_block_split(partial):
+    X, y = two_class_images(32, 16, darken=3)
+    params = {**partial, "unfreeze_blocks": None, "long_epochs": 0, "feature_mixup_alpha": 0.4}
+    assert TransferCNNClassifier(**params).fit(X, y).history_["phase"] == ["short"] * 2
