@@ -24,18 +24,19 @@ preset's fractions and ``--seed``), early-stopped on the stopping part. One fit 
 - ``feature_mixup``: ``feature_mixup_alpha=0.4`` (mixup of the cached features and block-12
   maps: the caches stay on, for a CPU).
 
-Every fitted model is scored as the preset predicts (flip test-time augmentation), without
-the flip, and, unless ``--no-crops``, with five test-time crops (``test_time_crops=5``, 0.9 of
-the side, each with its mirror: 10 views, each a pass of the frozen blocks on a CPU), all
-through the feature cache. The fits share that cache too, so a variant reuses the features
-and maps of an earlier one on the same images: the first fit's minutes include computing
-them. The stopping part's accuracy is the number that chooses; PublicTest is printed as
-reported, never used to choose. ``--time-limit`` bounds the whole call: training stops in time
-to score the model (a minute is kept for that, then 1.2 times the last scoring's time), a
-variant starts only while a minute (``--smoke``: 10 s) of training time is left, and one still
-training when the time runs out stops there, with its best weights so far, and is marked as
-cut. ``--smoke`` runs the same on the smoke preset (20 Training images per class, 48 px, one
-epoch per phase) and 20 PublicTest images per class: a couple of minutes on a CPU.
+Every fitted model is scored as the preset predicts (flip test-time augmentation), without the
+flip, and, unless ``--no-crops``, with five test-time crops (``test_time_crops=5``, 0.9 of the
+side, each with its mirror: 10 views, each a pass of the frozen blocks on a CPU), all through
+the feature cache. The fits share that cache, bounded as the preset bounds it
+(``feature_cache_bytes``), so a variant reuses the features and maps of an earlier one on the
+same images: the first fit's minutes include computing them. The stopping part's accuracy is
+the number that chooses; PublicTest is printed as reported, never used to choose.
+``--time-limit`` bounds the whole call: training stops in time to score the model (a minute is
+kept for that, then 1.2 times the last scoring's time), a variant starts only while a minute
+(``--smoke``: 10 s) of training time is left, and one still training when the time runs out
+stops there, with its best weights so far, and is marked as cut. ``--smoke`` runs the same on
+the smoke preset (20 Training images per class, 48 px, one epoch per phase) and 20 PublicTest
+images per class: a couple of minutes on a CPU.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from skfer import TransferCNNClassifier, get_backbone  # noqa: E402
+from skfer.cache import feature_cache  # noqa: E402
 from skfer.datasets import load_fer2013  # noqa: E402
 from skfer.presets import PRESETS, smoke_preset  # noqa: E402
 from skfer.protocol import Part, split_for_run, stratified_rows  # noqa: E402
@@ -159,6 +161,10 @@ def main(argv=None) -> None:
         print(f"[bench_levers {time.monotonic() - start:6.0f} s] {message}", flush=True)
 
     params, preset = face_model_params(args.preset, args.smoke, Path(args.weights_dir))
+    # The preset's cache bound, as skfer reproduce sets it: under the default one the cpu
+    # preset's maps of the training images and their mirror images are not kept, and every
+    # phase and variant would compute them again.
+    feature_cache.max_bytes = max(feature_cache.max_bytes, preset.feature_cache_bytes or 0)
     say(
         f"keras {keras.__version__} on {keras.backend.backend()}, {platform.node()}; preset "
         f"{preset.name}: {params}"
