@@ -281,7 +281,7 @@ def train_base_models(context: RunContext, run: RunData) -> BaseModels:
         clf = TransferCNNClassifier(
             **params,
             cache_predictions=True,
-            random_state=context.seed,
+            random_state=context.seed + base.seed_offset,
             verbose=context.progress.verbose,
         )
         try:
@@ -716,7 +716,8 @@ def _results_markdown(title, context, run, bases, results, paired, figures) -> s
     for base in bases.plans:
         params = ", ".join(f"{key}={value!r}" for key, value in base.params.items())
         targets = "; trained on the vote distributions" if base.soft_targets else ""
-        lines.append(f"- base model {base.label}: {params}{targets}")
+        seed = f"; seed {context.seed} + {base.seed_offset}" if base.seed_offset else ""
+        lines.append(f"- base model {base.label}: {params}{targets}{seed}")
     expert = ", ".join(f"{key}={value!r}" for key, value in plan.expert_params.items())
     lines += [
         f"- experts: the settings of {plan.experts_on or 'the best base model'} on its "

@@ -99,17 +99,18 @@ def test_no_stack_image_reaches_a_members_training_or_stopping(tmp_path, monkeyp
         description="tiny",
         base_models=(
             BaseModelPlan("tiny", tiny),
-            BaseModelPlan("tiny, other head", {**tiny, "head": (4,)}),
+            BaseModelPlan("tiny, other head", {**tiny, "head": (4,)}, seed_offset=1),
         ),
         stop_fraction=0.2,
         stack_fraction=0.25,
         stacker_layers=(8, 4),
     )
     monkeypatch.setitem(skfer.reproduce.PRESETS, "quick", plan)
-    seen, captured = [], {}
+    seen, captured, seeds = [], {}, []
     fit = TransferCNNClassifier.fit
 
     def spy(self, X, y, **kwargs):
+        seeds.append(self.random_state)
         seen.append(np.asarray(X))
         if kwargs.get("validation_data") is not None:
             seen.append(np.asarray(kwargs["validation_data"][0]))
@@ -152,6 +153,7 @@ def test_no_stack_image_reaches_a_members_training_or_stopping(tmp_path, monkeyp
     assert main([*argv, "--stacker", "logistic", "--quiet"]) == 0  # the MLP: test_reproduce.py
     stack = captured["splits"].stack
     assert len(seen) == 2 * (2 + 7)  # two base models and seven experts, each with validation
+    assert seeds == [0, 1] + [0] * 7  # the run's seed, plus the second base model's offset
     # Every prediction of the run came from the feature cache (the backbone ran once per
     # image set); the saved models predict without it, as a user's do (below).
     assert uncached and not any(uncached)
@@ -187,6 +189,7 @@ def test_no_stack_image_reaches_a_members_training_or_stopping(tmp_path, monkeyp
     assert not any(member.estimator.cache_predictions for member in loaded.estimators_[:1])
     assert type(loaded.final_estimator_.steps[1][1]).__name__ == "LogisticRegression"
     text = (out / "results.md").read_text()
+    assert "- base model tiny, other head: " in text and "; seed 0 + 1\n" in text
     assert f"Ensemble against its best member ({best_member}), paired on the same test" in text
     assert "- stacker: logistic regression on the members' log-probabilities" in text
     card = (out / "MODEL_CARD.md").read_text()

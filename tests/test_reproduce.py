@@ -148,3 +148,17 @@ def test_the_cpu_preset_trains_its_first_model_on_the_ferplus_votes_alone():
     assert skfer.presets.base_models_for(plan, "fer2013") == plan.base_models
     with pytest.raises(ValueError, match="ferplus_first_model must be one of"):
         dataclasses.replace(plan, ferplus_first_model="majority")
+
+
+@pytest.mark.parametrize(
+    "params, offset, match",
+    [
+        ({"backbone": "mobilenet", "random_state": 3}, 0, "remove random_state"),
+        ({"backbone": "mobilenet"}, -1, "seed_offset must be a non-negative integer"),
+        ({"backbone": "mobilenet"}, 1.0, "seed_offset must be a non-negative integer"),
+        ({"backbone": "mobilenet"}, True, "seed_offset must be a non-negative integer"),
+    ],
+)
+def test_a_base_model_plan_takes_its_seed_from_the_run(params, offset, match):
+    with pytest.raises(ValueError, match=match):
+        skfer.presets.BaseModelPlan("model", params, seed_offset=offset)
