@@ -94,6 +94,11 @@ def test_mixup_mixes_images_and_targets_with_one_beta_weight():
     y = np.eye(n, dtype=np.float32)  # class i
     mixed_x, mixed_y = mixup(x, y, 0.4, np.random.default_rng(3))
     assert mixed_x.dtype == np.float32
+    rng = np.random.default_rng(3)  # the same draws: the formula's values, to the bit
+    lam, partner = np.float32(rng.beta(0.4, 0.4)), rng.permutation(n)
+    as_float = x.astype(np.float32)
+    np.testing.assert_array_equal(mixed_x, lam * as_float + (1 - lam) * as_float[partner])
+    assert x.max() == 255  # the input is left as it was
     np.testing.assert_allclose(mixed_x.reshape(n, n) / 255, mixed_y, rtol=1e-6)
     np.testing.assert_allclose(mixed_y.sum(axis=1), 1, rtol=1e-6)
     own = np.diag(mixed_y)  # lam, or 1 where a row was paired with itself
