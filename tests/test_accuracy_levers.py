@@ -98,7 +98,9 @@ def test_mixup_mixes_images_and_targets_with_one_beta_weight():
     lam, partner = np.float32(rng.beta(0.4, 0.4)), rng.permutation(n)
     as_float = x.astype(np.float32)
     np.testing.assert_array_equal(mixed_x, lam * as_float + (1 - lam) * as_float[partner])
-    assert x.max() == 255  # the input is left as it was
+    features = as_float.copy()  # float32 input (cached features): mixed on a copy, not in place
+    mixup(features, y, 0.4, np.random.default_rng(3))
+    np.testing.assert_array_equal(features, as_float)
     np.testing.assert_allclose(mixed_x.reshape(n, n) / 255, mixed_y, rtol=1e-6)
     np.testing.assert_allclose(mixed_y.sum(axis=1), 1, rtol=1e-6)
     own = np.diag(mixed_y)  # lam, or 1 where a row was paired with itself
