@@ -139,12 +139,16 @@ def test_ferplus_adds_a_soft_target_twin_of_the_first_base_model():
         )
 
 
-def test_the_cpu_preset_trains_its_first_model_on_the_ferplus_votes_alone():
+def test_the_cpu_preset_trains_its_block13_seeds_on_the_ferplus_votes_alone():
     plan = skfer.presets.PRESETS["cpu"]
     assert plan.ferplus_first_model == "votes"
-    soft, *rest = skfer.presets.base_models_for(plan, "ferplus")
-    assert soft.soft_targets and soft.params == plan.base_models[0].params
-    assert tuple(rest) == plan.base_models[1:]
+    first, second, *rest = plan.base_models
+    assert second.params == first.params and second.seed_offset == 1
+    soft, soft_second, *others = skfer.presets.base_models_for(plan, "ferplus")
+    assert soft.soft_targets and soft.params == first.params and soft.seed_offset == 0
+    assert soft_second.soft_targets and soft_second.seed_offset == 1
+    assert soft_second.label == f"{second.label}, soft targets (FER+ votes)"
+    assert tuple(others) == tuple(rest) and not any(base.soft_targets for base in others)
     assert skfer.presets.base_models_for(plan, "fer2013") == plan.base_models
     with pytest.raises(ValueError, match="ferplus_first_model must be one of"):
         dataclasses.replace(plan, ferplus_first_model="majority")
