@@ -339,6 +339,7 @@ def base_models_for(plan: Preset, dataset: str) -> tuple[BaseModelPlan, ...]:
         return plan.base_models
     if not plan.base_models:
         return plan.base_models
+
     def on_votes(base: BaseModelPlan) -> BaseModelPlan:
         return replace(base, label=f"{base.label}, soft targets (FER+ votes)", soft_targets=True)
 
