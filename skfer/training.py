@@ -287,6 +287,9 @@ class TrainingSettings:
         A key of :data:`OPTIMIZERS`; each phase gets a fresh one.
     batch_size : int
         Images per gradient step.
+    feature_batch_size : int or None
+        Images per batch of the frozen part's forward pass into the feature cache; None:
+        ``batch_size``.
     class_weight : dict of int to float or None
         Loss weight of each class index.
     patience : int or None
@@ -321,6 +324,7 @@ class TrainingSettings:
 
     optimizer: str = "adam"
     batch_size: int = 64
+    feature_batch_size: int | None = None
     class_weight: dict[int, float] | None = None
     patience: int | None = 5
     stopping_metric: str = "accuracy"
@@ -491,7 +495,9 @@ def _fit_phase(
     if split is not None:
         # The frozen part's output cannot change during this phase: compute it once.
         def features(images):
-            return split.features(images, cache=cache, batch_size=settings.batch_size)
+            return split.features(
+                images, cache=cache, batch_size=settings.feature_batch_size or settings.batch_size
+            )
 
         X_train = features(X_train)
         if mirrored is not None:

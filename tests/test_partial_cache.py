@@ -314,3 +314,27 @@ def test_feature_mixup_without_a_long_phase_needs_no_block_split(partial):
     X, y = two_class_images(32, 16, darken=3)
     params = {**partial, "unfreeze_blocks": None, "long_epochs": 0, "feature_mixup_alpha": 0.4}
     assert TransferCNNClassifier(**params).fit(X, y).history_["phase"] == ["short"] * 2
+
+
+def test_the_feature_batch_size_sets_the_cache_pass_and_not_what_it_stores(partial, monkeypatch):
+    X, y = two_class_images(96, 16, darken=3)
+    params = {**partial, "batch_size": 16, "validation_fraction": 0.25, "cache_predictions": True}
+    reference = TransferCNNClassifier(**params).fit(X, y).predict_proba(X)
+    feature_cache.clear()
+    batch_sizes = []
+    compute = FeatureCache.features
+
+    def spy(self, model, images, **kwargs):
+        batch_sizes.append(kwargs["batch_size"])
+        return compute(self, model, images, **kwargs)
+
+    monkeypatch.setattr(FeatureCache, "features", spy)
+    clf = TransferCNNClassifier(**params, feature_batch_size=8).fit(X, y)
+    np.testing.assert_allclose(clf.predict_proba(X), reference, atol=1e-5)
+    assert batch_sizes and set(batch_sizes) == {8}
+
+
+def test_the_feature_batch_size_is_validated(partial):
+    X, y = two_class_images(16, 16, darken=3)
+    with pytest.raises(ValueError, match="feature_batch_size"):
+        TransferCNNClassifier(**partial, feature_batch_size=0).fit(X, y)
