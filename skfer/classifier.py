@@ -199,7 +199,7 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         Images per batch of the frozen part's forward pass whose outputs the feature cache
         stores (the maps or pooled features that cached phases train on); None: ``batch_size``.
         The stored values are the same; only the speed differs: on 2 CPU cores the
-        face-trained MobileNet 1.0 computes its 224 px maps 1.18x faster in batches of 32
+        face-trained MobileNet 1.0 computes its 224 px maps 1.05-1.18x faster in batches of 32
         than of 64 (``benchmarks/bench_feature_batch.py``).
     class_weight : None, 'balanced' or dict, default=None
         Weights of the classes in the loss; 'balanced' uses ``n / (k * count)``.

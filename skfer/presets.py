@@ -125,7 +125,7 @@ _CPU_SCHEDULE = dict(
 _FACE_FROZEN = dict(
     backbone="mobilenet_vggface2",
     input_size=224,
-    # The maps' forward pass in batches of 32: 1.18x faster than 64 on 2 cores, the same
+    # The maps' forward pass in batches of 32: 1.05-1.18x faster than 64 on 2 cores, the same
     # maps (benchmarks/bench_feature_batch.py, docs/benchmarks.md).
     feature_batch_size=32,
     short_epochs=30,
