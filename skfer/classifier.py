@@ -493,7 +493,7 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         settings = TrainingSettings(
             optimizer=self.optimizer,
             batch_size=self.batch_size,
-            feature_batch_size=self._feature_batch_size(),
+            feature_batch_size=self.feature_batch_size,
             class_weight=class_weight,
             patience=self.patience,
             stopping_metric=self.stopping_metric,
