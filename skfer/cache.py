@@ -7,13 +7,16 @@ digest of everything the features depend on: the feature graph's configuration (
 input size, precision, and the pooling or the block boundary), the values of its weights, the
 storage dtype, and the bytes, shape and dtype of the images. Features are computed in chunks
 straight into their final array (:func:`predict_in_chunks`), so a float16 cache never has a
-float32 copy of the whole set.
+float32 copy of the whole set. An array of ``spill_bytes`` or more (block maps, say) is kept
+on disk in a :class:`~skfer.disk_array.DiskArray` and read by the batch, so that it does not
+count towards the process's memory.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import threading
 from collections import OrderedDict
 
@@ -21,20 +24,36 @@ import keras
 import numpy as np
 
 from .backend import predict_in_full_batches
+from .disk_array import DiskArray
 
-__all__ = ["CHUNK_BYTES", "FeatureCache", "feature_cache", "fingerprint", "predict_in_chunks"]
+__all__ = [
+    "CHUNK_BYTES",
+    "SPILL_BYTES",
+    "FeatureCache",
+    "feature_cache",
+    "fingerprint",
+    "predict_in_chunks",
+]
 
 CHUNK_BYTES = 64 * 1024**2
 """Float32 bytes of input or output that :func:`predict_in_chunks` hands Keras per call."""
 
+SPILL_BYTES = 256 * 1024**2
+"""Stored arrays of this size or larger go to disk (:class:`~skfer.disk_array.DiskArray`)."""
+
 
 def fingerprint(*parts) -> str:
-    """Hex digest of arrays (bytes, shape, dtype) and JSON-serialisable values."""
+    """Hex digest of arrays (bytes, shape, dtype; in memory or a
+    :class:`~skfer.disk_array.DiskArray`) and JSON-serialisable values."""
     digest = hashlib.blake2b(digest_size=20)
     for part in parts:
         if isinstance(part, np.ndarray):
             digest.update(repr((part.shape, part.dtype.str)).encode())
             digest.update(np.ascontiguousarray(part).data)
+        elif isinstance(part, DiskArray):  # the same digest as its rows in memory
+            digest.update(repr((part.shape, part.dtype.str)).encode())
+            for rows in part.row_blocks(CHUNK_BYTES):
+                digest.update(rows.data)
         else:
             digest.update(json.dumps(part, sort_keys=True, default=str).encode())
     return digest.hexdigest()
@@ -47,33 +66,46 @@ def predict_in_chunks(
     *,
     dtype: str = "float32",
     chunk_bytes: int = CHUNK_BYTES,
-) -> np.ndarray:
+    out: DiskArray | None = None,
+) -> np.ndarray | DiskArray:
     """``predict_in_full_batches(model, x, batch_size)`` stored as ``dtype``, computed a chunk
     of whole batches at a time into one preallocated array.
 
     A chunk holds about ``chunk_bytes`` of float32 input or output, so neither a float32
     output nor Keras' float32 copy of an input in another float dtype (it casts such arrays
-    whole) is ever made for all of ``x``.
+    whole) is ever made for all of ``x``. ``x`` may be a :class:`~skfer.disk_array.DiskArray`
+    (it is read a chunk at a time), and so may the result: ``out``, of the output's shape and
+    ``dtype``, is written a chunk at a time instead of an array in memory.
 
     Raises
     ------
     OverflowError
         If an output lies beyond the range of ``dtype`` (float16: 65504).
     """
-    out = np.empty((len(x), *model.output_shape[1:]), dtype)
-    row_bytes = 4 * max(int(np.prod(x.shape[1:])), int(np.prod(out.shape[1:])))
+    shape = (len(x), *model.output_shape[1:])
+    if out is None:
+        out = np.empty(shape, dtype)
+    elif out.shape != shape or out.dtype != np.dtype(dtype):
+        raise ValueError(
+            f"out must be of shape {shape} and dtype {np.dtype(dtype).name}. Received: {out!r}"
+        )
+    row_bytes = 4 * max(math.prod(x.shape[1:]), math.prod(shape[1:]))
     chunk = max(1, chunk_bytes // (row_bytes * batch_size)) * batch_size
     for start in range(0, len(x), chunk):
         computed = predict_in_full_batches(model, x[start : start + chunk], batch_size)
         try:
             with np.errstate(over="raise"):
-                out[start : start + chunk] = computed
+                stored = computed.astype(dtype, copy=False)
         except FloatingPointError:
             raise OverflowError(
                 f"Outputs of {model.name} exceed the range of {dtype}; store them in float32 "
                 f"or train without the cache (cache_features=False). Received: largest "
                 f"magnitude {np.abs(computed).max():g} in rows {start}..{start + len(computed) - 1}"
             ) from None
+        if isinstance(out, DiskArray):
+            out.write(start, stored)
+        else:
+            out[start : start + len(stored)] = stored
     return out
 
 
@@ -91,11 +123,36 @@ class FeatureCache:
     chunk_bytes : int
         Passed to :func:`predict_in_chunks`: about the memory that features need beyond their
         stored array.
+    spill_bytes : int
+        An array of this many bytes or more is stored on disk (:class:`~skfer.disk_array.
+        DiskArray`, read by the batch) instead of in memory; ``max_bytes`` bounds both.
+    directory : str or None
+        Where arrays on disk live; None: the system's temporary directory (``TMPDIR``).
+
+    Raises
+    ------
+    ValueError
+        If a size is not a positive integer.
     """
 
-    def __init__(self, max_bytes: int = 4 * 1024**3, chunk_bytes: int = CHUNK_BYTES):
+    def __init__(
+        self,
+        max_bytes: int = 4 * 1024**3,
+        chunk_bytes: int = CHUNK_BYTES,
+        spill_bytes: int = SPILL_BYTES,
+        directory: str | None = None,
+    ):
+        for name, value in [
+            ("max_bytes", max_bytes),
+            ("chunk_bytes", chunk_bytes),
+            ("spill_bytes", spill_bytes),
+        ]:
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name} must be a positive integer. Received: {name}={value!r}")
         self.max_bytes = int(max_bytes)
         self.chunk_bytes = int(chunk_bytes)
+        self.spill_bytes = int(spill_bytes)
+        self.directory = directory
         self._entries: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
@@ -105,6 +162,12 @@ class FeatureCache:
     def nbytes(self) -> int:
         """Bytes held now."""
         return sum(array.nbytes for array in self._entries.values())
+
+    @property
+    def disk_bytes(self) -> int:
+        """Bytes held on disk (:class:`~skfer.disk_array.DiskArray` entries), part of
+        :attr:`nbytes`."""
+        return sum(a.nbytes for a in self._entries.values() if isinstance(a, DiskArray))
 
     def clear(self) -> None:
         """Drop every entry and reset the hit and miss counters."""
@@ -142,8 +205,9 @@ class FeatureCache:
 
         Returns
         -------
-        ndarray
-            Read-only: callers share it.
+        ndarray or DiskArray
+            Read-only: callers share it. A :class:`~skfer.disk_array.DiskArray` where it
+            takes ``spill_bytes`` or more.
 
         Raises
         ------
@@ -162,11 +226,18 @@ class FeatureCache:
                 self.hits += 1
                 return self._entries[key]
             self.misses += 1
-        row_bytes = np.dtype(dtype).itemsize * int(np.prod(feature_model.output_shape[1:]))
+        shape = (len(images), *feature_model.output_shape[1:])
+        nbytes = np.dtype(dtype).itemsize * math.prod(shape)
         with self._lock:
-            self._evict(room=len(images) * row_bytes)
+            self._evict(room=nbytes)
+        on_disk = DiskArray(shape, dtype, self.directory) if nbytes >= self.spill_bytes else None
         features = predict_in_chunks(
-            feature_model, images, batch_size, dtype=dtype, chunk_bytes=self.chunk_bytes
+            feature_model,
+            images,
+            batch_size,
+            dtype=dtype,
+            chunk_bytes=self.chunk_bytes,
+            out=on_disk,
         )
         features.setflags(write=False)
         with self._lock:

@@ -23,6 +23,7 @@ from .backbones import BackboneSpec
 from .backend import compiles_per_batch_shape
 from .cache import FeatureCache, feature_cache
 from .checkpoint import TrainingCheckpoint
+from .disk_array import DiskArray
 from .distribute import strategy_scope
 from .model import (
     BACKBONE_LAYER,
@@ -504,8 +505,9 @@ def _fit_phase(
             mirrored = features(mirrored)
         if validation is not None:
             validation = (features(validation[0]), validation[1])
-            if split.dtype != keras.config.floatx():
-                # Keras casts an array of another float dtype whole: give it batches instead.
+            if split.dtype != keras.config.floatx() or isinstance(validation[0], DiskArray):
+                # Keras casts an array of another float dtype whole, and knows no DiskArray:
+                # give it batches instead.
                 validation = _OrderedBatches(*validation, settings.batch_size)
         trained_model = split.trained
     elif settings.feature_mixup_alpha:

@@ -338,3 +338,20 @@ def test_the_feature_batch_size_is_validated(partial):
     X, y = two_class_images(16, 16, darken=3)
     with pytest.raises(ValueError, match="feature_batch_size"):
         TransferCNNClassifier(**partial, feature_batch_size=0).fit(X, y)
+
+
+def test_maps_kept_on_disk_train_and_predict_as_maps_in_memory(partial, monkeypatch):
+    """With every cached array past the cache's spill size, the maps and features live in
+    DiskArrays read by the batch; training (mirrored views, mixed maps, validation) and the
+    cached prediction read the same values as from memory."""
+    X, y = two_class_images(96, 16, darken=3)
+    params = {**partial, "validation_fraction": 0.25, "flip_augmentation": True,
+              "feature_mixup_alpha": 0.2, "test_time_flip": True}  # fmt: skip
+    in_memory = TransferCNNClassifier(**params).fit(X, y)
+    expected = in_memory.predict_proba_cached(X)
+    feature_cache.clear()
+    monkeypatch.setattr(feature_cache, "spill_bytes", 1)
+    on_disk = TransferCNNClassifier(**params).fit(X, y)
+    assert feature_cache.disk_bytes == feature_cache.nbytes > 0
+    assert on_disk.history_ == in_memory.history_
+    np.testing.assert_array_equal(on_disk.predict_proba_cached(X), expected)
