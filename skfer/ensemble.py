@@ -13,17 +13,19 @@ from dataclasses import dataclass
 
 import numpy as np
 from joblib import Parallel, delayed
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
 from sklearn.ensemble import StackingClassifier
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_score
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import make_pipeline
+from sklearn.utils import check_random_state
+from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .experts import ClassExpert, OneVsAllExperts
-from .params import Interval, check_params
+from .params import Interval, SequenceOf, check_params
 
 __all__ = [
     "MLP_STACKER_TOL",
@@ -31,9 +33,11 @@ __all__ = [
     "ExpertSelection",
     "FERStackingClassifier",
     "LogProbabilities",
+    "SeedAveragedMLP",
     "make_fer_ensemble",
     "make_stacker",
     "select_experts",
+    "stacker_name",
 ]
 
 
@@ -56,6 +60,12 @@ STACKER_NAMES = {"mlp": "MLP", "logistic": "log-probability logistic regression"
 STACKERS = tuple(STACKER_NAMES)
 """The final estimators of :func:`make_stacker`: the study's MLP, or a logistic regression on
 log-probabilities."""
+
+
+def stacker_name(kind: str, seeds: int = 1) -> str:
+    """The stacker of :func:`make_stacker` in words: ``'MLP'``, ``'MLP (mean of 5 seeds)'``."""
+    averaged = kind == "mlp" and seeds > 1
+    return STACKER_NAMES[kind] + (f" (mean of {seeds} seeds)" if averaged else "")
 
 
 class LogProbabilities(TransformerMixin, BaseEstimator):
@@ -106,8 +116,110 @@ a stacking part and overfit them: in 5-fold cross-validation on the stacking par
 """
 
 
+class SeedAveragedMLP(ClassifierMixin, BaseEstimator):
+    """The mean probabilities of ``n_seeds`` MLPs that differ only in their initial weights.
+
+    Each is an ``MLPClassifier(hidden_layer_sizes, tol=tol, max_iter=max_iter)`` trained on
+    all of ``(X, y)``; their seeds are drawn from ``random_state``. The stacker's MLP stops
+    after a few dozen epochs (:data:`MLP_STACKER_TOL`), where the initial weights still move
+    its cross-validated accuracy by tenths of a point, as much as the members the selection
+    weighs; averaging over seeds removes that part of the noise.
+
+    Parameters
+    ----------
+    hidden_layer_sizes : sequence of int, default=(64, 32)
+        Hidden layers of each MLP.
+    n_seeds : int, default=5
+        MLPs averaged.
+    tol : float, default=MLP_STACKER_TOL
+        Each MLP's ``tol``.
+    max_iter : int, default=1000
+        Each MLP's ``max_iter``.
+    random_state : int, RandomState instance or None, default=None
+        Draws the MLPs' seeds.
+
+    Attributes
+    ----------
+    estimators_ : list of MLPClassifier
+        The fitted MLPs.
+    classes_ : ndarray
+        The labels, sorted.
+    n_iter_ : int
+        The most epochs any of the MLPs ran.
+    """
+
+    _parameter_constraints: dict = {
+        "hidden_layer_sizes": [SequenceOf(Interval(int, 1, None))],
+        "n_seeds": [Interval(int, 1, None)],
+        "tol": [Interval(float, 0, None, closed="neither")],
+        "max_iter": [Interval(int, 1, None)],
+    }
+
+    def __init__(
+        self,
+        hidden_layer_sizes=(64, 32),
+        *,
+        n_seeds: int = 5,
+        tol: float = MLP_STACKER_TOL,
+        max_iter: int = 1000,
+        random_state=None,
+    ):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.n_seeds = n_seeds
+        self.tol = tol
+        self.max_iter = max_iter
+        self.random_state = random_state
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        tags.classifier_tags.multi_class = True
+        return tags
+
+    def fit(self, X, y):
+        """Train the ``n_seeds`` MLPs on ``(X, y)``."""
+        check_params(self.get_params(), self._parameter_constraints)
+        X, y = validate_data(self, X, y)
+        check_classification_targets(y)
+        if np.unique(y).size < 2:
+            raise ValueError(
+                "SeedAveragedMLP needs at least 2 classes in y; give it data of several "
+                f"classes. Received: 1 class, {np.unique(y)[0]!r}"
+            )
+        generator = check_random_state(self.random_state)
+        seeds = generator.randint(np.iinfo(np.int32).max, size=self.n_seeds)
+        self.estimators_ = [
+            MLPClassifier(
+                hidden_layer_sizes=tuple(self.hidden_layer_sizes),
+                tol=self.tol,
+                max_iter=self.max_iter,
+                random_state=int(seed),
+            ).fit(X, y)
+            for seed in seeds
+        ]
+        self.classes_ = self.estimators_[0].classes_
+        self.n_iter_ = max(mlp.n_iter_ for mlp in self.estimators_)
+        return self
+
+    def predict_proba(self, X):
+        """The MLPs' mean class probabilities, shape ``(n_samples, n_classes)``."""
+        check_is_fitted(self, "estimators_")
+        X = validate_data(self, X, reset=False)
+        return np.mean([mlp.predict_proba(X) for mlp in self.estimators_], axis=0)
+
+    def predict(self, X):
+        """The class of highest mean probability."""
+        probabilities = self.predict_proba(X)
+        return self.classes_[np.argmax(probabilities, axis=1)]
+
+
 def make_stacker(
-    hidden_layer_sizes=(64, 32), *, kind: str = "mlp", random_state=None, max_iter=1000
+    hidden_layer_sizes=(64, 32),
+    *,
+    kind: str = "mlp",
+    seeds: int = 1,
+    random_state=None,
+    max_iter=1000,
 ):
     """The final estimator: by default the study's ``MLPClassifier`` with two hidden layers.
 
@@ -118,15 +230,24 @@ def make_stacker(
     (``benchmarks/bench_stacker.py``, docs/results.md). It stops once its training loss has
     gained less than :data:`MLP_STACKER_TOL` per epoch for 10 epochs.
 
+    ``seeds`` > 1: a :class:`SeedAveragedMLP` of that many such MLPs (their mean
+    probabilities).
+
     ``kind='logistic'``: :class:`LogProbabilities` then an L2-regularised
-    ``LogisticRegression`` (``C=0.1``; ``hidden_layer_sizes`` unused), steadier than the MLP
-    on the few thousand images of a stacking part (``benchmarks/bench_members.py``,
-    docs/results.md).
+    ``LogisticRegression`` (``C=0.1``; ``hidden_layer_sizes`` and ``seeds`` unused), steadier
+    than the MLP on the few thousand images of a stacking part
+    (``benchmarks/bench_members.py``, docs/results.md).
     """
     if kind not in STACKERS:
         raise ValueError(f"kind must be one of {STACKERS}. Received: kind={kind!r}")
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise ValueError(f"seeds must be an integer >= 1. Received: seeds={seeds!r}")
     if kind == "logistic":
         return make_pipeline(LogProbabilities(), LogisticRegression(C=0.1, max_iter=max_iter))
+    if seeds > 1:
+        return SeedAveragedMLP(
+            hidden_layer_sizes, n_seeds=seeds, max_iter=max_iter, random_state=random_state
+        )
     return MLPClassifier(
         hidden_layer_sizes=tuple(hidden_layer_sizes),
         max_iter=max_iter,
@@ -145,6 +266,7 @@ def make_fer_ensemble(
     hidden_layer_sizes: Sequence[int] = (64, 32),
     others: Sequence[tuple[str, object]] = (),
     stacker: str = "mlp",
+    stacker_seeds: int = 1,
     cv=5,
     random_state=None,
     n_jobs=None,
@@ -180,6 +302,9 @@ def make_fer_ensemble(
     stacker : {'mlp', 'logistic'}, default='mlp'
         The final estimator (:func:`make_stacker`): the study's MLP, or a logistic regression
         on the members' log-probabilities.
+    stacker_seeds : int, default=1
+        MLPs averaged in the final estimator (``seeds`` of :func:`make_stacker`); 1 is the
+        study's single MLP.
     cv : int or splitter, default=5
         Folds used to produce the members' out-of-fold predictions.
     random_state : int, optional
@@ -219,7 +344,9 @@ def make_fer_ensemble(
     ]
     return FERStackingClassifier(
         members,
-        final_estimator=make_stacker(hidden_layer_sizes, kind=stacker, random_state=random_state),
+        final_estimator=make_stacker(
+            hidden_layer_sizes, kind=stacker, seeds=stacker_seeds, random_state=random_state
+        ),
         cv=cv,
         stack_method="predict_proba",
         n_jobs=n_jobs,
@@ -275,6 +402,7 @@ def select_experts(
     others: dict | None = None,
     hidden_layer_sizes: Sequence[int] = (64, 32),
     stacker: str = "mlp",
+    stacker_seeds: int = 1,
     cv: int = 5,
     min_gain: float = 0.002,
     random_state: int | None = 0,
@@ -284,17 +412,18 @@ def select_experts(
 
     Starting from the base model alone, each round adds the candidate (an expert, or one of
     ``others``, a dict of name to fitted multi-class classifier) whose outputs raise the
-    ``cv``-fold accuracy of the stacker (``stacker``, as for :func:`make_fer_ensemble`) the
-    most, on held-out ``(X, y)`` that no member trained or stopped on; it stops when the best
-    gain is ``<= min_gain``. ``random_state`` seeds the folds and the stacker. The members
-    predict ``X`` once; only the stacker is refitted, once per candidate and fold, in
-    ``n_jobs`` processes (joblib's meaning: ``None`` one, ``-1`` all cores), which changes the
-    time and not the result.
+    ``cv``-fold accuracy of the stacker (``stacker`` and ``stacker_seeds``, as for
+    :func:`make_fer_ensemble`) the most, on held-out ``(X, y)`` that no member trained or
+    stopped on; it stops when the best gain is ``<= min_gain``. ``random_state`` seeds the
+    folds and the stacker. The members predict ``X`` once; only the stacker is refitted, once
+    per candidate and fold, in ``n_jobs`` processes (joblib's meaning: ``None`` one, ``-1``
+    all cores), which changes the time and not the result.
 
     Returns
     -------
     ExpertSelection
     """
+    make_stacker(hidden_layer_sizes, kind=stacker, seeds=stacker_seeds)  # checks both first
     y = np.asarray(y)
     base_columns = base.predict_proba(X)
     columns = {label: experts.expert(label).predict_proba(X) for label in experts.classes_.tolist()}
@@ -315,7 +444,12 @@ def select_experts(
         ]
         fold_scores = parallel(
             delayed(cross_val_score)(
-                make_stacker(hidden_layer_sizes, kind=stacker, random_state=random_state),
+                make_stacker(
+                    hidden_layer_sizes,
+                    kind=stacker,
+                    seeds=stacker_seeds,
+                    random_state=random_state,
+                ),
                 x,
                 y,
                 cv=[fold],
@@ -344,7 +478,8 @@ def select_experts(
         steps.append((best, current))
     rule = (
         f"greedy forward selection: add the member that most raises the {cv}-fold "
-        f"cross-validated accuracy of the {STACKER_NAMES[stacker]} stacker on held-out data; "
+        f"cross-validated accuracy of the {stacker_name(stacker, stacker_seeds)} stacker on "
+        "held-out data; "
         "stop when the gain "
         f"is at most {min_gain}; seed {random_state}"
     )

@@ -32,7 +32,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import __version__
 from .classifier import TransferCNNClassifier
-from .ensemble import FERStackingClassifier, LogProbabilities
+from .ensemble import FERStackingClassifier, LogProbabilities, SeedAveragedMLP
 from .errors import DataFileError
 from .experts import ClassExpert
 from .model_file import (
@@ -262,9 +262,24 @@ def _class_expert(state: dict, fitted):
 
 def _final_state(final) -> tuple[dict, bytes]:
     """The final estimator's state (JSON) and arrays (the bytes of an ``.npz`` file): an
-    MLPClassifier, or the ``'logistic'`` pipeline of :func:`~skfer.ensemble.make_stacker`."""
+    MLPClassifier, a :class:`~skfer.ensemble.SeedAveragedMLP`, or the ``'logistic'`` pipeline
+    of :func:`~skfer.ensemble.make_stacker`."""
     if type(final) is MLPClassifier:
-        return _mlp_state(final)
+        state, arrays = _mlp_state(final)
+        return state, _npz_bytes(arrays)
+    if type(final) is SeedAveragedMLP:
+        states, arrays = [], {}
+        for number, mlp in enumerate(final.estimators_):
+            state, mlp_arrays = _mlp_state(mlp)
+            states.append(state)
+            arrays.update({f"mlp{number}_{name}": value for name, value in mlp_arrays.items()})
+        state = {
+            "kind": "seed_averaged_mlp",
+            "params": params_json(final.get_params()),
+            "n_features_in_": final.n_features_in_,
+            "mlps": states,
+        }
+        return state, _npz_bytes(arrays)
     steps = getattr(final, "steps", None)
     if (
         type(final) is Pipeline
@@ -273,15 +288,9 @@ def _final_state(final) -> tuple[dict, bytes]:
         and type(steps[1][1]) is LogisticRegression
     ):
         (_, floor), (_, logistic) = steps
-        buffer = io.BytesIO()
-        np.savez(
-            buffer,
-            allow_pickle=False,
-            classes_=logistic.classes_,
-            coef_=logistic.coef_,
-            intercept_=logistic.intercept_,
-            n_iter_=logistic.n_iter_,
-        )
+        arrays = {
+            name: getattr(logistic, name) for name in ("classes_", "coef_", "intercept_", "n_iter_")
+        }
         state = {
             "kind": "logistic",
             "step_names": [name for name, _ in steps],
@@ -289,19 +298,32 @@ def _final_state(final) -> tuple[dict, bytes]:
             "params": params_json(logistic.get_params()),
             "n_features_in_": logistic.n_features_in_,
         }
-        return state, buffer.getvalue()
+        return state, _npz_bytes(arrays)
     raise ValueError(
-        "Cannot save the stack: its final estimator is neither an MLPClassifier nor "
-        "make_stacker(kind='logistic')'s pipeline; skfer saves the stacks of "
-        f"make_fer_ensemble. Received: {final!r}"
+        "Cannot save the stack: its final estimator is neither an MLPClassifier, a "
+        "SeedAveragedMLP nor make_stacker(kind='logistic')'s pipeline; skfer saves the "
+        f"stacks of make_fer_ensemble. Received: {final!r}"
     )
 
 
 def _fitted_final(state: dict, arrays):
     """The final estimator of :func:`_final_state`'s ``state`` (files without ``kind`` hold
     an MLP)."""
-    if state.get("kind", "mlp") == "mlp":
+    kind = state.get("kind", "mlp")
+    if kind == "mlp":
         return _fitted_mlp(state, arrays)
+    if kind == "seed_averaged_mlp":
+        params = decoded_params(state["params"])
+        params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
+        averaged = SeedAveragedMLP(**params)
+        averaged.estimators_ = [
+            _fitted_mlp(mlp, {name: arrays[f"mlp{number}_{name}"] for name in _mlp_names(mlp)})
+            for number, mlp in enumerate(state["mlps"])
+        ]
+        averaged.classes_ = averaged.estimators_[0].classes_
+        averaged.n_features_in_ = state["n_features_in_"]
+        averaged.n_iter_ = max(mlp.n_iter_ for mlp in averaged.estimators_)
+        return averaged
     logistic = LogisticRegression(**decoded_params(state["params"]))
     for name in ("classes_", "coef_", "intercept_", "n_iter_"):
         setattr(logistic, name, arrays[name])
@@ -311,20 +333,30 @@ def _fitted_final(state: dict, arrays):
     return Pipeline(list(zip(state["step_names"], (floor, logistic), strict=True)))
 
 
-def _mlp_state(mlp: MLPClassifier) -> tuple[dict, bytes]:
-    """The MLP final estimator's parameters and fitted scalars (JSON), and its arrays as the
-    bytes of an ``.npz`` file."""
+def _npz_bytes(arrays: dict) -> bytes:
+    """``arrays`` as the bytes of an ``.npz`` file, without pickle."""
+    buffer = io.BytesIO()
+    np.savez(buffer, allow_pickle=False, **arrays)
+    return buffer.getvalue()
+
+
+def _mlp_state(mlp: MLPClassifier) -> tuple[dict, dict]:
+    """An MLP's parameters and fitted scalars (JSON), and its arrays by name."""
     arrays = {"classes_": mlp.classes_}
     for layer, (coefs, intercepts) in enumerate(zip(mlp.coefs_, mlp.intercepts_, strict=True)):
         arrays[f"coefs_{layer}"] = coefs
         arrays[f"intercepts_{layer}"] = intercepts
-    buffer = io.BytesIO()
-    np.savez(buffer, allow_pickle=False, **arrays)
     state = {
         "params": params_json(mlp.get_params()),
         **{name: getattr(mlp, name) for name in _MLP_FITTED},
     }
-    return state, buffer.getvalue()
+    return state, arrays
+
+
+def _mlp_names(state: dict) -> list[str]:
+    """The names of the arrays of the MLP whose :func:`_mlp_state` is ``state``."""
+    layers = range(state["n_layers_"] - 1)
+    return ["classes_", *(f"{kind}_{n}" for n in layers for kind in ("coefs", "intercepts"))]
 
 
 def _fitted_mlp(state: dict, arrays) -> MLPClassifier:
@@ -349,9 +381,10 @@ def _set_label_coders(stack) -> None:
     them on the labels; fitted on the saved classes, they are the same."""
     # The only private scikit-learn attributes that skfer sets.
     stack._label_encoder = LabelEncoder().fit(stack.classes_)
-    mlp = stack.final_estimator_
-    if type(mlp) is MLPClassifier:
-        mlp._label_binarizer = LabelBinarizer().fit(mlp.classes_)
+    final = stack.final_estimator_
+    for mlp in getattr(final, "estimators_", [final]):
+        if type(mlp) is MLPClassifier:
+            mlp._label_binarizer = LabelBinarizer().fit(mlp.classes_)
 
 
 def _save_stack(stack: StackingClassifier, path: Path) -> Path:

@@ -39,7 +39,7 @@ from .backend import BackendError, has_gpu
 from .cache import feature_cache
 from .classifier import TransferCNNClassifier
 from .datasets import FER2013_CLASSES, load_fer2013
-from .ensemble import STACKERS, make_fer_ensemble, select_experts
+from .ensemble import STACKERS, make_fer_ensemble, select_experts, stacker_name
 from .errors import WeightsError
 from .experts import OneVsAllExperts
 from .ferplus import load_dataset, load_ferplus
@@ -387,6 +387,7 @@ def stack_ensemble(
         others=others,
         hidden_layer_sizes=plan.stacker_layers,
         stacker=plan.stacker,
+        stacker_seeds=plan.stacker_seeds,
         random_state=context.seed,
         n_jobs=-1,
     )
@@ -398,6 +399,7 @@ def stack_ensemble(
         others=[(label, others[label]) for label in selection.selected_others],
         hidden_layer_sizes=plan.stacker_layers,
         stacker=plan.stacker,
+        stacker_seeds=plan.stacker_seeds,
         random_state=context.seed,
     ).fit(stack.images, stack.target)
     context.timings["selection_and_ensemble"] = time.perf_counter() - tick
@@ -724,7 +726,8 @@ def _results_markdown(title, context, run, bases, results, paired, figures) -> s
         f"(fine-tuned) backbone, long_epochs=0, augmentation=False"
         f"{f', {expert}' if expert else ''}, early-stopped by balanced accuracy",
         (
-            f"- stacking MLP: hidden layers {plan.stacker_layers}"
+            f"- stacking {stacker_name('mlp', plan.stacker_seeds)}: hidden layers "
+            f"{plan.stacker_layers}"
             if plan.stacker == "mlp"
             else "- stacker: logistic regression on the members' log-probabilities (C=0.1)"
         )

@@ -191,7 +191,7 @@ def test_bad_stacks_are_refused_before_any_file_is_written(fitted, tmp_path):
         (
             StackingClassifier([("base", FrozenEstimator(base))]).fit(X, y),
             ValueError,
-            "final estimator is neither an MLPClassifier nor .*LogisticRegression",
+            "final estimator is neither an MLPClassifier, a SeedAveragedMLP nor .*Logistic",
         ),
         (
             make_fer_ensemble(base, cv=StratifiedKFold(2), random_state=0).fit(X, y),
@@ -251,3 +251,25 @@ def test_log_probabilities_floors_and_checks_its_parameter():
         LogProbabilities().transform(x)
     with pytest.raises(ValueError, match=r"kind must be one of \('mlp', 'logistic'\)"):
         make_stacker(kind="svm")
+
+
+def test_a_seed_averaged_stack_round_trips_exactly(fitted, tmp_path):
+    from skfer.ensemble import SeedAveragedMLP
+
+    mlp_stack, held_out, X_test = fitted
+    members = mlp_stack.named_estimators_
+    stack = make_fer_ensemble(
+        members["base"].estimator,
+        others=[("seed1", members["model_seed1"].estimator)],
+        hidden_layer_sizes=(8, 8),
+        stacker_seeds=3,
+        random_state=0,
+        cv=3,
+    ).fit(*held_out)
+    final = stack.final_estimator_
+    assert type(final) is SeedAveragedMLP and len(final.estimators_) == 3
+    loaded = skfer.load(save(stack, tmp_path / "averaged.skfer"))
+    assert type(loaded.final_estimator_) is SeedAveragedMLP
+    assert loaded.final_estimator_.get_params() == final.get_params()
+    np.testing.assert_array_equal(loaded.predict_proba(X_test), stack.predict_proba(X_test))
+    np.testing.assert_array_equal(loaded.predict(X_test), stack.predict(X_test))
