@@ -15,8 +15,11 @@ paired difference against the best member (interval, McNemar's p; reported, neve
 choose). A set's best member is its member with the highest accuracy on the stacking part.
 Stackers: the run's MLP on probabilities (skfer's default), the same MLP at scikit-learn's
 default ``tol`` (1e-4, skfer's stacker before it stopped at
-``MLP_STACKER_TOL``), the MLP on log-probabilities, and a logistic regression on
-log-probabilities as a reference.
+``MLP_STACKER_TOL``), the MLP on log-probabilities, a logistic regression on
+log-probabilities as a reference, and the mean of five seeds' MLPs on probabilities
+(``make_stacker(seeds=5)``, the cpu preset's stacker). Last, the stacking CV of the
+one-MLP and the five-MLP stacker under five seeds, for the best member alone and for all
+members: how far the initialisation alone moves it.
 
 ``--scratch-throughput`` times the training of a small CNN from random initialisation at 48
 px (four VGG blocks of two 3x3 convolutions, 32 to 256 filters, BatchNorm; 1.2 M parameters),
@@ -142,15 +145,18 @@ STACKERS = (
     "MLP on probabilities, tol 1e-4",
     "MLP on log-probabilities",
     "logistic regression on log",
+    "MLP on probabilities, 5 seeds",
 )
 
 
 def stacker(kind: str, seed: int):
     """One of :data:`STACKERS`: skfer's two stackers, its MLP as it was before it stopped at
     ``tol=MLP_STACKER_TOL`` (scikit-learn's default tol, 1e-4), and the MLP on
-    log-probabilities."""
+    log-probabilities, and the mean of five MLPs (the cpu preset's since 2026-12-04)."""
     if kind == STACKERS[3]:
         return make_stacker(kind="logistic")
+    if kind == STACKERS[4]:
+        return make_stacker((64, 32), random_state=seed, seeds=5)
     mlp = make_stacker((64, 32), random_state=seed)
     if kind == STACKERS[1]:
         return mlp.set_params(tol=1e-4)
@@ -196,6 +202,29 @@ def ablation(members: dict, y_stack, y_public, in_training, sets, seed: int) -> 
                 f"CV {cv:.4f} ({cv - best_cv:+.4f})  PublicTest {rows[-1]['public_test']:.4f} "
                 f"({difference['difference']:+.4f} [{difference['interval'][0]:+.4f}, "
                 f"{difference['interval'][1]:+.4f}], p={difference['mcnemar_p_value']:.3f})",
+                flush=True,
+            )
+    return rows
+
+
+def seed_spread(members: dict, y_stack, sets, seed: int, repeats: int = 5) -> list:
+    """The stacking CV of the one-MLP and the five-MLP stacker under ``repeats`` seeds: how much
+    of a member set's gain the MLP's initialisation alone moves (the same folds throughout)."""
+    folds = StratifiedKFold(5, shuffle=True, random_state=seed)
+    rows = []
+    for names in sets:
+        x_stack = np.column_stack([members[name][0] for name in names])
+        for inputs in (STACKERS[0], STACKERS[4]):
+            scores = [
+                cross_val_score(stacker(inputs, seed + k), x_stack, y_stack, cv=folds).mean()
+                for k in range(repeats)
+            ]
+            rows.append({"members": list(names), "stacker": inputs, "stacking_cv": scores})
+            print(
+                f"{' + '.join(short(name) for name in names):50s} {inputs:30s} "
+                f"stacking CV over seeds {seed}..{seed + repeats - 1}: mean "
+                f"{np.mean(scores):.4f}, range {min(scores):.4f} to {max(scores):.4f} "
+                f"({max(scores) - min(scores):.4f})",
                 flush=True,
             )
     return rows
@@ -268,8 +297,11 @@ def main() -> None:
         flush=True,
     )
     rows = ablation(members, splits.stack.target, public.target, public.in_training, sets, seed)
+    spread = seed_spread(members, splits.stack.target, [sets[0], sets[-1]], seed)
     if args.out:
-        args.out.write_text(json.dumps({"minutes": minutes, "rows": rows}, indent=1))
+        args.out.write_text(
+            json.dumps({"minutes": minutes, "rows": rows, "seed_spread": spread}, indent=1)
+        )
 
 
 if __name__ == "__main__":
