@@ -1,6 +1,7 @@
 """Which members earn the ensemble its place: an ablation over member sets and stackers.
 
     python benchmarks/bench_members.py --run runs/cpu_v7 [--members FILE.npz] [--out FILE.json]
+                                       [--stackers 0,4]
                                        [--data FER2013.csv.gz] [--ferplus-labels FER2013NEW.csv]
     python benchmarks/bench_members.py --scratch-throughput
 
@@ -163,7 +164,9 @@ def stacker(kind: str, seed: int):
     return mlp if kind == STACKERS[0] else make_pipeline(LogProbabilities(), mlp)
 
 
-def ablation(members: dict, y_stack, y_public, in_training, sets, seed: int) -> list:
+def ablation(
+    members: dict, y_stack, y_public, in_training, sets, seed: int, stackers=STACKERS
+) -> list:
     """Stacking CV and PublicTest for each member set and stacker input, against the set's
     best member: the one with the highest accuracy on the stacking part, as in ``reproduce``."""
     folds = StratifiedKFold(5, shuffle=True, random_state=seed)
@@ -177,7 +180,7 @@ def ablation(members: dict, y_stack, y_public, in_training, sets, seed: int) -> 
         best_cv = float(stack_accuracy[best])
         x_stack = np.column_stack([members[name][0] for name in names])
         x_public = np.column_stack([members[name][1] for name in names])
-        for inputs in STACKERS:
+        for inputs in stackers:
             cv = cross_val_score(stacker(inputs, seed), x_stack, y_stack, cv=folds).mean()
             predicted = stacker(inputs, seed).fit(x_stack, y_stack).predict(x_public)
             difference = paired_difference(y_public, predicted, best_public, random_state=seed)
@@ -254,6 +257,14 @@ def main() -> None:
     )
     parser.add_argument("--members", type=Path, help="npz of the members' probabilities")
     parser.add_argument("--out", type=Path, help="JSON file for the ablation rows")
+    parser.add_argument(
+        "--stackers",
+        type=lambda text: [int(i) for i in text.split(",")],
+        default=list(range(len(STACKERS))),
+        help="comma-separated indices into: "
+        + "; ".join(f"{i} {name}" for i, name in enumerate(STACKERS))
+        + " (default: all)",
+    )
     parser.add_argument("--scratch-throughput", action="store_true")
     args = parser.parse_args()
     if args.scratch_throughput:
@@ -296,7 +307,12 @@ def main() -> None:
         + ", ".join(f"{short(k)} {v:.1f}" for k, v in minutes.items() if k in members),
         flush=True,
     )
-    rows = ablation(members, splits.stack.target, public.target, public.in_training, sets, seed)
+    if not set(args.stackers) <= set(range(len(STACKERS))):
+        parser.error(f"--stackers takes indices 0 to {len(STACKERS) - 1}")
+    stackers = [STACKERS[i] for i in args.stackers]
+    rows = ablation(
+        members, splits.stack.target, public.target, public.in_training, sets, seed, stackers
+    )
     spread = seed_spread(members, splits.stack.target, [sets[0], sets[-1]], seed)
     if args.out:
         args.out.write_text(
