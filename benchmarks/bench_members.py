@@ -267,6 +267,8 @@ def main() -> None:
     )
     parser.add_argument("--scratch-throughput", action="store_true")
     args = parser.parse_args()
+    if not set(args.stackers) <= set(range(len(STACKERS))):
+        parser.error(f"--stackers takes indices 0 to {len(STACKERS) - 1}")
     if args.scratch_throughput:
         scratch_throughput()
         return
@@ -307,8 +309,6 @@ def main() -> None:
         + ", ".join(f"{short(k)} {v:.1f}" for k, v in minutes.items() if k in members),
         flush=True,
     )
-    if not set(args.stackers) <= set(range(len(STACKERS))):
-        parser.error(f"--stackers takes indices 0 to {len(STACKERS) - 1}")
     stackers = [STACKERS[i] for i in args.stackers]
     rows = ablation(
         members, splits.stack.target, public.target, public.in_training, sets, seed, stackers
