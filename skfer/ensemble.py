@@ -381,13 +381,23 @@ class ExpertSelection:
     candidates: dict
     rule: str
 
-    def summary(self) -> str:
-        """A few lines saying which experts were chosen and why."""
+    def summary(self, class_names=None) -> str:
+        """A few lines saying which experts were chosen and why.
+
+        Parameters
+        ----------
+        class_names : sequence of str, optional
+            Names of the classes, indexed by label: experts are then named by their class
+            (``expert disgust``) instead of their label (``expert 1``).
+        """
+
+        def name(label) -> str:
+            if label not in self.selected:
+                return str(label)
+            return f"expert {class_names[label] if class_names is not None else label}"
+
         lines = [f"rule: {self.rule}", f"base model alone: {self.baseline_score:.4f}"]
-        lines += [
-            f"+ {'expert ' if label in self.selected else ''}{label}: {score:.4f}"
-            for label, score in self.steps
-        ]
+        lines += [f"+ {name(label)}: {score:.4f}" for label, score in self.steps]
         if not self.steps:
             lines.append("no candidate improved the stack; none selected")
         return "\n".join(lines)

@@ -391,7 +391,7 @@ def stack_ensemble(
         random_state=context.seed,
         n_jobs=-1,
     )
-    context.progress.log("member selection:\n" + selection.summary())
+    context.progress.log("member selection:\n" + selection.summary(run.class_names))
     estimator = make_fer_ensemble(
         bases.models[best_label],
         experts,

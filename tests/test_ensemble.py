@@ -113,6 +113,10 @@ def test_expert_selection_returns_a_subset_and_its_reason(fitted):
     strict = select_experts(base, experts, X_test, y_test, cv=3, min_gain=1.0)
     assert list(strict.selected) == []  # no gain in accuracy can exceed 1
     assert "base model alone" in selection.summary()
+    names = [f"class{k}" for k in range(7)]
+    experts_named = [line for line in selection.summary(names).splitlines() if "expert" in line]
+    assert len(experts_named) == len(selection.selected)
+    assert all(line.startswith("+ expert class") for line in experts_named)
 
 
 def test_expert_selection_in_parallel_processes_gives_the_same_selection(fitted):
