@@ -10,7 +10,7 @@ from sklearn.neural_network import MLPClassifier
 
 from skfer import OneVsAllExperts, TransferCNNClassifier
 from skfer.cache import feature_cache
-from skfer.ensemble import make_fer_ensemble, select_experts
+from skfer.ensemble import ExpertSelection, make_fer_ensemble, select_experts
 from skfer.experts import ClassExpert
 
 
@@ -117,6 +117,21 @@ def test_expert_selection_returns_a_subset_and_its_reason(fitted):
     experts_named = [line for line in selection.summary(names).splitlines() if "expert" in line]
     assert len(experts_named) == len(selection.selected)
     assert all(line.startswith("+ expert class") for line in experts_named)
+
+
+def test_selection_summary_names_experts_by_class_and_other_members_by_name():
+    selection = ExpertSelection(
+        selected=(1,),
+        selected_others=("spatial head",),
+        baseline_score=0.5,
+        steps=(("spatial head", 0.6), (1, 0.7)),
+        candidates={},
+        rule="greedy",
+    )
+    expected = ["rule: greedy", "base model alone: 0.5000", "+ spatial head: 0.6000"]
+    assert selection.summary().splitlines() == [*expected, "+ expert 1: 0.7000"]
+    names = ["angry", "disgust"]
+    assert selection.summary(names).splitlines() == [*expected, "+ expert disgust: 0.7000"]
 
 
 def test_expert_selection_in_parallel_processes_gives_the_same_selection(fitted):
