@@ -43,6 +43,7 @@ from .ensemble import STACKERS, make_fer_ensemble, select_experts, stacker_name
 from .errors import WeightsError
 from .experts import OneVsAllExperts
 from .ferplus import load_dataset, load_ferplus
+from .machine import describe_machine, machine_line
 from .metrics import (
     evaluate,
     paired_difference,
@@ -657,7 +658,11 @@ def reproduce(
         Progress(verbose),
     )
     context.out.mkdir(parents=True, exist_ok=True)
-    context.document.update(preset=asdict(plan), random_state=random_state, dataset=dataset)
+    machine = describe_machine()
+    context.document.update(
+        preset=asdict(plan), random_state=random_state, dataset=dataset, machine=machine
+    )
+    context.progress.log(f"machine: {machine_line(machine)}")
     title = f"{preset}{' --smoke' if smoke else ''}" + (
         f" --dataset {dataset}" if dataset != "fer2013" else ""
     )
@@ -714,6 +719,7 @@ def _results_markdown(title, context, run, bases, results, paired, figures) -> s
             for s in splits.tests
         ),
         "- accuracies with 95% percentile-bootstrap intervals over the test images",
+        f"- machine: {machine_line(context.document['machine'])}",
     ]
     for base in bases.plans:
         params = ", ".join(f"{key}={value!r}" for key, value in base.params.items())

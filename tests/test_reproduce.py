@@ -13,6 +13,7 @@ import pytest
 
 import skfer.datasets
 import skfer.presets
+from skfer.machine import machine_line
 
 ROOT = Path(__file__).resolve().parents[1]
 METRICS = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "recall_per_class")
@@ -51,6 +52,7 @@ def test_reproduce_table_quick_runs_end_to_end(tmp_path, fer2013_csv, mobilenet_
         data = (out / picture).read_bytes()
         assert data.startswith(b"\x89PNG") and len(data) > 10_000
     assert "wall time" in table and "total" in document["timings_seconds"]
+    assert f"- machine: {machine_line(document['machine'])}" in table
     assert table.startswith("# skfer reproduce --preset quick --smoke\n\nPreset: smoke run of")
     assert "![confusion matrix](confusion_matrix.png)" in table
     card = (out / "MODEL_CARD.md").read_text()
@@ -139,11 +141,13 @@ def test_ferplus_adds_a_soft_target_twin_of_the_first_base_model():
         )
 
 
-def test_the_cpu_preset_trains_its_block13_seeds_on_the_ferplus_votes_alone():
+def test_the_cpu_preset_trains_its_block13_models_on_the_ferplus_votes_alone():
     plan = skfer.presets.PRESETS["cpu"]
     assert plan.ferplus_first_model == "votes"
     first, second, *rest = plan.base_models
-    assert second.params == first.params and second.seed_offset == 1
+    spatial = {"pooling": "spatial", "head": (512,)}
+    assert second.params == {**first.params, **spatial, "patience": 3}
+    assert second.seed_offset == 1
     soft, soft_second, *others = skfer.presets.base_models_for(plan, "ferplus")
     assert soft.soft_targets and soft.params == first.params and soft.seed_offset == 0
     assert soft_second.soft_targets and soft_second.seed_offset == 1
