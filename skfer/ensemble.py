@@ -372,6 +372,8 @@ class ExpertSelection:
         In the first round, the accuracy with each candidate added alone.
     rule : str
         The selection rule, in words.
+    other_names : tuple of str
+        Names of every other member that was a candidate, chosen or not.
     """
 
     selected: tuple
@@ -380,6 +382,14 @@ class ExpertSelection:
     steps: tuple
     candidates: dict
     rule: str
+    other_names: tuple = ()
+
+    def member_name(self, key, class_names=None) -> str:
+        """The name of candidate ``key``: another member's own name, or ``expert <class>``
+        for the expert of class ``key`` (named by ``class_names[key]`` where given)."""
+        if key in self.other_names or key in self.selected_others:
+            return str(key)
+        return f"expert {class_names[key] if class_names is not None else key}"
 
     def summary(self, class_names=None) -> str:
         """A few lines saying which experts were chosen and why.
@@ -391,13 +401,10 @@ class ExpertSelection:
             (``expert disgust``) instead of their label (``expert 1``).
         """
 
-        def name(label) -> str:
-            if label not in self.selected:
-                return str(label)
-            return f"expert {class_names[label] if class_names is not None else label}"
-
         lines = [f"rule: {self.rule}", f"base model alone: {self.baseline_score:.4f}"]
-        lines += [f"+ {name(label)}: {score:.4f}" for label, score in self.steps]
+        lines += [
+            f"+ {self.member_name(key, class_names)}: {score:.4f}" for key, score in self.steps
+        ]
         if not self.steps:
             lines.append("no candidate improved the stack; none selected")
         return "\n".join(lines)
@@ -495,4 +502,6 @@ def select_experts(
     )
     experts_chosen = tuple(k for k in selected if k not in (others or {}))
     others_chosen = tuple(k for k in selected if k in (others or {}))
-    return ExpertSelection(experts_chosen, others_chosen, baseline, tuple(steps), candidates, rule)
+    return ExpertSelection(
+        experts_chosen, others_chosen, baseline, tuple(steps), candidates, rule, tuple(others or {})
+    )

@@ -406,7 +406,7 @@ def stack_ensemble(
     context.timings["selection_and_ensemble"] = time.perf_counter() - tick
 
     def name(key) -> str:
-        return key if key in others else f"expert {run.class_names[key]}"
+        return selection.member_name(key, run.class_names)
 
     members = (best_label, *(name(key) for key in selection.selected_others + selection.selected))
     context.document["member_selection"] = {

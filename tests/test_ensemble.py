@@ -134,6 +134,23 @@ def test_selection_summary_names_experts_by_class_and_other_members_by_name():
     assert selection.summary(names).splitlines() == [*expected, "+ expert disgust: 0.7000"]
 
 
+def test_candidates_that_were_not_chosen_are_named_as_the_chosen_ones_are():
+    selection = ExpertSelection(
+        selected=(),
+        selected_others=(),
+        baseline_score=0.5,
+        steps=(),
+        candidates={0: 0.49, "frozen": 0.48},
+        rule="greedy",
+        other_names=("frozen",),
+    )
+    names = ["angry", "disgust"]
+    assert [selection.member_name(key, names) for key in selection.candidates] == [
+        "expert angry",
+        "frozen",
+    ]
+
+
 def test_expert_selection_in_parallel_processes_gives_the_same_selection(fitted):
     base, experts, _, (_, _, X_test, y_test) = fitted
     serial = select_experts(base, experts, X_test, y_test, cv=3, min_gain=0.0)
