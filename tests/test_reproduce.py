@@ -141,13 +141,11 @@ def test_ferplus_adds_a_soft_target_twin_of_the_first_base_model():
         )
 
 
-def test_the_cpu_preset_trains_its_block13_models_on_the_ferplus_votes_alone():
+def test_the_cpu_preset_trains_its_block13_seeds_on_the_ferplus_votes_alone():
     plan = skfer.presets.PRESETS["cpu"]
     assert plan.ferplus_first_model == "votes"
     first, second, *rest = plan.base_models
-    spatial = {"pooling": "spatial", "head": (512,)}
-    assert second.params == {**first.params, **spatial, "patience": 3}
-    assert second.seed_offset == 1
+    assert second.params == first.params and second.seed_offset == 1
     soft, soft_second, *others = skfer.presets.base_models_for(plan, "ferplus")
     assert soft.soft_targets and soft.params == first.params and soft.seed_offset == 0
     assert soft_second.soft_targets and soft_second.seed_offset == 1
@@ -170,3 +168,17 @@ def test_the_cpu_preset_trains_its_block13_models_on_the_ferplus_votes_alone():
 def test_a_base_model_plan_takes_its_seed_from_the_run(params, offset, match):
     with pytest.raises(ValueError, match=match):
         skfer.presets.BaseModelPlan("model", params, seed_offset=offset)
+
+
+def test_on_ferplus_the_first_models_other_heads_train_on_the_votes_too():
+    plan = skfer.presets.PRESETS["cpu"]
+    first = plan.base_models[0]
+    spatial = skfer.presets.BaseModelPlan(
+        "spatial",
+        {**first.params, "pooling": "spatial", "head": (512,), "patience": 3},
+        seed_offset=1,
+    )
+    slower = skfer.presets.BaseModelPlan("slower", {**first.params, "long_learning_rate": 1e-4})
+    variants = dataclasses.replace(plan, base_models=(first, spatial, slower))
+    trained = skfer.presets.base_models_for(variants, "ferplus")
+    assert [base.soft_targets for base in trained] == [True, True, False]
