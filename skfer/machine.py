@@ -44,7 +44,7 @@ def describe_machine() -> dict:
     """The processor, the cores this process may use, the system and the versions of Python,
     skfer, Keras and Keras' backend."""
     backend = keras.backend.backend()
-    module = sys.modules.get(backend if backend != "tensorflow" else "tensorflow")
+    module = sys.modules.get(backend)
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
