@@ -393,8 +393,10 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument(
         "--ferplus-labels",
         metavar="FER2013NEW.csv",
-        help="FER+'s fer2013new.csv, for --dataset ferplus (default: "
-        f"{home / DATA_FILES['ferplus']})",
+        help="FER+'s fer2013new.csv: the labels with --dataset ferplus; on FER2013, the "
+        "Training images' FER+ votes for the preset's members that train on them (without "
+        "it they are skipped) (default: "
+        f"{home / DATA_FILES['ferplus']}, on FER2013 where it exists and --data is a CSV)",
     )
     reproduce.add_argument("--out", default="runs/reproduce", help="output folder")
     reproduce.add_argument(
@@ -945,8 +947,12 @@ def _reproduce(args: argparse.Namespace) -> int:
                 "--test with --dataset ferplus is scored on FER+ labels: add "
                 "--test-ferplus-labels VOTES.csv (the test file's FER+ votes, rows aligned)"
             )
-    elif ferplus_labels is not None:
-        args.parser.error("--ferplus-labels needs --dataset ferplus")
+    elif ferplus_labels is None:
+        default = skfer_home() / DATA_FILES["ferplus"]
+        if default.is_file() and Path(args.data).is_file():
+            ferplus_labels = str(default)
+    elif not Path(ferplus_labels).exists():
+        args.parser.error(f"--ferplus-labels {ferplus_labels}: no such file")
     if args.test_ferplus_labels is not None and (args.test is None or args.dataset != "ferplus"):
         args.parser.error("--test-ferplus-labels goes with --test and --dataset ferplus")
     reproduce(

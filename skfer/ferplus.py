@@ -22,7 +22,15 @@ from .datasets import load_fer2013
 from .errors import DataFileError
 from .usage import SPLIT_ATTRIBUTES, check_splits, present_splits
 
-__all__ = ["DATASETS", "EXCLUSION_REASONS", "FERPLUS_CLASSES", "load_dataset", "load_ferplus"]
+__all__ = [
+    "DATASETS",
+    "EXCLUSION_REASONS",
+    "FER2013_TO_FERPLUS",
+    "FERPLUS_CLASSES",
+    "fer2013_vote_distribution",
+    "load_dataset",
+    "load_ferplus",
+]
 
 FERPLUS_CLASSES: tuple[str, ...] = (
     "neutral",
@@ -36,6 +44,16 @@ FERPLUS_CLASSES: tuple[str, ...] = (
 )
 EXCLUSION_REASONS: tuple[str, ...] = ("not_a_face", "unknown", "no_majority", "no_image")
 DATASETS: tuple[str, ...] = ("fer2013", "ferplus")
+FER2013_TO_FERPLUS: dict[str, str] = {
+    "angry": "anger",
+    "disgust": "disgust",
+    "fear": "fear",
+    "happy": "happiness",
+    "sad": "sadness",
+    "surprise": "surprise",
+    "neutral": "neutral",
+}
+"""FER+'s name of each FER2013 class (FER+'s eighth emotion, contempt, has no FER2013 class)."""
 
 _VOTE_COLUMNS = (*FERPLUS_CLASSES, "unknown", "NF")
 _USAGE, _IMAGE_NAME = "Usage", "Image name"
@@ -179,6 +197,62 @@ def load_dataset(
     if ferplus_csv is None:
         raise ValueError("dataset='ferplus' needs ferplus_csv, the path of FER+'s fer2013new.csv.")
     return load_ferplus(fer2013_csv, ferplus_csv, splits=splits)
+
+
+def fer2013_vote_distribution(
+    fer2013_csv: str | os.PathLike, ferplus_csv: str | os.PathLike
+) -> Bunch:
+    """FER+'s votes as distributions over FER2013's seven classes, one per FER2013 row.
+
+    The FER+ annotators' votes for the seven emotions that FER2013 also labels
+    (:data:`FER2013_TO_FERPLUS`), divided by their sum; the votes for contempt, ``unknown``
+    and ``NF`` are left out. A row with no vote for any of the seven has no distribution:
+    its row is NaN and it is counted in ``no_votes``.
+
+    Parameters
+    ----------
+    fer2013_csv : str or os.PathLike
+        The Kaggle ``fer2013.csv`` (plain or gzip); an image folder is refused (it has no
+        row order).
+    ferplus_csv : str or os.PathLike
+        FER+'s ``fer2013new.csv``, row-aligned with it (checked as :func:`load_ferplus` does).
+
+    Returns
+    -------
+    sklearn.utils.Bunch
+        ``distribution`` (float64, ``(n_rows, 7)``, columns in FER2013's class order, indexed
+        by the 0-based CSV data row, as ``rows`` of :func:`~skfer.datasets.load_fer2013`),
+        ``no_votes`` (int64 rows with no vote among the seven) and ``source`` (the FER+ file).
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        As :func:`load_ferplus` does.
+    """
+    labels_path = Path(ferplus_csv)
+    if not labels_path.is_file():
+        raise FileNotFoundError(
+            f"FER+ labels not found at '{labels_path}'. Pass the path of FER+'s "
+            "fer2013new.csv (github.com/microsoft/FERPlus)."
+        )
+    if Path(fer2013_csv).is_dir():
+        raise DataFileError(
+            f"'{os.fspath(fer2013_csv)}' is a folder; FER+ votes pair with the rows of the "
+            "Kaggle fer2013.csv, so pass that CSV (plain or gzip)."
+        )
+    fer = load_fer2013(fer2013_csv)
+    usage, _, votes = _read_ferplus_csv(labels_path)
+    _check_alignment(fer, usage, labels_path, SPLIT_ATTRIBUTES)
+    columns = [FERPLUS_CLASSES.index(FER2013_TO_FERPLUS[name]) for name in fer.class_names]
+    seven = votes[:, columns].astype(np.float64)
+    total = seven.sum(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        distribution = np.where(total > 0, seven / total, np.nan)
+    return Bunch(
+        distribution=distribution,
+        no_votes=np.flatnonzero(total[:, 0] == 0).astype(np.int64),
+        source=str(labels_path),
+    )
 
 
 def _read_ferplus_csv(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

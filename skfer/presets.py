@@ -54,12 +54,20 @@ class BaseModelPlan:
     trains on vote distributions (FER+ only) rather than labels, and ``seed_offset``: the
     model's ``random_state`` is the run's seed plus it, so that a second copy of a recipe
     (another head initialisation, other mirror and mixup draws) differs from the first and
-    a run with another ``--seed`` still changes both."""
+    a run with another ``--seed`` still changes both.
+
+    ``vote_share`` (FER2013 runs only) trains the model on ``vote_share`` of the FER+
+    annotators' vote distribution over FER2013's seven classes
+    (:func:`skfer.ferplus.fer2013_vote_distribution`) plus ``1 - vote_share`` of the one-hot
+    FER2013 label (:func:`skfer.soft_targets.mix_with_labels`): a member that learns from
+    other annotators than the labels it is scored on. It needs FER+'s file; on FER+ runs,
+    whose labels are those votes' majority, it is left out (:func:`base_models_for`)."""
 
     label: str
     params: dict
     soft_targets: bool = False
     seed_offset: int = 0
+    vote_share: float = 0.0
 
     def __post_init__(self):
         if "random_state" in self.params:
@@ -67,6 +75,12 @@ class BaseModelPlan:
                 f"A base model's random_state is the run's seed plus seed_offset; remove "
                 f"random_state from its params and set seed_offset instead. Received: "
                 f"random_state={self.params['random_state']!r} in {self.label!r}"
+            )
+        share = self.vote_share
+        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1:
+            raise ValueError(
+                f"vote_share must be a number in [0, 1]. Received: vote_share={share!r} in "
+                f"{self.label!r}"
             )
         offset = self.seed_offset
         if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
@@ -213,7 +227,9 @@ PRESETS = {
         "four times: its top block (13) fine-tuned on cached block-12 maps (mixed up as they "
         "are read) from two seeds, frozen (an MLP head "
         "on its cached features, which the experts share), and frozen with a spatial head "
-        "(a 1x1 convolution on the unpooled maps); MobileNet 0.25 (ImageNet) "
+        "(a 1x1 convolution on the unpooled maps); on FER2013, the frozen one twice more, "
+        "trained on FER+'s votes over the seven classes and on their mix with the labels; "
+        "MobileNet 0.25 (ImageNet) "
         "fine-tuned at 96 px (3 + 4 epochs) and a random-init control (64 px, 1 + 1 epochs), both "
         "kept short; the face models train on random mirror images (their cached maps) and "
         "average each test image with its mirror image; 2 CPU cores, about 1 hour",
@@ -247,6 +263,21 @@ PRESETS = {
                     "head": (512,),
                     "patience": 3,
                 },
+            ),
+            # The frozen model's recipe taught by other annotators: FER+'s votes over the
+            # seven classes, alone and half and half with the FER2013 label (FER2013 runs
+            # that have FER+'s file). The class with most FER+ votes is FER2013's label for
+            # 64.5% of the Training images only, so these members may err where the labels'
+            # own models do not; on the cached features each costs about a minute.
+            BaseModelPlan(
+                f"{_FACE_FROZEN_LABEL}, trained on FER+ votes",
+                {**_FACE_FROZEN, "unfreeze_blocks": 1},
+                vote_share=1.0,
+            ),
+            BaseModelPlan(
+                f"{_FACE_FROZEN_LABEL}, trained on FER2013 labels and FER+ votes (1:1)",
+                {**_FACE_FROZEN, "unfreeze_blocks": 1},
+                vote_share=0.5,
             ),
             BaseModelPlan(
                 "MobileNet 0.25 (ImageNet), 96 px, 3 + 4 epochs",
@@ -353,7 +384,8 @@ def base_models_for(plan: Preset, dataset: str) -> tuple[BaseModelPlan, ...]:
     same majority labels, so the held-out split compares the two kinds of target), with
     ``'votes'`` instead of it, and so are its variants (the base models whose params differ
     from its own at most in ``pooling``, ``head`` and ``patience``). The other base models
-    train on the majority labels.
+    train on the majority labels. The base models with a ``vote_share`` (FER+ votes mixed
+    into FER2013's labels) run on FER2013 alone and are left out on FER+.
 
     Raises
     ------
@@ -369,17 +401,16 @@ def base_models_for(plan: Preset, dataset: str) -> tuple[BaseModelPlan, ...]:
                 f"dataset={dataset!r}, soft-target base models {soft}"
             )
         return plan.base_models
-    if not plan.base_models:
-        return plan.base_models
+    bases = tuple(base for base in plan.base_models if not base.vote_share)
+    if not bases:
+        return bases
 
     def on_votes(base: BaseModelPlan) -> BaseModelPlan:
         return replace(base, label=f"{base.label}, soft targets (FER+ votes)", soft_targets=True)
 
-    first, *rest = plan.base_models
+    first, *rest = bases
     if plan.ferplus_first_model == "votes":
-        return tuple(
-            on_votes(base) if _variant_of(base, first) else base for base in plan.base_models
-        )
+        return tuple(on_votes(base) if _variant_of(base, first) else base for base in bases)
     return (first, on_votes(first), *rest)
 
 

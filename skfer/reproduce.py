@@ -42,7 +42,7 @@ from .datasets import FER2013_CLASSES, load_fer2013
 from .ensemble import STACKERS, make_fer_ensemble, select_experts, stacker_name
 from .errors import WeightsError
 from .experts import OneVsAllExperts
-from .ferplus import load_dataset, load_ferplus
+from .ferplus import fer2013_vote_distribution, load_dataset, load_ferplus
 from .machine import describe_machine, machine_line
 from .metrics import (
     evaluate,
@@ -56,6 +56,7 @@ from .model_card import write_model_card
 from .persistence import RUN_ENSEMBLE, RUN_MODELS, save
 from .presets import PRESETS, BaseModelPlan, Preset, base_models_for, smoke_preset
 from .protocol import WITHOUT_COPIES, Part, RunSplits, split_for_run
+from .soft_targets import mix_with_labels
 from .usage import SPLIT_ATTRIBUTES
 
 __all__ = [
@@ -161,12 +162,15 @@ class RunData:
 
 @dataclass
 class BaseModels:
-    """The trained base models, by label, with their accuracy on the stopping part."""
+    """The trained base models, by label, with their accuracy on the stopping part;
+    ``failures``: the models whose weights could not be had; ``skipped``: those whose data the
+    run lacks (FER+ votes)."""
 
     models: dict[str, TransferCNNClassifier]
     stop_accuracy: dict[str, float]
     plans: tuple[BaseModelPlan, ...]
     failures: list[str]
+    skipped: list[str] = field(default_factory=list)
 
     @property
     def best_label(self) -> str:
@@ -210,10 +214,29 @@ def load_run_data(
 
     A ``test`` file's PublicTest and PrivateTest rows become test splits (its Training rows,
     if any, are not a test split and are left out, with a log line); with FER+, ``test`` needs
-    ``test_ferplus_csv``, its FER+ votes, and is scored on FER+'s majority labels.
+    ``test_ferplus_csv``, its FER+ votes, and is scored on FER+'s majority labels. On FER2013,
+    ``ferplus_csv`` gives the Training images their FER+ vote distributions over FER2013's
+    classes, for the base models with a ``vote_share`` (the labels stay FER2013's).
     """
     context.progress.step(1, "loading data")
-    fer = load_dataset(context.dataset, data, ferplus_csv, splits=["Training", "PublicTest"])
+    on_fer2013 = context.dataset == "fer2013"
+    fer = load_dataset(
+        context.dataset,
+        data,
+        None if on_fer2013 else ferplus_csv,
+        splits=["Training", "PublicTest"],
+    )
+    distribution = fer.train.get("distribution")
+    if on_fer2013 and ferplus_csv is not None:
+        votes = fer2013_vote_distribution(data, ferplus_csv)
+        distribution = votes.distribution[fer.train.rows]
+        missing = int(np.isnan(distribution).any(axis=1).sum())
+        context.document["fer2013_votes"] = {"source": votes.source, "no_votes": missing}
+        context.progress.log(
+            f"FER+ votes over FER2013's classes from {Path(ferplus_csv).name}, for the base "
+            f"models that train on them: {missing} Training images have no vote among the seven "
+            "and keep their FER2013 label there"
+        )
     tests = {"PublicTest": (fer.public_test.images, fer.public_test.target)}
     if test is not None:
         extra = (
@@ -230,7 +253,7 @@ def load_run_data(
                 continue
             split = extra[SPLIT_ATTRIBUTES[usage]]
             tests[f"{usage} ({Path(test).name})"] = (split.images, split.target)
-    train = Part(fer.train.images, fer.train.target, fer.train.get("distribution"))
+    train = Part(fer.train.images, fer.train.target, distribution)
     plan = context.plan
     splits = split_for_run(
         train,
@@ -271,6 +294,12 @@ def train_base_models(context: RunContext, run: RunData) -> BaseModels:
     plans = base_models_for(context.plan, context.dataset)
     result = BaseModels({}, {}, plans, [])
     for number, base in enumerate(plans, start=1):
+        if base.vote_share and fit.distribution is None:
+            reason = "trains on FER+ votes: pass FER+'s fer2013new.csv (--ferplus-labels)"
+            result.skipped.append(f"{base.label}: {reason}")
+            context.progress.log(f"skipped {base.label}: it {reason}")
+            context.progress.item(number, len(plans), f"{base.label}: skipped")
+            continue
         params = _resolve_weights(base.params, context.weights_dir)
         context.progress.log(
             f"training {base.label} ({params['backbone']}, "
@@ -290,7 +319,7 @@ def train_base_models(context: RunContext, run: RunData) -> BaseModels:
                 fit.images,
                 fit.target,
                 validation_data=(stop.images, stop.target),
-                target_distribution=fit.distribution if base.soft_targets else None,
+                target_distribution=_training_targets(base, fit, len(run.class_names)),
             )
         except WeightsError as error:  # a failed download or a file with the wrong hash
             result.failures.append(f"{base.label}: {error}")
@@ -307,10 +336,20 @@ def train_base_models(context: RunContext, run: RunData) -> BaseModels:
         context.progress.item(number, len(plans), base.label)
     context.document["stop_accuracy"] = result.stop_accuracy
     context.document["failures"] = result.failures
+    context.document["skipped"] = result.skipped
     if result.models:
         context.document["best_base_model"] = result.best_label
         context.progress.log(f"best base model on the stopping part: {result.best_label}")
     return result
+
+
+def _training_targets(base: BaseModelPlan, fit: Part, n_classes: int) -> np.ndarray | None:
+    """The target distribution ``base`` trains on, or None for the labels alone."""
+    if base.soft_targets:
+        return fit.distribution
+    if base.vote_share:
+        return mix_with_labels(fit.distribution, fit.target, base.vote_share, n_classes)
+    return None
 
 
 # ----------------------------------------------------------------------------- step 3
@@ -621,8 +660,11 @@ def reproduce(
     some base model could not get its weights (the others still ran). ``dataset="ferplus"``
     takes the labels from FER+'s ``ferplus_csv`` (majority labels, excluded rows left out);
     the peer model, trained on FER2013's labels, is then not scored, and a ``test`` file
-    needs its FER+ votes, ``test_ferplus_csv``. ``stacker`` replaces the preset's final
-    estimator (``'mlp'`` or ``'logistic'``, :func:`skfer.ensemble.make_stacker`).
+    needs its FER+ votes, ``test_ferplus_csv``. On FER2013, ``ferplus_csv`` gives the base
+    models with a ``vote_share`` (:class:`~skfer.presets.BaseModelPlan`) the FER+ votes of
+    the Training images; without it they are skipped, with a log line. ``stacker`` replaces
+    the preset's final estimator (``'mlp'`` or ``'logistic'``,
+    :func:`skfer.ensemble.make_stacker`).
     """
     if preset not in PRESETS:
         raise ValueError(f"Unknown preset {preset!r}; use one of {list(PRESETS)}.")
@@ -724,8 +766,14 @@ def _results_markdown(title, context, run, bases, results, paired, figures) -> s
     for base in bases.plans:
         params = ", ".join(f"{key}={value!r}" for key, value in base.params.items())
         targets = "; trained on the vote distributions" if base.soft_targets else ""
+        if base.vote_share:
+            targets = (
+                f"; trained on {base.vote_share:.0%} FER+ votes, "
+                f"{1 - base.vote_share:.0%} FER2013 labels"
+            )
         seed = f"; seed {context.seed} + {base.seed_offset}" if base.seed_offset else ""
         lines.append(f"- base model {base.label}: {params}{targets}{seed}")
+    lines += [f"- not trained: {skipped}" for skipped in bases.skipped]
     expert = ", ".join(f"{key}={value!r}" for key, value in plan.expert_params.items())
     lines += [
         f"- experts: the settings of {plan.experts_on or 'the best base model'} on its "

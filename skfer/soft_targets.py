@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["check_target_distribution", "soft_target_data"]
+__all__ = ["check_target_distribution", "mix_with_labels", "soft_target_data"]
 
 SUM_TOLERANCE = 1e-4
 """How far from 1 a row of a target distribution may sum (float32 rounding and CSV decimals)."""
@@ -95,3 +95,31 @@ def soft_target_data(train, train_distribution, validation, n_classes: int):
         X_val, y_val = validation
         validation = (X_val, np.eye(n_classes, dtype=np.float32)[y_val])
     return train, validation
+
+
+def mix_with_labels(distribution, target, share: float, n_classes: int) -> np.ndarray:
+    """``share`` of ``distribution`` plus ``1 - share`` of the one-hot labels, row by row.
+
+    A row of ``distribution`` that is NaN (an image without votes) takes its one-hot label.
+
+    Parameters
+    ----------
+    distribution : ndarray of shape (n, n_classes)
+        Vote distributions; NaN rows where an image has none.
+    target : ndarray of shape (n,)
+        Class indices.
+    share : float
+        The votes' weight, in [0, 1].
+    n_classes : int
+        Number of classes.
+
+    Returns
+    -------
+    ndarray of shape (n, n_classes), float64
+    """
+    if not 0 <= share <= 1:
+        raise ValueError(f"share must be in [0, 1]. Received: share={share!r}")
+    labels = np.eye(n_classes)[np.asarray(target)]
+    votes = np.asarray(distribution, dtype=np.float64)
+    votes = np.where(np.isnan(votes).any(axis=1, keepdims=True), labels, votes)
+    return share * votes + (1 - share) * labels

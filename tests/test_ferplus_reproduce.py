@@ -83,7 +83,7 @@ def test_quick_preset_path_on_ferplus_labels(ferplus_files, tmp_path, monkeypatc
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--ferplus-labels", "{labels}"], "--ferplus-labels needs --dataset ferplus"),
+        (["--ferplus-labels", "absent.csv"], "no such file"),
         (
             ["--dataset", "ferplus", "--ferplus-labels", "{labels}", "--test", "{fer}"],
             "--test-ferplus-labels",
