@@ -216,7 +216,7 @@ def load_run_data(
     if any, are not a test split and are left out, with a log line); with FER+, ``test`` needs
     ``test_ferplus_csv``, its FER+ votes, and is scored on FER+'s majority labels. On FER2013,
     ``ferplus_csv`` gives the Training images their FER+ vote distributions over FER2013's
-    classes, for the base models with a ``vote_share`` (the labels stay FER2013's).
+    classes, where a base model has a ``vote_share`` (the labels stay FER2013's).
     """
     context.progress.step(1, "loading data")
     on_fer2013 = context.dataset == "fer2013"
@@ -227,7 +227,8 @@ def load_run_data(
         splits=["Training", "PublicTest"],
     )
     distribution = fer.train.get("distribution")
-    if on_fer2013 and ferplus_csv is not None:
+    wants_votes = any(base.vote_share for base in context.plan.base_models)
+    if on_fer2013 and ferplus_csv is not None and wants_votes:
         votes = fer2013_vote_distribution(data, ferplus_csv)
         distribution = votes.distribution[fer.train.rows]
         missing = int(np.isnan(distribution).any(axis=1).sum())

@@ -135,3 +135,12 @@ def test_cli_refuses_a_missing_ferplus_file_on_fer2013(fer2013_with_votes, capsy
     with pytest.raises(SystemExit) as exit_info:
         main(["reproduce", "--data", str(fer), "--ferplus-labels", "absent.csv"])
     assert exit_info.value.code == 2 and "no such file" in capsys.readouterr().err
+
+
+def test_votes_are_read_only_for_a_member_that_trains_on_them(fer2013_with_votes, tmp_path):
+    fer, labels = fer2013_with_votes
+    labels_only = (BaseModelPlan("labels", {"backbone": "tiny"}),)
+    plan = Preset("p", "", labels_only, stop_fraction=0.15, stack_fraction=0.2)
+    context = RunContext(plan, "fer2013", tmp_path, None, 0, Progress(0))
+    run = load_run_data(context, fer, ferplus_csv=labels)
+    assert run.splits.fit.distribution is None and "fer2013_votes" not in context.document
