@@ -396,7 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="FER+'s fer2013new.csv: the labels with --dataset ferplus; on FER2013, the "
         "Training images' FER+ votes for the preset's members that train on them (without "
         "it they are skipped) (default: "
-        f"{home / DATA_FILES['ferplus']}, on FER2013 where it exists and --data is a CSV)",
+        f"{home / DATA_FILES['ferplus']}; on FER2013 only with the default --data)",
     )
     reproduce.add_argument("--out", default="runs/reproduce", help="output folder")
     reproduce.add_argument(
@@ -948,8 +948,11 @@ def _reproduce(args: argparse.Namespace) -> int:
                 "--test-ferplus-labels VOTES.csv (the test file's FER+ votes, rows aligned)"
             )
     elif ferplus_labels is None:
+        # The default votes pair with the default images alone: another file's rows are not
+        # FER+'s.
         default = skfer_home() / DATA_FILES["ferplus"]
-        if default.is_file() and Path(args.data).is_file():
+        default_data = skfer_home() / DATA_FILES["fer2013"]
+        if default.is_file() and Path(args.data).resolve() == default_data.resolve():
             ferplus_labels = str(default)
     elif not Path(ferplus_labels).exists():
         args.parser.error(f"--ferplus-labels {ferplus_labels}: no such file")

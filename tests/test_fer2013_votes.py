@@ -7,6 +7,7 @@ import pytest
 from conftest import TINY
 from test_ferplus import write_fer2013, write_ferplus
 
+import skfer.reproduce
 from skfer.classifier import TransferCNNClassifier
 from skfer.cli import main
 from skfer.datasets import load_fer2013
@@ -144,3 +145,22 @@ def test_votes_are_read_only_for_a_member_that_trains_on_them(fer2013_with_votes
     context = RunContext(plan, "fer2013", tmp_path, None, 0, Progress(0))
     run = load_run_data(context, fer, ferplus_csv=labels)
     assert run.splits.fit.distribution is None and "fer2013_votes" not in context.document
+
+
+@pytest.mark.parametrize("default_data", [True, False])
+def test_cli_pairs_the_default_votes_with_the_default_images_only(
+    fer2013_with_votes, tmp_path, monkeypatch, default_data
+):
+    fer, labels = fer2013_with_votes
+    home = tmp_path / "home"
+    (home / "data/fer2013").mkdir(parents=True)
+    (home / "data/ferplus").mkdir(parents=True)
+    (home / "data/fer2013/fer2013.csv.gz").write_bytes(fer.read_bytes())
+    (home / "data/ferplus/fer2013new.csv").write_bytes(labels.read_bytes())
+    monkeypatch.setenv("SKFER_HOME", str(home))
+    received = {}
+    monkeypatch.setattr(skfer.reproduce, "reproduce", lambda *a, **k: received.update(k))
+    data = home / "data/fer2013/fer2013.csv.gz" if default_data else fer
+    assert main(["reproduce", "--data", str(data), "--out", str(tmp_path / "out")]) == 0
+    expected = str(home / "data/ferplus/fer2013new.csv") if default_data else None
+    assert received["ferplus_csv"] == expected
