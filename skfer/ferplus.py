@@ -113,17 +113,7 @@ def load_ferplus(
         align (row counts or a ``Usage`` differ), or a requested split is unknown or absent.
     """
     wanted = check_splits(splits)
-    labels_path = Path(ferplus_csv)
-    if not labels_path.is_file():
-        raise FileNotFoundError(
-            f"FER+ labels not found at '{labels_path}'. Pass the path of FER+'s "
-            "fer2013new.csv (github.com/microsoft/FERPlus)."
-        )
-    if Path(fer2013_csv).is_dir():
-        raise DataFileError(
-            f"'{os.fspath(fer2013_csv)}' is a folder; FER+ labels pair with the rows of the "
-            "Kaggle fer2013.csv, so pass that CSV (plain or gzip)."
-        )
+    labels_path = _checked_pair(fer2013_csv, ferplus_csv)
     fer = load_fer2013(fer2013_csv)
     usage, image_names, votes = _read_ferplus_csv(labels_path)
     _check_alignment(fer, usage, labels_path, SPLIT_ATTRIBUTES)
@@ -229,17 +219,7 @@ def fer2013_vote_distribution(
     FileNotFoundError, ValueError
         As :func:`load_ferplus` does.
     """
-    labels_path = Path(ferplus_csv)
-    if not labels_path.is_file():
-        raise FileNotFoundError(
-            f"FER+ labels not found at '{labels_path}'. Pass the path of FER+'s "
-            "fer2013new.csv (github.com/microsoft/FERPlus)."
-        )
-    if Path(fer2013_csv).is_dir():
-        raise DataFileError(
-            f"'{os.fspath(fer2013_csv)}' is a folder; FER+ votes pair with the rows of the "
-            "Kaggle fer2013.csv, so pass that CSV (plain or gzip)."
-        )
+    labels_path = _checked_pair(fer2013_csv, ferplus_csv)
     fer = load_fer2013(fer2013_csv)
     usage, _, votes = _read_ferplus_csv(labels_path)
     _check_alignment(fer, usage, labels_path, SPLIT_ATTRIBUTES)
@@ -253,6 +233,23 @@ def fer2013_vote_distribution(
         no_votes=np.flatnonzero(total[:, 0] == 0).astype(np.int64),
         source=str(labels_path),
     )
+
+
+def _checked_pair(fer2013_csv: str | os.PathLike, ferplus_csv: str | os.PathLike) -> Path:
+    """The FER+ file's path, once both files can pair row by row (the FER+ file exists, the
+    FER2013 data is a CSV and not an image folder)."""
+    labels_path = Path(ferplus_csv)
+    if not labels_path.is_file():
+        raise FileNotFoundError(
+            f"FER+ labels not found at '{labels_path}'. Pass the path of FER+'s "
+            "fer2013new.csv (github.com/microsoft/FERPlus)."
+        )
+    if Path(fer2013_csv).is_dir():
+        raise DataFileError(
+            f"'{os.fspath(fer2013_csv)}' is a folder; FER+ labels pair with the rows of the "
+            "Kaggle fer2013.csv, so pass that CSV (plain or gzip)."
+        )
+    return labels_path
 
 
 def _read_ferplus_csv(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
