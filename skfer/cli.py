@@ -938,24 +938,22 @@ def _reproduce(args: argparse.Namespace) -> int:
     from .reproduce import reproduce
 
     ferplus_labels = args.ferplus_labels
-    if args.dataset == "ferplus":
-        ferplus_labels = ferplus_labels or str(skfer_home() / DATA_FILES["ferplus"])
-        if not Path(ferplus_labels).exists():
-            args.parser.error(f"--ferplus-labels {ferplus_labels}: no such file")
-        if args.test is not None and args.test_ferplus_labels is None:
-            args.parser.error(
-                "--test with --dataset ferplus is scored on FER+ labels: add "
-                "--test-ferplus-labels VOTES.csv (the test file's FER+ votes, rows aligned)"
-            )
-    elif ferplus_labels is None:
-        # The default votes pair with the default images alone: another file's rows are not
-        # FER+'s.
+    if ferplus_labels is None:
+        # FER+ runs need the votes; on FER2013 the default votes pair with the default images
+        # alone (another file's rows are not FER+'s).
         default = skfer_home() / DATA_FILES["ferplus"]
         default_data = skfer_home() / DATA_FILES["fer2013"]
-        if default.is_file() and Path(args.data).resolve() == default_data.resolve():
+        if args.dataset == "ferplus" or (
+            default.is_file() and Path(args.data).resolve() == default_data.resolve()
+        ):
             ferplus_labels = str(default)
-    elif not Path(ferplus_labels).exists():
+    if ferplus_labels is not None and not Path(ferplus_labels).exists():
         args.parser.error(f"--ferplus-labels {ferplus_labels}: no such file")
+    if args.dataset == "ferplus" and args.test is not None and args.test_ferplus_labels is None:
+        args.parser.error(
+            "--test with --dataset ferplus is scored on FER+ labels: add "
+            "--test-ferplus-labels VOTES.csv (the test file's FER+ votes, rows aligned)"
+        )
     if args.test_ferplus_labels is not None and (args.test is None or args.dataset != "ferplus"):
         args.parser.error("--test-ferplus-labels goes with --test and --dataset ferplus")
     reproduce(
