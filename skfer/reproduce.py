@@ -766,8 +766,10 @@ def _results_markdown(title, context, run, bases, results, paired, figures) -> s
     ]
     for base in bases.plans:
         params = ", ".join(f"{key}={value!r}" for key, value in base.params.items())
-        targets = "; trained on the vote distributions" if base.soft_targets else ""
-        if base.vote_share:
+        targets = ""
+        if base.soft_targets:
+            targets = "; trained on the vote distributions"
+        elif base.vote_share:
             targets = (
                 f"; trained on {base.vote_share:.0%} FER+ votes, "
                 f"{1 - base.vote_share:.0%} FER2013 labels"
