@@ -1,0 +1,207 @@
+"""Would a new member earn its place beside a run's ensemble? Candidates trained on the run's split.
+
+    python benchmarks/bench_candidates.py --run runs/cpu_v17 [--candidates frozen_max ...]
+                                          [--weights-dir DIR] [--out FILE.json]
+
+Rebuilds a FER2013 ``skfer reproduce --preset cpu`` run's protocol (as
+``bench_members.py`` does, from ``RUN/results.json``) and reads its members' probabilities on
+the stacking part and PublicTest from ``RUN/members.npz`` (written by ``bench_members.py``).
+Then it trains each candidate, a variant of the preset's frozen face model or of its spatial
+head, as ``reproduce`` trains a base model: on the fit part, early-stopped on the stopping part,
+scored with the preset's flip test-time augmentation. The candidates share one feature cache
+(the preset's bound), so the first one's minutes include the block-12 maps of every image.
+
+For each candidate it prints the stacking CV (the preset's five-seed MLP, 5 folds, the mean
+over fold seeds 0, 1 and 2: what chooses) of the run's selected members with and without it,
+and the greedy forward selection of ``reproduce`` (without the experts) over the run's base
+models and the candidates; PublicTest with the paired difference against the best member is
+reported, never used to choose.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+from bench_members import SHARED, run_splits, short  # noqa: E402
+from sklearn.model_selection import StratifiedKFold, cross_val_score  # noqa: E402
+
+from skfer import TransferCNNClassifier, get_backbone  # noqa: E402
+from skfer.cache import feature_cache  # noqa: E402
+from skfer.ensemble import make_stacker  # noqa: E402
+from skfer.metrics import paired_difference  # noqa: E402
+from skfer.presets import PRESETS  # noqa: E402
+
+PRESET = PRESETS["cpu"]
+FROZEN, SPATIAL = (PRESET.base_models[i] for i in (2, 3))
+CANDIDATES = {
+    "frozen_max": (FROZEN, {"pooling": "max"}, 0),
+    "frozen_mixup": (FROZEN, {"feature_mixup_alpha": 0.4}, 0),
+    "spatial_seed1": (SPATIAL, {}, 1),
+    "spatial_mixup": (SPATIAL, {"feature_mixup_alpha": 0.4}, 0),
+}
+"""Name: (the preset's plan it varies, the params it changes, seed offset)."""
+FOLD_SEEDS = (0, 1, 2)
+
+
+def label(name: str) -> str:
+    """A candidate's name, or a run member's short label."""
+    if name in CANDIDATES:
+        return name
+    return short(name) + (", second seed" if name.endswith("second seed") else "")
+
+
+def stacking_cv(columns: list, y) -> float:
+    """The five-seed MLP's 5-fold accuracy on the stacking part, mean over ``FOLD_SEEDS``."""
+    x = np.column_stack(columns)
+    return float(
+        np.mean(
+            [
+                cross_val_score(
+                    make_stacker((64, 32), seeds=PRESET.stacker_seeds, random_state=seed),
+                    x,
+                    y,
+                    cv=StratifiedKFold(5, shuffle=True, random_state=seed),
+                ).mean()
+                for seed in FOLD_SEEDS
+            ]
+        )
+    )
+
+
+def public_row(members: dict, names: list, y_stack, y_public) -> dict:
+    """PublicTest of the stack of ``names`` fitted on the stacking part, against the set's best
+    member on the stacking part."""
+    stack_accuracy = {n: np.mean(members[n][0].argmax(axis=1) == y_stack) for n in names}
+    best = max(stack_accuracy, key=stack_accuracy.get)
+    stacker = make_stacker((64, 32), seeds=PRESET.stacker_seeds, random_state=0)
+    stacker.fit(np.column_stack([members[n][0] for n in names]), y_stack)
+    predicted = stacker.predict(np.column_stack([members[n][1] for n in names]))
+    return {
+        "public_test": float(np.mean(predicted == y_public)),
+        "best_member": best,
+        "minus_best_member": paired_difference(
+            y_public, predicted, members[best][1].argmax(axis=1), random_state=0
+        ),
+    }
+
+
+def greedy(members: dict, base: str, y, min_gain: float = 0.002) -> list:
+    """``reproduce``'s forward selection (its rule, on the mean over ``FOLD_SEEDS``)."""
+    selected, current = [], stacking_cv([members[base][0]], y)
+    steps = [(base, current)]
+    while True:
+        trial = {
+            name: stacking_cv([members[n][0] for n in (base, *selected, name)], y)
+            for name in members
+            if name != base and name not in selected
+        }
+        if not trial:
+            return steps
+        best = max(trial, key=trial.get)
+        print("  round: " + ", ".join(f"{label(n)} {v:.4f}" for n, v in trial.items()), flush=True)
+        if trial[best] - current <= min_gain:
+            return steps
+        selected.append(best)
+        current = trial[best]
+        steps.append((best, current))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", type=Path, required=True)
+    parser.add_argument("--data", type=Path, default=SHARED / "data/fer2013/fer2013.csv.gz")
+    parser.add_argument(
+        "--ferplus-labels", type=Path, default=SHARED / "data/ferplus/fer2013new.csv"
+    )
+    parser.add_argument("--weights-dir", type=Path, default=SHARED / "weights")
+    parser.add_argument(
+        "--candidates", nargs="+", choices=list(CANDIDATES), default=list(CANDIDATES)
+    )
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    start = time.monotonic()
+
+    def say(message):
+        elapsed = (time.monotonic() - start) / 60
+        print(f"[bench_candidates {elapsed:5.1f} min] {message}", flush=True)
+
+    document, splits, _ = run_splits(args.run, args.data, args.ferplus_labels)
+    if document["preset"]["name"] != "cpu" or document["dataset"] != "fer2013":
+        raise SystemExit("bench_candidates takes a FER2013 run of --preset cpu")
+    stored = np.load(args.run / "members.npz", allow_pickle=False)
+    names = json.loads(str(stored["names"]))
+    members = {n: (stored[f"stack_{i}"], stored[f"public_{i}"]) for i, n in enumerate(names)}
+    members = {n: v for n, v in members.items() if "FER+ votes" not in n}  # not in the preset
+    base = document["best_base_model"]
+    chosen = document["member_selection"]["members"]
+    y_stack, y_public = splits.stack.target, splits.tests[0].target
+    say(
+        f"{args.run}: {len(splits.fit)} fit, {len(splits.stop)} stop, {len(splits.stack)} stack; "
+        f"selected: {', '.join(label(n) for n in chosen)}; {platform.node()}, "
+        f"{os.cpu_count()} cores"
+    )
+    spec = get_backbone("mobilenet_vggface2")
+    weights = sorted(args.weights_dir.rglob(spec.weights[spec.default_weights].file_name))[0]
+    feature_cache.max_bytes = max(feature_cache.max_bytes, PRESET.feature_cache_bytes)
+    rows = []
+    for name in args.candidates:
+        plan, change, offset = CANDIDATES[name]
+        clf = TransferCNNClassifier(
+            **{**plan.params, **change, "weights": str(weights)},
+            random_state=document["random_state"] + offset,
+            verbose=0,
+        )
+        tick = time.monotonic()
+        clf.fit(splits.fit.images, splits.fit.target,
+                validation_data=(splits.stop.images, splits.stop.target))  # fmt: skip
+        minutes = (time.monotonic() - tick) / 60
+        clf.set_params(cache_predictions=True)
+        members[name] = (clf.predict_proba(splits.stack.images),
+                         clf.predict_proba(splits.tests[0].images))  # fmt: skip
+        stop = float(np.mean(clf.predict(splits.stop.images) == splits.stop.target))
+        without, with_it = (
+            stacking_cv([members[n][0] for n in chosen], y_stack),
+            stacking_cv([members[n][0] for n in (*chosen, name)], y_stack),
+        )
+        row = {
+            "candidate": name,
+            "change": change,
+            "seed_offset": offset,
+            "fit_minutes": round(minutes, 2),
+            "stop": stop,
+            "stack_argmax": float(np.mean(members[name][0].argmax(axis=1) == y_stack)),
+            "public_test_alone": float(np.mean(members[name][1].argmax(axis=1) == y_public)),
+            "stacking_cv_selected": without,
+            "stacking_cv_selected_plus": with_it,
+            **public_row(members, [*chosen, name], y_stack, y_public),
+        }
+        rows.append(row)
+        diff = row["minus_best_member"]
+        say(
+            f"{name}: fit {minutes:.1f} min, stop {stop:.4f}, PublicTest alone "
+            f"{row['public_test_alone']:.4f}; stacking CV of the run's selection {without:.4f}, "
+            f"with it {with_it:.4f} ({with_it - without:+.4f}); that stack on PublicTest "
+            f"{row['public_test']:.4f}, {diff['difference']:+.4f} [{diff['interval'][0]:+.4f}, "
+            f"{diff['interval'][1]:+.4f}] against {label(row['best_member'])}"
+        )
+    say("greedy forward selection over the run's base models and the candidates:")
+    steps = greedy(members, base, y_stack)
+    say("selected: " + " -> ".join(f"{label(n)} {v:.4f}" for n, v in steps))
+    final = public_row(members, [n for n, _ in steps], y_stack, y_public)
+    say(f"its PublicTest {final['public_test']:.4f}, {final['minus_best_member']}")
+    if args.out:
+        args.out.write_text(
+            json.dumps({"rows": rows, "greedy": steps, "greedy_public": final}, indent=1)
+        )
+
+
+if __name__ == "__main__":
+    main()
