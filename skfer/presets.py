@@ -288,11 +288,6 @@ PRESETS = {
         # peaks by its 7th to 9th epoch on the stopping part.
         expert_params=dict(short_epochs=8),
         experts_on=_FACE_FROZEN_LABEL,
-        # 15% of Training for the stacking part (10% before run v18): the five-seed MLP is
-        # bound by its data there, its 5-fold CV rising by about 0.25 points for every 460
-        # more training images up to the 2,294 of a fold of run v17's 2,867
-        # (benchmarks/bench_stack_data.py, docs/results.md).
-        stack_fraction=0.15,
         # The stacker's MLP stops within a few dozen epochs, where its initial weights move
         # the selection's cross-validated accuracy by as much as a member does (FER+ run v7
         # kept no member on such a difference); the mean of five seeds costs seconds.
