@@ -59,9 +59,11 @@ def stacker_predict(x, y, x_test, *, hidden=(64, 32), alpha=1e-4, seed=0) -> np.
 
 
 def fold_accuracy(x, y, train, test, fraction=1.0, **stacker) -> float:
-    """One fold's held-out accuracy, trained on the first ``fraction`` of a shuffled ``train``."""
-    seed = stacker.get("seed", 0)
-    train = np.random.default_rng(seed).permutation(train)[: int(fraction * len(train))]
+    """One fold's held-out accuracy, trained on the first ``fraction`` of a shuffled ``train``
+    (all of it in its order for ``fraction=1``: the selection's fold)."""
+    if fraction < 1:
+        seed = stacker.get("seed", 0)
+        train = np.random.default_rng(seed).permutation(train)[: int(fraction * len(train))]
     return float(np.mean(stacker_predict(x[train], y[train], x[test], **stacker) == y[test]))
 
 
