@@ -40,7 +40,16 @@ from skfer.metrics import paired_difference  # noqa: E402
 from skfer.presets import PRESETS  # noqa: E402
 
 PRESET = PRESETS["cpu"]
-FROZEN, SPATIAL = (PRESET.base_models[i] for i in (2, 3))
+FROZEN, SPATIAL = (
+    next(
+        plan
+        for plan in PRESET.base_models
+        if plan.params["backbone"] == "mobilenet_vggface2"
+        and plan.params["long_epochs"] == 0
+        and (plan.params.get("pooling") == "spatial") == spatial
+    )
+    for spatial in (False, True)
+)
 CANDIDATES = {
     "frozen_max": (FROZEN, {"pooling": "max"}, 0),
     "frozen_mixup": (FROZEN, {"feature_mixup_alpha": 0.4}, 0),
