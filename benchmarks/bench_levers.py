@@ -22,7 +22,9 @@ preset's fractions and ``--seed``), early-stopped on the stopping part. One fit 
 - ``long_lr_3e-4``: the long phase at 3e-4 instead of the preset's rate;
 - ``two_blocks``: ``unfreeze_blocks=2`` (blocks 12 and 13, on cached block-11 maps);
 - ``feature_mixup``: ``feature_mixup_alpha=0.4`` (mixup of the cached features and block-12
-  maps: the caches stay on, for a CPU).
+  maps: the caches stay on, for a CPU);
+- ``bfloat16``: ``precision='mixed_bfloat16'`` (the maps computed and the top block trained in
+  bfloat16: for CPUs with bfloat16 matrix units).
 
 Every fitted model is scored as the preset predicts (flip test-time augmentation), without the
 flip, and, unless ``--no-crops``, with five test-time crops (``test_time_crops=5``, 0.9 of the
@@ -73,6 +75,7 @@ VARIANTS = {
     "long_lr_3e-4": {"long_learning_rate": 3e-4},
     "two_blocks": {"unfreeze_blocks": 2},
     "feature_mixup": {"feature_mixup_alpha": 0.4},
+    "bfloat16": {"precision": "mixed_bfloat16"},
 }
 CROPS = {"test_time_crops": 5, "test_time_crop_fraction": 0.9}
 
