@@ -30,7 +30,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
-from bench_members import SHARED, run_splits, short  # noqa: E402
+from bench_members import SHARED, add_run_arguments, load_members, run_splits, short  # noqa: E402
 from sklearn.model_selection import StratifiedKFold, cross_val_score  # noqa: E402
 
 from skfer import TransferCNNClassifier, get_backbone  # noqa: E402
@@ -125,11 +125,7 @@ def greedy(members: dict, base: str, y, min_gain: float = 0.002) -> list:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", type=Path, required=True)
-    parser.add_argument("--data", type=Path, default=SHARED / "data/fer2013/fer2013.csv.gz")
-    parser.add_argument(
-        "--ferplus-labels", type=Path, default=SHARED / "data/ferplus/fer2013new.csv"
-    )
+    add_run_arguments(parser)
     parser.add_argument("--weights-dir", type=Path, default=SHARED / "weights")
     parser.add_argument(
         "--candidates", nargs="+", choices=list(CANDIDATES), default=list(CANDIDATES)
@@ -145,9 +141,7 @@ def main() -> None:
     document, splits, _ = run_splits(args.run, args.data, args.ferplus_labels)
     if document["preset"]["name"] != "cpu" or document["dataset"] != "fer2013":
         raise SystemExit("bench_candidates takes a FER2013 run of --preset cpu")
-    stored = np.load(args.run / "members.npz", allow_pickle=False)
-    names = json.loads(str(stored["names"]))
-    members = {n: (stored[f"stack_{i}"], stored[f"public_{i}"]) for i, n in enumerate(names)}
+    members = load_members(args.run / "members.npz")
     members = {n: v for n, v in members.items() if "FER+ votes" not in n}  # not in the preset
     base = document["best_base_model"]
     chosen = document["member_selection"]["members"]

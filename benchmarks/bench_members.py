@@ -79,6 +79,26 @@ def run_splits(run_dir: Path, data: Path, ferplus_labels: Path):
     return document, splits, list(fer.class_names)
 
 
+def add_run_arguments(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
+    """``--run`` (a ``skfer reproduce`` output folder) and the files its split is rebuilt from,
+    ``--data`` and ``--ferplus-labels``."""
+    parser.add_argument(
+        "--run", type=Path, required=required, help="a skfer reproduce output folder"
+    )
+    parser.add_argument("--data", type=Path, default=SHARED / "data/fer2013/fer2013.csv.gz")
+    parser.add_argument(
+        "--ferplus-labels", type=Path, default=SHARED / "data/ferplus/fer2013new.csv"
+    )
+
+
+def load_members(path: Path) -> dict:
+    """Member label to its (stacking part, PublicTest) probabilities, from an npz that
+    :func:`main` wrote, in the order it stored them."""
+    stored = np.load(path, allow_pickle=False)
+    names = json.loads(str(stored["names"]))
+    return {name: (stored[f"stack_{i}"], stored[f"public_{i}"]) for i, name in enumerate(names)}
+
+
 def saved_members(run_dir: Path, document: dict, splits, class_names: list) -> dict:
     """Stacking-part and PublicTest probabilities of each saved base model and expert."""
     stack, public = splits.stack, splits.tests[0]
@@ -250,11 +270,7 @@ def short(label: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", type=Path, help="a skfer reproduce output folder")
-    parser.add_argument("--data", type=Path, default=SHARED / "data/fer2013/fer2013.csv.gz")
-    parser.add_argument(
-        "--ferplus-labels", type=Path, default=SHARED / "data/ferplus/fer2013new.csv"
-    )
+    add_run_arguments(parser, required=False)
     parser.add_argument("--members", type=Path, help="npz of the members' probabilities")
     parser.add_argument("--out", type=Path, help="JSON file for the ablation rows")
     parser.add_argument(
@@ -279,11 +295,8 @@ def main() -> None:
     seed = document["random_state"]
     minutes = {label: seconds / 60 for label, seconds in document["timings_seconds"].items()}
     if members_file.exists():
-        stored = np.load(members_file, allow_pickle=False)
-        names = json.loads(str(stored["names"]))
-        members = {
-            name: (stored[f"stack_{i}"], stored[f"public_{i}"]) for i, name in enumerate(names)
-        }
+        members = load_members(members_file)
+        names = list(members)
     else:
         members = saved_members(args.run, document, splits, class_names)
         names = list(members)

@@ -32,7 +32,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
-from bench_members import SHARED, run_splits  # noqa: E402
+from bench_members import add_run_arguments, load_members, run_splits  # noqa: E402
 from joblib import Parallel, delayed  # noqa: E402
 from sklearn.model_selection import StratifiedKFold  # noqa: E402
 from sklearn.neural_network import MLPClassifier  # noqa: E402
@@ -83,17 +83,12 @@ def cv(parallel, x, y, fold_seeds, fraction=1.0, **stacker) -> list[float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", type=Path, required=True)
-    parser.add_argument("--data", type=Path, default=SHARED / "data/fer2013/fer2013.csv.gz")
-    parser.add_argument(
-        "--ferplus-labels", type=Path, default=SHARED / "data/ferplus/fer2013new.csv"
-    )
+    add_run_arguments(parser)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     document, splits, _ = run_splits(args.run, args.data, args.ferplus_labels)
-    stored = np.load(args.run / "members.npz", allow_pickle=False)
-    names = json.loads(str(stored["names"]))
-    members = {n: (stored[f"stack_{i}"], stored[f"public_{i}"]) for i, n in enumerate(names)}
+    members = load_members(args.run / "members.npz")
+    names = list(members)
     selected = document["member_selection"]["members"]
     fine_tuned = [n for n in names if "fine-tuned" in n and n not in selected]
     frozen = [n for n in names if n.endswith("frozen, 224 px, mirrored, flip TTA")]
