@@ -147,3 +147,24 @@ def test_shuffled_batches_read_each_row_from_the_mirror_half_of_the_time():
     np.testing.assert_array_equal(first[4][0], resumed[4][0])
     with pytest.raises(ValueError, match="mirrored must be aligned with x"):
         ShuffledBatches(x, np.arange(100), 10, seed=3, mirrored=mirrored[:5])
+
+
+class _CountingRows:
+    """An array that counts the rows read from it (as a DiskArray reads them from disk)."""
+
+    def __init__(self, array):
+        self.array, self.shape, self.dtype, self.rows_read = array, array.shape, array.dtype, 0
+
+    def __getitem__(self, rows):
+        self.rows_read += len(rows)
+        return self.array[rows]
+
+
+def test_shuffled_batches_read_each_row_once_from_the_array_it_comes_from():
+    x = np.arange(400, dtype=np.float32).reshape(100, 2, 2)
+    plain, mirrored = _CountingRows(x), _CountingRows(-x)
+    batches = ShuffledBatches(plain, np.arange(100), 10, seed=3, mirrored=mirrored)
+    for i in range(len(batches)):
+        batches[i]
+    assert plain.rows_read + mirrored.rows_read == 100
+    assert 30 < mirrored.rows_read < 70

@@ -1,0 +1,145 @@
+"""How Keras' input pipeline costs the cpu preset time: tf.data's autotuning against skfer's
+threaded batches (:data:`skfer.backend.LOADER_THREADS`).
+
+    python benchmarks/bench_loader.py [--n 2560] [--steps 120] [--epochs 3] [--repeats 2]
+        [--data FER2013.csv.gz] [--weights faceres.json]
+
+Two measurements, each variant alternating with the other ``--repeats`` times in one process:
+
+- **maps**: the block-12 maps (float16) of the face-trained MobileNet 1.0 at 224 px for
+  ``--n`` PublicTest images, in the feature cache's chunks (:data:`skfer.cache.CHUNK_BYTES`,
+  320 images a call), each chunk through ``model.predict`` on the array (Keras' own pipeline,
+  skfer before 2026-12-05) or on :class:`skfer.backend.ArrayBatches` (now).
+- **epochs**: the preset's block-13 model (block 13 and the head) trained for ``--epochs``
+  epochs of ``--steps`` batches of 64 random maps with mirror images and mixup, by
+  :class:`skfer.training.ShuffledBatches` read by one thread (tf.data autotuned) or by
+  :data:`~skfer.backend.LOADER_THREADS` (autotuning off).
+
+Prints wall seconds, the CPU's idle share (1 - process CPU time / (cores x wall)) and the
+ratio to the old path, and checks that both paths give the same maps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from skfer import get_backbone  # noqa: E402
+from skfer.backend import ArrayBatches  # noqa: E402
+from skfer.datasets import load_fer2013  # noqa: E402
+from skfer.model import build_transfer_model, split_at_block  # noqa: E402
+from skfer.training import ShuffledBatches  # noqa: E402
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+CHUNK = 320  # images per predict call in the feature cache's path (64 MiB of float32 maps)
+BATCH = 32  # the cpu preset's feature_batch_size
+
+
+def timed(run) -> tuple:
+    """``run()``'s result, wall seconds and the CPU's idle share meanwhile."""
+    cpu, start = time.process_time(), time.perf_counter()
+    result = run()
+    wall = time.perf_counter() - start
+    return result, wall, 1 - (time.process_time() - cpu) / (os.cpu_count() * wall)
+
+
+def maps_by(model: keras.Model, images: np.ndarray, threaded: bool) -> np.ndarray:
+    """The maps of ``images``, a chunk per ``predict`` call, as the feature cache computes them."""
+    chunks = []
+    for start in range(0, len(images), CHUNK):
+        chunk = images[start : start + CHUNK]
+        data = ArrayBatches(chunk, batch_size=BATCH) if threaded else chunk
+        chunks.append(model.predict(data, batch_size=None if threaded else BATCH, verbose=0))
+    return np.concatenate(chunks).astype(np.float16)
+
+
+def train_epochs(trained: keras.Model, maps: np.ndarray, epochs: int, threaded: bool) -> list:
+    """Wall seconds of each epoch of the block-13 model on ``maps`` and their mirror images."""
+    targets = keras.utils.to_categorical(np.arange(len(maps)) % 7, 7)
+    batches = ShuffledBatches(maps, targets, 64, seed=0, mixup_alpha=0.4, mirrored=maps[:, :, ::-1])
+    if not threaded:
+        batches.workers = 1
+    seconds = []
+
+    class EpochTimes(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            seconds.append(time.perf_counter() - self.start)
+
+    trained.fit(batches, epochs=epochs, verbose=0, callbacks=[EpochTimes()], shuffle=False)
+    return seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=2560, help="images whose maps are computed")
+    parser.add_argument("--steps", type=int, default=120, help="batches per training epoch")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--data", default=str(SHARED / "data/fer2013/fer2013.csv.gz"))
+    parser.add_argument(
+        "--weights", default=str(SHARED / "weights/hse_faceres_vggface2/faceres.json")
+    )
+    args = parser.parse_args()
+    print(
+        f"{platform.node()}, {os.cpu_count()} cores, Keras {keras.__version__} on "
+        f"{keras.backend.backend()}; maps of {args.n} PublicTest images at 224 px; "
+        f"{args.epochs} epochs of {args.steps} batches; {args.repeats} repeats"
+    )
+    images = load_fer2013(args.data, splits=["PublicTest"]).public_test.images
+    images = images[: args.n, ..., np.newaxis]
+    spec = get_backbone("mobilenet_vggface2")
+    model = build_transfer_model(
+        spec, channels=1, n_classes=7, input_size=224, weights=args.weights
+    )
+    frozen, trained = split_at_block(model, spec.block_ends, 1, maps_dtype="float16")
+    trained.compile(keras.optimizers.Adam(2e-4), "categorical_crossentropy")
+    maps_by(frozen, images[:CHUNK], True)  # trace the prediction step
+    maps_by(frozen, images[:CHUNK], False)
+    rng = np.random.default_rng(0)
+    shape = (args.steps * 64, *frozen.output_shape[1:])
+    fake_maps = np.maximum(rng.standard_normal(shape, np.float32), 0).astype(np.float16)
+    train_epochs(trained, fake_maps[:640], 1, True)  # trace the training step
+    results: dict[str, list] = {"maps": [], "epochs": []}
+    reference = None
+    for _ in range(args.repeats):
+        for threaded in (False, True):
+            maps, wall, idle = timed(lambda t=threaded: maps_by(frozen, images, t))
+            if reference is None:
+                reference = maps
+            difference = float(np.abs(maps.astype(np.float32) - reference).max())
+            results["maps"].append((threaded, wall, idle, difference))
+            seconds, wall, idle = timed(
+                lambda t=threaded: train_epochs(trained, fake_maps, args.epochs, t)
+            )
+            results["epochs"].append((threaded, wall, idle, seconds))
+    print("| measurement | path | wall s (each repeat) | idle share | ratio to the old path |")
+    print("|---|---|---|---|---|")
+    for name, rows in results.items():
+        old = [row for row in rows if not row[0]]
+        for threaded in (False, True):
+            mine = [row for row in rows if row[0] == threaded]
+            path = "skfer's threaded batches" if threaded else "Keras' pipeline (autotuned)"
+            walls = " / ".join(f"{row[1]:.1f}" for row in mine)
+            idle = " / ".join(f"{row[2]:.0%}" for row in mine)
+            ratio = sum(row[1] for row in old) / sum(row[1] for row in mine)
+            print(f"| {name} | {path} | {walls} | {idle} | {ratio:.2f} |")
+    for threaded, _, _, seconds in results["epochs"]:
+        epochs = ", ".join(f"{s:.1f}" for s in seconds)
+        print(f"epoch seconds, {'threaded' if threaded else 'autotuned'}: {epochs}")
+    largest = max(row[3] for row in results["maps"])
+    print(f"largest difference between the two paths' maps: {largest:.3g}")
+
+
+if __name__ == "__main__":
+    main()
