@@ -1,5 +1,5 @@
-"""How Keras' input pipeline costs the cpu preset time: tf.data's autotuning against skfer's
-threaded batches (:data:`skfer.backend.LOADER_THREADS`).
+"""How Keras' input pipeline costs the cpu preset time: tf.data's autotuning against batches
+read by Keras' own threads (a ``keras.utils.PyDataset`` with ``workers=2``).
 
     python benchmarks/bench_loader.py [--n 2560] [--steps 120] [--epochs 3] [--repeats 2]
         [--data FER2013.csv.gz] [--weights faceres.json]
@@ -9,14 +9,16 @@ Two measurements, each variant alternating with the other ``--repeats`` times in
 - **maps**: the block-12 maps (float16) of the face-trained MobileNet 1.0 at 224 px for
   ``--n`` PublicTest images, in the feature cache's chunks (:data:`skfer.cache.CHUNK_BYTES`,
   320 images a call), each chunk through ``model.predict`` on the array (Keras' own pipeline,
-  skfer before 2026-12-05) or on :class:`skfer.backend.ArrayBatches` (now).
+  as skfer predicts) or on :class:`ThreadedBatches` of it.
 - **epochs**: the preset's block-13 model (block 13 and the head) trained for ``--epochs``
   epochs of ``--steps`` batches of 64 random maps with mirror images and mixup, by
-  :class:`skfer.training.ShuffledBatches` read by one thread (tf.data autotuned) or by
-  :data:`~skfer.backend.LOADER_THREADS` (autotuning off).
+  :class:`skfer.training.ShuffledBatches` read by one thread (tf.data autotuned, as skfer
+  trains) or by two (``workers=2``: Keras' own threads, autotuning off).
 
 Prints wall seconds, the CPU's idle share (1 - process CPU time / (cores x wall)) and the
-ratio to the old path, and checks that both paths give the same maps.
+ratio to the old path, and checks that both paths give the same maps. The threaded path is
+not skfer's: run v19 of the cpu preset with it peaked at 22.8 GB of resident memory against
+5.0 GB (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -33,7 +35,6 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from skfer import get_backbone  # noqa: E402
-from skfer.backend import ArrayBatches  # noqa: E402
 from skfer.datasets import load_fer2013  # noqa: E402
 from skfer.model import build_transfer_model, split_at_block  # noqa: E402
 from skfer.training import ShuffledBatches  # noqa: E402
@@ -41,6 +42,21 @@ from skfer.training import ShuffledBatches  # noqa: E402
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 CHUNK = 320  # images per predict call in the feature cache's path (64 MiB of float32 maps)
 BATCH = 32  # the cpu preset's feature_batch_size
+THREADS = 2
+
+
+class ThreadedBatches(keras.utils.PyDataset):
+    """Consecutive batches of ``x``, read by :data:`THREADS` of Keras' threads."""
+
+    def __init__(self, x, batch_size: int):
+        super().__init__(workers=THREADS)
+        self.x, self.batch_size = x, batch_size
+
+    def __len__(self) -> int:
+        return -(-len(self.x) // self.batch_size)
+
+    def __getitem__(self, index: int):
+        return (self.x[index * self.batch_size : (index + 1) * self.batch_size],)
 
 
 def timed(run) -> tuple:
@@ -56,7 +72,7 @@ def maps_by(model: keras.Model, images: np.ndarray, threaded: bool) -> np.ndarra
     chunks = []
     for start in range(0, len(images), CHUNK):
         chunk = images[start : start + CHUNK]
-        data = ArrayBatches(chunk, batch_size=BATCH) if threaded else chunk
+        data = ThreadedBatches(chunk, BATCH) if threaded else chunk
         chunks.append(model.predict(data, batch_size=None if threaded else BATCH, verbose=0))
     return np.concatenate(chunks).astype(np.float16)
 
@@ -65,8 +81,8 @@ def train_epochs(trained: keras.Model, maps: np.ndarray, epochs: int, threaded: 
     """Wall seconds of each epoch of the block-13 model on ``maps`` and their mirror images."""
     targets = keras.utils.to_categorical(np.arange(len(maps)) % 7, 7)
     batches = ShuffledBatches(maps, targets, 64, seed=0, mixup_alpha=0.4, mirrored=maps[:, :, ::-1])
-    if not threaded:
-        batches.workers = 1
+    if threaded:
+        batches.workers = THREADS
     seconds = []
 
     class EpochTimes(keras.callbacks.Callback):
@@ -129,7 +145,7 @@ def main() -> None:
         old = [row for row in rows if not row[0]]
         for threaded in (False, True):
             mine = [row for row in rows if row[0] == threaded]
-            path = "skfer's threaded batches" if threaded else "Keras' pipeline (autotuned)"
+            path = "Keras' threads (workers=2)" if threaded else "Keras' pipeline (autotuned)"
             walls = " / ".join(f"{row[1]:.1f}" for row in mine)
             idle = " / ".join(f"{row[2]:.0%}" for row in mine)
             ratio = sum(row[1] for row in old) / sum(row[1] for row in mine)

@@ -11,8 +11,6 @@ import keras
 import numpy as np
 
 __all__ = [
-    "LOADER_THREADS",
-    "ArrayBatches",
     "BackendError",
     "compiles_per_batch_shape",
     "predict_in_full_batches",
@@ -55,36 +53,6 @@ def compiles_per_batch_shape() -> bool:
     return keras.backend.backend() == "jax"
 
 
-LOADER_THREADS = 2
-"""Threads that read skfer's batches for Keras (``workers`` of ``keras.utils.PyDataset``).
-
-More than one also turns tf.data's autotuning off for Keras' pipeline on TensorFlow: there,
-freeing the pipeline's iterator at the end of each epoch or ``predict`` call waited for the
-autotuning thread to wake, the CPU idle for up to 30 s at a time (about a third of the
-block-12 maps' computation, and 25 s of one epoch in two of the block-13 model's long phase;
-docs/benchmarks.md)."""
-
-
-class ArrayBatches(keras.utils.PyDataset):
-    """Consecutive batches of ``x`` (and ``y``), as Keras batches arrays (the last may be
-    smaller), read by :data:`LOADER_THREADS` threads.
-
-    ``x`` and ``y`` need only support ``len`` and slicing by rows (a
-    :class:`~skfer.disk_array.DiskArray` does).
-    """
-
-    def __init__(self, x, y=None, *, batch_size: int):
-        super().__init__(workers=LOADER_THREADS)
-        self.x, self.y, self.batch_size = x, y, batch_size
-
-    def __len__(self) -> int:
-        return -(-len(self.x) // self.batch_size)
-
-    def __getitem__(self, index: int):
-        rows = slice(index * self.batch_size, (index + 1) * self.batch_size)
-        return (self.x[rows],) if self.y is None else (self.x[rows], self.y[rows])
-
-
 def predict_in_full_batches(model: keras.Model, x: np.ndarray, batch_size: int) -> np.ndarray:
     """``model.predict(x)``; where :func:`compiles_per_batch_shape`, with every batch full.
 
@@ -94,8 +62,8 @@ def predict_in_full_batches(model: keras.Model, x: np.ndarray, batch_size: int) 
     padding = -len(x) % batch_size
     if padding and len(x) and compiles_per_batch_shape():
         x = np.concatenate([x, np.repeat(x[-1:], padding, axis=0)])
-        return model.predict(ArrayBatches(x, batch_size=batch_size), verbose=0)[:-padding]
-    return model.predict(ArrayBatches(x, batch_size=batch_size), verbose=0)
+        return model.predict(x, batch_size=batch_size, verbose=0)[:-padding]
+    return model.predict(x, batch_size=batch_size, verbose=0)
 
 
 def require_tensorflow(feature: str) -> None:

@@ -171,10 +171,7 @@ _FACE_BLOCK13 = (
 )
 _FACE_BLOCK13_PARAMS = {
     **_FACE_FROZEN,
-    # 10 epochs (runs v12 to v17: 8): the stopping part's accuracy still rose at the 7th and
-    # 8th of 8 (run v17: 0.6748, 0.6776, 0.6762), and the threaded batches
-    # (skfer.backend.LOADER_THREADS) freed the minutes that two more epochs of both seeds cost.
-    "long_epochs": 10,
+    "long_epochs": 8,
     # Warmed up to 2e-4 and decayed to 0 (the gpu preset's long schedule) instead of a
     # constant 1e-4: the same mean rate, annealed, because with mixup the stopping part's
     # loss was still falling at the 8th and last long epoch (run v11, docs/results.md). Run

@@ -20,9 +20,10 @@ import keras
 import numpy as np
 
 from .backbones import BackboneSpec
-from .backend import LOADER_THREADS, ArrayBatches, compiles_per_batch_shape
+from .backend import compiles_per_batch_shape
 from .cache import FeatureCache, feature_cache
 from .checkpoint import TrainingCheckpoint
+from .disk_array import DiskArray
 from .distribute import strategy_scope
 from .model import (
     BACKBONE_LAYER,
@@ -504,6 +505,10 @@ def _fit_phase(
             mirrored = features(mirrored)
         if validation is not None:
             validation = (features(validation[0]), validation[1])
+            if split.dtype != keras.config.floatx() or isinstance(validation[0], DiskArray):
+                # Keras casts an array of another float dtype whole, and knows no DiskArray:
+                # give it batches instead.
+                validation = _OrderedBatches(*validation, settings.batch_size)
         trained_model = split.trained
     elif settings.feature_mixup_alpha:
         raise ValueError(
@@ -514,10 +519,6 @@ def _fit_phase(
         )
     else:
         trained_model = model
-    if validation is not None:
-        # In batches: Keras would cast an array of another float dtype (cached float16 maps)
-        # whole, and knows no DiskArray.
-        validation = ArrayBatches(*validation, batch_size=settings.batch_size)
     # Several steps per call fail under a tf.distribute strategy in Keras 3.15 ("You must
     # feed a value for placeholder tensor", keras-team/keras#19246): one step there.
     head_only = split is not None and phase.backbone_frozen
@@ -650,8 +651,7 @@ def _target_rows(targets: np.ndarray, n_classes: int) -> np.ndarray:
 
 
 class ShuffledBatches(keras.utils.PyDataset):
-    """Batches of ``(x, y)`` in a new order each epoch, from a generator of its own, read by
-    :data:`~skfer.backend.LOADER_THREADS` threads.
+    """Batches of ``(x, y)`` in a new order each epoch, from a generator of its own.
 
     The order of epoch ``e`` depends only on ``seed`` and ``e``, and the mirroring and mixup of
     its batch ``b`` only on ``seed``, ``e`` and ``b``, not on any global random state, so a
@@ -691,7 +691,7 @@ class ShuffledBatches(keras.utils.PyDataset):
         mixup_alpha: float = 0.0,
         mirrored=None,
     ):
-        super().__init__(workers=LOADER_THREADS)
+        super().__init__()
         if mirrored is not None and mirrored.shape != x.shape:
             raise ValueError(
                 f"mirrored must be aligned with x, of the same shape. Received: x of shape "
@@ -733,6 +733,21 @@ class ShuffledBatches(keras.utils.PyDataset):
     def on_epoch_end(self) -> None:
         self.epoch += 1
         self.order = self._permutation()
+
+
+class _OrderedBatches(keras.utils.PyDataset):
+    """Consecutive batches of ``(x, y)``, as Keras batches arrays (the last may be smaller)."""
+
+    def __init__(self, x, y, batch_size: int):
+        super().__init__()
+        self.x, self.y, self.batch_size = x, y, batch_size
+
+    def __len__(self) -> int:
+        return -(-len(self.y) // self.batch_size)
+
+    def __getitem__(self, index: int):
+        rows = slice(index * self.batch_size, (index + 1) * self.batch_size)
+        return self.x[rows], self.y[rows]
 
 
 def _described(split: CachedSplit) -> str:

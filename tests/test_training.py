@@ -10,7 +10,6 @@ import pytest
 from conftest import two_class_images
 
 from skfer import get_backbone
-from skfer.backend import LOADER_THREADS, ArrayBatches
 from skfer.cache import FeatureCache, feature_cache
 from skfer.model import build_transfer_model
 from skfer.training import Phase, ShuffledBatches, TrainingSettings, train
@@ -169,21 +168,3 @@ def test_shuffled_batches_read_each_row_once_from_the_array_it_comes_from():
         batches[i]
     assert plain.rows_read + mirrored.rows_read == 100
     assert 30 < mirrored.rows_read < 70
-
-
-def test_skfer_batches_are_read_by_threads_so_keras_turns_tf_data_autotuning_off():
-    # Keras reads a PyDataset with more than one worker through its own threads and then
-    # disables tf.data's autotuning, whose thread stalled the end of every epoch and predict.
-    x = np.zeros((10, 3), np.float32)
-    for batches in (ShuffledBatches(x, np.arange(10), 4, seed=0), ArrayBatches(x, batch_size=4)):
-        assert batches.workers == LOADER_THREADS > 1
-        assert not batches.use_multiprocessing
-
-
-def test_array_batches_are_the_consecutive_batches_keras_would_make():
-    x, y = np.arange(20).reshape(10, 2), np.arange(10)
-    batches = ArrayBatches(x, y, batch_size=4)
-    assert len(batches) == 3
-    np.testing.assert_array_equal(np.concatenate([batches[i][0] for i in range(3)]), x)
-    np.testing.assert_array_equal(batches[2][1], y[8:])
-    assert [len(b) for b in (ArrayBatches(x, batch_size=4)[0], batches[0])] == [1, 2]
