@@ -40,12 +40,25 @@ from skfer.model import build_transfer_model, split_at_block  # noqa: E402
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 
-def block12_model(weights: str) -> keras.Model:
-    """The face-trained MobileNet 1.0 at 224 px, from 48x48 gray images to block 12's maps."""
+def block12_split(weights: str) -> tuple[keras.Model, keras.Model]:
+    """The face-trained MobileNet 1.0 at 224 px cut at block 12: 48x48 gray images to block
+    12's float16 maps, and those maps through block 13 and the head to 7 classes."""
     spec = get_backbone("mobilenet_vggface2")
     model = build_transfer_model(spec, channels=1, n_classes=7, input_size=224, weights=weights)
-    frozen, _ = split_at_block(model, spec.block_ends, 1, maps_dtype="float16")
-    return frozen
+    return split_at_block(model, spec.block_ends, 1, maps_dtype="float16")
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--data`` (FER2013's CSV) and ``--weights`` (the face-trained MobileNet's)."""
+    parser.add_argument("--data", default=str(SHARED / "data/fer2013/fer2013.csv.gz"))
+    parser.add_argument(
+        "--weights", default=str(SHARED / "weights/hse_faceres_vggface2/faceres.json")
+    )
+
+
+def public_test_images(data: str, n: int) -> np.ndarray:
+    """The first ``n`` PublicTest images of ``data``, shape ``(n, 48, 48, 1)``."""
+    return load_fer2013(data, splits=["PublicTest"]).public_test.images[:n, ..., np.newaxis]
 
 
 def timed(model: keras.Model, images: np.ndarray, batch_size: int) -> tuple:
@@ -62,19 +75,15 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=960, help="images per pass")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batches", type=int, nargs="+", default=[64, 32, 16])
-    parser.add_argument("--data", default=str(SHARED / "data/fer2013/fer2013.csv.gz"))
-    parser.add_argument(
-        "--weights", default=str(SHARED / "weights/hse_faceres_vggface2/faceres.json")
-    )
+    add_data_arguments(parser)
     args = parser.parse_args()
     print(
         f"{platform.node()}, {os.cpu_count()} cores, Keras {keras.__version__} on "
         f"{keras.backend.backend()}; {args.n} PublicTest images at 224 px, "
         f"{args.repeats} repeats"
     )
-    public_test = load_fer2013(args.data, splits=["PublicTest"]).public_test
-    images = public_test.images[: args.n, ..., np.newaxis]
-    model = block12_model(args.weights)
+    images = public_test_images(args.data, args.n)
+    model, _ = block12_split(args.weights)
     for size in args.batches:  # trace each batch shape before timing
         predict_in_chunks(model, images[: 2 * size], size, dtype="float16")
     best: dict[int, tuple] = {}

@@ -27,19 +27,16 @@ import argparse
 import os
 import platform
 import time
-from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+from bench_feature_batch import add_data_arguments, block12_split, public_test_images  # noqa: E402
 
-from skfer import get_backbone  # noqa: E402
-from skfer.datasets import load_fer2013  # noqa: E402
-from skfer.model import build_transfer_model, split_at_block  # noqa: E402
+from skfer.backend import predict_in_full_batches  # noqa: E402
 from skfer.training import ShuffledBatches  # noqa: E402
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
 CHUNK = 320  # images per predict call in the feature cache's path (64 MiB of float32 maps)
 BATCH = 32  # the cpu preset's feature_batch_size
 THREADS = 2
@@ -72,8 +69,11 @@ def maps_by(model: keras.Model, images: np.ndarray, threaded: bool) -> np.ndarra
     chunks = []
     for start in range(0, len(images), CHUNK):
         chunk = images[start : start + CHUNK]
-        data = ThreadedBatches(chunk, BATCH) if threaded else chunk
-        chunks.append(model.predict(data, batch_size=None if threaded else BATCH, verbose=0))
+        chunks.append(
+            model.predict(ThreadedBatches(chunk, BATCH), verbose=0)
+            if threaded
+            else predict_in_full_batches(model, chunk, BATCH)
+        )
     return np.concatenate(chunks).astype(np.float16)
 
 
@@ -102,23 +102,15 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=120, help="batches per training epoch")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--data", default=str(SHARED / "data/fer2013/fer2013.csv.gz"))
-    parser.add_argument(
-        "--weights", default=str(SHARED / "weights/hse_faceres_vggface2/faceres.json")
-    )
+    add_data_arguments(parser)
     args = parser.parse_args()
     print(
         f"{platform.node()}, {os.cpu_count()} cores, Keras {keras.__version__} on "
         f"{keras.backend.backend()}; maps of {args.n} PublicTest images at 224 px; "
         f"{args.epochs} epochs of {args.steps} batches; {args.repeats} repeats"
     )
-    images = load_fer2013(args.data, splits=["PublicTest"]).public_test.images
-    images = images[: args.n, ..., np.newaxis]
-    spec = get_backbone("mobilenet_vggface2")
-    model = build_transfer_model(
-        spec, channels=1, n_classes=7, input_size=224, weights=args.weights
-    )
-    frozen, trained = split_at_block(model, spec.block_ends, 1, maps_dtype="float16")
+    images = public_test_images(args.data, args.n)
+    frozen, trained = block12_split(args.weights)
     trained.compile(keras.optimizers.Adam(2e-4), "categorical_crossentropy")
     maps_by(frozen, images[:CHUNK], True)  # trace the prediction step
     maps_by(frozen, images[:CHUNK], False)
