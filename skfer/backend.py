@@ -11,8 +11,12 @@ import keras
 import numpy as np
 
 __all__ = [
+    "PREFETCH_BATCHES",
     "BackendError",
+    "EpochEnd",
+    "OrderedBatches",
     "compiles_per_batch_shape",
+    "keras_input",
     "predict_in_full_batches",
     "require_tensorflow",
     "resolve_jit_compile",
@@ -53,17 +57,101 @@ def compiles_per_batch_shape() -> bool:
     return keras.backend.backend() == "jax"
 
 
+class OrderedBatches(keras.utils.PyDataset):
+    """Consecutive batches of ``x`` (and ``y``), as Keras batches arrays: the last may be
+    smaller.
+
+    ``x`` and ``y`` need only ``len`` and slicing by rows (a
+    :class:`~skfer.disk_array.DiskArray` has both); each batch is read when asked for, so
+    neither is copied or cast whole.
+    """
+
+    def __init__(self, x, y=None, *, batch_size: int):
+        super().__init__()
+        self.x, self.y, self.batch_size = x, y, batch_size
+
+    def __len__(self) -> int:
+        return -(-len(self.x) // self.batch_size)
+
+    def __getitem__(self, index: int):
+        rows = slice(index * self.batch_size, (index + 1) * self.batch_size)
+        return (self.x[rows],) if self.y is None else (self.x[rows], self.y[rows])
+
+
+PREFETCH_BATCHES = 2
+"""Batches that :func:`keras_input`'s pipeline reads ahead of the step using them."""
+
+
+class EpochEnd(keras.callbacks.Callback):
+    """Calls ``batches.on_epoch_end()`` at the end of each epoch of ``fit``, as Keras does for
+    a ``PyDataset`` it is given itself (:func:`keras_input`)."""
+
+    def __init__(self, batches: keras.utils.PyDataset):
+        super().__init__()
+        self.batches = batches
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.batches.on_epoch_end()
+
+
+def keras_input(batches: keras.utils.PyDataset) -> tuple[object, list]:
+    """``batches`` as skfer hands them to Keras' ``fit``, ``evaluate`` and ``predict``.
+
+    On TensorFlow, a ``tf.data`` pipeline that reads them in order, :data:`PREFETCH_BATCHES`
+    ahead of the step in one background thread, with tf.data's autotuning off. Keras' own
+    pipeline for a ``PyDataset`` or an array is autotuned, and freeing its iterator (at the
+    end of every epoch, validation and ``predict`` call) waited for the autotuning thread to
+    wake, the CPU idle for up to 30 s at a time: a third of the cpu preset's block-12 maps'
+    computation, 25 s of one long epoch in two (docs/benchmarks.md). Elsewhere (JAX), the
+    batches themselves: Keras' pipeline there has no autotuning.
+
+    Returns
+    -------
+    data : tf.data.Dataset or keras.utils.PyDataset
+        For ``fit``'s ``x`` or ``validation_data``, or ``predict``'s ``x``.
+    callbacks : list of keras.callbacks.Callback
+        For ``fit`` when ``data`` trains: :class:`EpochEnd`, since Keras calls the
+        ``on_epoch_end`` of a ``PyDataset`` only when given it itself (none on JAX).
+    """
+    if keras.backend.backend() != "tensorflow":
+        return batches, []
+    import tensorflow as tf
+
+    def read():
+        # The epoch's order is the one ``batches`` has when the step asks for its first batch.
+        for index in range(len(batches)):
+            yield batches[index]
+
+    signature = tuple(
+        tf.TensorSpec((None, *np.shape(part)[1:]), tf.as_dtype(np.asarray(part).dtype))
+        for part in batches[0]
+    )
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    data = (
+        tf.data.Dataset.from_generator(read, output_signature=signature)
+        .apply(tf.data.experimental.assert_cardinality(len(batches)))
+        .with_options(options)
+        .prefetch(PREFETCH_BATCHES)
+    )
+    return data, [EpochEnd(batches)]
+
+
 def predict_in_full_batches(model: keras.Model, x: np.ndarray, batch_size: int) -> np.ndarray:
-    """``model.predict(x)``; where :func:`compiles_per_batch_shape`, with every batch full.
+    """``model.predict(x)`` in batches of ``batch_size`` through :func:`keras_input`; where
+    :func:`compiles_per_batch_shape`, with every batch full.
 
     The last batch is padded with copies of the last row, whose outputs are then cut off: the
     result is the same, and the prediction step compiles once for any number of rows.
     """
     padding = -len(x) % batch_size
-    if padding and len(x) and compiles_per_batch_shape():
-        x = np.concatenate([x, np.repeat(x[-1:], padding, axis=0)])
-        return model.predict(x, batch_size=batch_size, verbose=0)[:-padding]
-    return model.predict(x, batch_size=batch_size, verbose=0)
+    if compiles_per_batch_shape() or not len(x):
+        if padding and len(x):
+            x = np.concatenate([x, np.repeat(x[-1:], padding, axis=0)])
+            return model.predict(x, batch_size=batch_size, verbose=0)[:-padding]
+        return model.predict(x, batch_size=batch_size, verbose=0)
+    data, _ = keras_input(OrderedBatches(x, batch_size=batch_size))
+    return model.predict(data, verbose=0)
 
 
 def require_tensorflow(feature: str) -> None:

@@ -35,7 +35,7 @@ import keras
 import numpy as np
 
 from .backbones import WeightsDownloadError, get_backbone, save_weights_by_layer_name
-from .backend import BackendError, has_gpu
+from .backend import BackendError, has_gpu, predict_in_full_batches
 from .cache import feature_cache
 from .classifier import TransferCNNClassifier
 from .datasets import FER2013_CLASSES, load_fer2013
@@ -572,7 +572,7 @@ def predict_peer(path: Path, images_by_split: dict[str, np.ndarray]) -> dict[str
     for split, images in images_by_split.items():
         x = keras.ops.image.resize(images[..., np.newaxis].astype("float32"), (64, 64))
         x = (keras.ops.convert_to_numpy(x) / 255.0 - 0.5) * 2.0
-        predicted[split] = model.predict(x, batch_size=256, verbose=0).argmax(axis=1)
+        predicted[split] = predict_in_full_batches(model, x, 256).argmax(axis=1)
     return predicted
 
 

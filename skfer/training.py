@@ -20,10 +20,9 @@ import keras
 import numpy as np
 
 from .backbones import BackboneSpec
-from .backend import compiles_per_batch_shape
+from .backend import OrderedBatches, compiles_per_batch_shape, keras_input
 from .cache import FeatureCache, feature_cache
 from .checkpoint import TrainingCheckpoint
-from .disk_array import DiskArray
 from .distribute import strategy_scope
 from .model import (
     BACKBONE_LAYER,
@@ -505,10 +504,6 @@ def _fit_phase(
             mirrored = features(mirrored)
         if validation is not None:
             validation = (features(validation[0]), validation[1])
-            if split.dtype != keras.config.floatx() or isinstance(validation[0], DiskArray):
-                # Keras casts an array of another float dtype whole, and knows no DiskArray:
-                # give it batches instead.
-                validation = _OrderedBatches(*validation, settings.batch_size)
         trained_model = split.trained
     elif settings.feature_mixup_alpha:
         raise ValueError(
@@ -519,6 +514,10 @@ def _fit_phase(
         )
     else:
         trained_model = model
+    if validation is not None:
+        # In batches: Keras would cast an array of another float dtype (cached float16 maps)
+        # whole, and knows no DiskArray.
+        validation, _ = keras_input(OrderedBatches(*validation, batch_size=settings.batch_size))
     # Several steps per call fail under a tf.distribute strategy in Keras 3.15 ("You must
     # feed a value for placeholder tensor", keras-team/keras#19246): one step there.
     head_only = split is not None and phase.backbone_frozen
@@ -599,17 +598,17 @@ def _fit_phase(
         full_batches=compiles_per_batch_shape(),
         mixup_alpha=settings.mixup_alpha or settings.feature_mixup_alpha,
         mirrored=mirrored,
+        class_weight=settings.class_weight,
     )
+    data, epoch_callbacks = keras_input(batches)
     try:
         fitted = trained_model.fit(
-            batches,
+            data,
             epochs=start + phase.epochs,
             initial_epoch=done,
             shuffle=False,  # the batches shuffle themselves, with their own generator
-            callbacks=phase_callbacks,
+            callbacks=epoch_callbacks + phase_callbacks,
             validation_data=validation,
-            validation_batch_size=settings.batch_size,
-            class_weight=settings.class_weight,
             verbose={0: 0, 1: 2}.get(settings.verbose, 1),
         )
     except KeyboardInterrupt:
@@ -677,6 +676,10 @@ class ShuffledBatches(keras.utils.PyDataset):
     mirrored : ndarray or None
         Aligned with ``x``: the mirror images, or their features. Each row of a batch comes
         from it instead of ``x`` with probability 1/2 (before any mixup).
+    class_weight : dict of int to float or None
+        Each batch then carries sample weights, the weight of each row's class (the largest
+        target of a row of probabilities; 1 for a class not in the dict), as Keras weighs
+        ``fit(class_weight=)``.
     """
 
     def __init__(
@@ -690,6 +693,7 @@ class ShuffledBatches(keras.utils.PyDataset):
         full_batches: bool = False,
         mixup_alpha: float = 0.0,
         mirrored=None,
+        class_weight: dict[int, float] | None = None,
     ):
         super().__init__()
         if mirrored is not None and mirrored.shape != x.shape:
@@ -701,6 +705,7 @@ class ShuffledBatches(keras.utils.PyDataset):
         self.full_batches = full_batches
         self.mixup_alpha = mixup_alpha
         self.mirrored = mirrored
+        self.class_weight = class_weight
         self.epoch = epoch
         self.order = self._permutation()
 
@@ -725,29 +730,19 @@ class ShuffledBatches(keras.utils.PyDataset):
             x = np.empty((len(rows), *self.x.shape[1:]), self.x.dtype)
             x[~flipped] = self.x[rows[~flipped]]
             x[flipped] = self.mirrored[rows[flipped]]
-        if not self.mixup_alpha:
-            return x, self.y[rows]
-        rng = np.random.default_rng([self.seed, self.epoch, index])
-        return mixup(x, self.y[rows], self.mixup_alpha, rng)
+        y = self.y[rows]
+        if self.mixup_alpha:
+            rng = np.random.default_rng([self.seed, self.epoch, index])
+            x, y = mixup(x, y, self.mixup_alpha, rng)
+        if self.class_weight is None:
+            return x, y
+        classes = y if y.ndim == 1 else y.argmax(axis=1)
+        weights = [self.class_weight.get(int(c), 1.0) for c in classes]
+        return x, y, np.asarray(weights, keras.config.floatx())
 
     def on_epoch_end(self) -> None:
         self.epoch += 1
         self.order = self._permutation()
-
-
-class _OrderedBatches(keras.utils.PyDataset):
-    """Consecutive batches of ``(x, y)``, as Keras batches arrays (the last may be smaller)."""
-
-    def __init__(self, x, y, batch_size: int):
-        super().__init__()
-        self.x, self.y, self.batch_size = x, y, batch_size
-
-    def __len__(self) -> int:
-        return -(-len(self.y) // self.batch_size)
-
-    def __getitem__(self, index: int):
-        rows = slice(index * self.batch_size, (index + 1) * self.batch_size)
-        return self.x[rows], self.y[rows]
 
 
 def _described(split: CachedSplit) -> str:

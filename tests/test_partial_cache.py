@@ -238,9 +238,11 @@ def test_a_spatial_head_trains_on_float16_maps_that_share_the_lower_blocks(parti
     uncached = TransferCNNClassifier(**params, pooling="spatial", cache_features=False).fit(X, y)
     for key in ("loss", "val_loss"):
         np.testing.assert_allclose(spatial.history_[key], uncached.history_[key], rtol=1e-3)
-    np.testing.assert_allclose(spatial.predict_proba(X), uncached.predict_proba(X), atol=1e-3)
+    # Float16 maps against float32 ones: the probabilities differ by up to about 1e-3 (0.00099
+    # through Keras' own pipeline, 0.00102 through skfer's, the same fits).
+    np.testing.assert_allclose(spatial.predict_proba(X), uncached.predict_proba(X), atol=2e-3)
     loaded = skfer.load(spatial.save(tmp_path / "spatial.skfer"))
-    np.testing.assert_allclose(loaded.predict_proba(X), uncached.predict_proba(X), atol=1e-3)
+    np.testing.assert_allclose(loaded.predict_proba(X), spatial.predict_proba(X), rtol=1e-6)
     assert spatial.transform(X[:3]).shape == (3, 8)
 
 
