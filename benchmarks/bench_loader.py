@@ -29,6 +29,7 @@ import argparse
 import os
 import platform
 import time
+from contextlib import nullcontext
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -89,11 +90,8 @@ def train_epochs(trained: keras.Model, maps: np.ndarray, epochs: int, path: str)
     """Wall seconds of each epoch of the block-13 model on ``maps`` and their mirror images."""
     targets = keras.utils.to_categorical(np.arange(len(maps)) % 7, 7)
     batches = ShuffledBatches(maps, targets, 64, seed=0, mixup_alpha=0.4, mirrored=maps[:, :, ::-1])
-    data, callbacks = batches, []
     if path == "threads":
         batches.workers = THREADS
-    elif path == "skfer":
-        data, callbacks = keras_input(batches)
     seconds = []
 
     class EpochTimes(keras.callbacks.Callback):
@@ -103,7 +101,11 @@ def train_epochs(trained: keras.Model, maps: np.ndarray, epochs: int, path: str)
         def on_epoch_end(self, epoch, logs=None):
             seconds.append(time.perf_counter() - self.start)
 
-    trained.fit(data, epochs=epochs, verbose=0, callbacks=[EpochTimes(), *callbacks], shuffle=False)
+    with keras_input(batches) if path == "skfer" else nullcontext((batches, [])) as given:
+        data, callbacks = given
+        trained.fit(
+            data, epochs=epochs, verbose=0, callbacks=[EpochTimes(), *callbacks], shuffle=False
+        )
     return seconds
 
 

@@ -7,6 +7,9 @@ use TensorFlow itself; they raise :class:`BackendError` elsewhere, saying what t
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import keras
 import numpy as np
 
@@ -94,8 +97,10 @@ class EpochEnd(keras.callbacks.Callback):
         self.batches.on_epoch_end()
 
 
-def keras_input(batches: keras.utils.PyDataset) -> tuple[object, list]:
-    """``batches`` as skfer hands them to Keras' ``fit``, ``evaluate`` and ``predict``.
+@contextlib.contextmanager
+def keras_input(batches: keras.utils.PyDataset) -> Iterator[tuple[object, list]]:
+    """``batches`` as skfer hands them to Keras' ``fit``, ``evaluate`` and ``predict``, for the
+    duration of a ``with`` block.
 
     On TensorFlow, a ``tf.data`` pipeline that reads them in order, :data:`PREFETCH_BATCHES`
     ahead of the step in one background thread, with tf.data's autotuning off. Keras' own
@@ -105,22 +110,37 @@ def keras_input(batches: keras.utils.PyDataset) -> tuple[object, list]:
     computation, 25 s of one long epoch in two (docs/benchmarks.md). Elsewhere (JAX), the
     batches themselves: Keras' pipeline there has no autotuning.
 
-    Returns
-    -------
+    TensorFlow keeps the generator of every ``from_generator`` pipeline, Keras' own included,
+    for the rest of the process, and with it whatever the generator refers to (run v19 of the
+    cpu preset, whose predictions went through such pipelines, peaked at 22.8 GB). This
+    pipeline reaches ``batches`` through a reference that leaving the block drops, so that
+    only the generator's own few bytes stay behind.
+
+    Yields
+    ------
     data : tf.data.Dataset or keras.utils.PyDataset
-        For ``fit``'s ``x`` or ``validation_data``, or ``predict``'s ``x``.
+        For ``fit``'s ``x`` or ``validation_data``, or ``predict``'s ``x``, inside the block.
     callbacks : list of keras.callbacks.Callback
         For ``fit`` when ``data`` trains: :class:`EpochEnd`, since Keras calls the
         ``on_epoch_end`` of a ``PyDataset`` only when given it itself (none on JAX).
     """
     if keras.backend.backend() != "tensorflow":
-        return batches, []
+        yield batches, []
+        return
     import tensorflow as tf
 
+    source = [batches]
+
     def read():
-        # The epoch's order is the one ``batches`` has when the step asks for its first batch.
-        for index in range(len(batches)):
-            yield batches[index]
+        if not source:
+            raise RuntimeError(
+                "A pipeline of skfer.backend.keras_input was read after its with block; use "
+                "it inside the block."
+            )
+        # The epoch's order is the one the batches have when the step asks for its first one.
+        current = source[0]
+        for index in range(len(current)):
+            yield current[index]
 
     signature = tuple(
         tf.TensorSpec((None, *np.shape(part)[1:]), tf.as_dtype(np.asarray(part).dtype))
@@ -134,7 +154,10 @@ def keras_input(batches: keras.utils.PyDataset) -> tuple[object, list]:
         .with_options(options)
         .prefetch(PREFETCH_BATCHES)
     )
-    return data, [EpochEnd(batches)]
+    try:
+        yield data, [EpochEnd(batches)]
+    finally:
+        source.clear()
 
 
 def predict_in_full_batches(model: keras.Model, x: np.ndarray, batch_size: int) -> np.ndarray:
@@ -150,8 +173,8 @@ def predict_in_full_batches(model: keras.Model, x: np.ndarray, batch_size: int) 
             x = np.concatenate([x, np.repeat(x[-1:], padding, axis=0)])
             return model.predict(x, batch_size=batch_size, verbose=0)[:-padding]
         return model.predict(x, batch_size=batch_size, verbose=0)
-    data, _ = keras_input(OrderedBatches(x, batch_size=batch_size))
-    return model.predict(data, verbose=0)
+    with keras_input(OrderedBatches(x, batch_size=batch_size)) as (data, _):
+        return model.predict(data, verbose=0)
 
 
 def require_tensorflow(feature: str) -> None:

@@ -13,6 +13,7 @@ Ctrl-C stops it cleanly with the best weights seen so far.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -514,10 +515,6 @@ def _fit_phase(
         )
     else:
         trained_model = model
-    if validation is not None:
-        # In batches: Keras would cast an array of another float dtype (cached float16 maps)
-        # whole, and knows no DiskArray.
-        validation, _ = keras_input(OrderedBatches(*validation, batch_size=settings.batch_size))
     # Several steps per call fail under a tf.distribute strategy in Keras 3.15 ("You must
     # feed a value for placeholder tensor", keras-team/keras#19246): one step there.
     head_only = split is not None and phase.backbone_frozen
@@ -600,17 +597,24 @@ def _fit_phase(
         mirrored=mirrored,
         class_weight=settings.class_weight,
     )
-    data, epoch_callbacks = keras_input(batches)
     try:
-        fitted = trained_model.fit(
-            data,
-            epochs=start + phase.epochs,
-            initial_epoch=done,
-            shuffle=False,  # the batches shuffle themselves, with their own generator
-            callbacks=epoch_callbacks + phase_callbacks,
-            validation_data=validation,
-            verbose={0: 0, 1: 2}.get(settings.verbose, 1),
-        )
+        with contextlib.ExitStack() as inputs:
+            if validation is not None:
+                # In batches: Keras would cast an array of another float dtype (cached float16
+                # maps) whole, and knows no DiskArray.
+                validation, _ = inputs.enter_context(
+                    keras_input(OrderedBatches(*validation, batch_size=settings.batch_size))
+                )
+            data, epoch_callbacks = inputs.enter_context(keras_input(batches))
+            fitted = trained_model.fit(
+                data,
+                epochs=start + phase.epochs,
+                initial_epoch=done,
+                shuffle=False,  # the batches shuffle themselves, with their own generator
+                callbacks=epoch_callbacks + phase_callbacks,
+                validation_data=validation,
+                verbose={0: 0, 1: 2}.get(settings.verbose, 1),
+            )
     except KeyboardInterrupt:
         fitted = recorder  # the epochs that finished
         if early_stopping is not None and early_stopping.best_weights is not None:

@@ -3,6 +3,9 @@ the order its batches say, one batch ahead, and on TensorFlow without tf.data's 
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import keras
 import numpy as np
 import pytest
@@ -21,10 +24,10 @@ def _elements(data) -> list:
 def test_the_pipeline_gives_the_batches_in_order_without_autotuning():
     x = np.arange(20, dtype=np.float16).reshape(10, 2)
     y = np.arange(10)
-    data, callbacks = keras_input(OrderedBatches(x, y, batch_size=4))
-    assert data.options().autotune.enabled is False
-    assert int(data.cardinality()) == 3
-    read = _elements(data)
+    with keras_input(OrderedBatches(x, y, batch_size=4)) as (data, callbacks):
+        assert data.options().autotune.enabled is False
+        assert int(data.cardinality()) == 3
+        read = _elements(data)
     assert [len(batch[0]) for batch in read] == [4, 4, 2]
     np.testing.assert_array_equal(np.concatenate([batch[0] for batch in read]), x)
     np.testing.assert_array_equal(np.concatenate([batch[1] for batch in read]), y)
@@ -35,7 +38,8 @@ def test_the_pipeline_gives_the_batches_in_order_without_autotuning():
 def test_elsewhere_the_batches_go_to_keras_as_they_are(monkeypatch):
     monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
     batches = OrderedBatches(np.zeros((3, 2)), batch_size=2)
-    assert keras_input(batches) == (batches, [])
+    with keras_input(batches) as given:
+        assert given == (batches, [])
 
 
 class _Recorder(keras.layers.Layer):
@@ -62,8 +66,8 @@ def test_fit_sees_each_epoch_in_the_order_of_the_shuffled_batches():
     model = keras.Model(inputs, outputs)
     model.compile("sgd", "sparse_categorical_crossentropy", run_eagerly=True)
     batches = ShuffledBatches(x, y, 4, seed=5)
-    data, callbacks = keras_input(batches)
-    model.fit(data, epochs=3, shuffle=False, callbacks=callbacks, verbose=0)
+    with keras_input(batches) as (data, callbacks):
+        model.fit(data, epochs=3, shuffle=False, callbacks=callbacks, verbose=0)
     expected = [
         ShuffledBatches(x, y, 4, seed=5, epoch=epoch)[index][0]
         for epoch in range(3)
@@ -96,3 +100,20 @@ def test_class_weights_ride_with_the_batches_as_keras_weighs_them():
     np.testing.assert_array_equal(w, [weights.get(int(c), 1.0) for c in rows.argmax(axis=1)])
     assert w.dtype == np.float32
     assert len(ShuffledBatches(x, labels, 4, seed=0)[0]) == 2  # no weights asked: none given
+
+
+@pytest.mark.skipif(not ON_TENSORFLOW, reason="the tf.data pipeline is TensorFlow's")
+def test_leaving_the_block_lets_go_of_the_batches():
+    """TensorFlow keeps every from_generator pipeline's generator; the batches (and the arrays
+    they hold) must not stay with it: run v19 kept every predicted chunk, 22.8 GB."""
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, keras.layers.Dense(2)(inputs))
+    batches = OrderedBatches(np.ones((10, 3), np.float32), batch_size=4)
+    alive = weakref.ref(batches)
+    with keras_input(batches) as (data, callbacks):
+        model.predict(data, verbose=0)
+    del batches, callbacks  # the caller's own references
+    gc.collect()
+    assert alive() is None
+    with pytest.raises(Exception, match="after its with block"):  # TensorFlow wraps it
+        _elements(data)
