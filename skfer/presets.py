@@ -3,7 +3,7 @@
 - ``paper``: Inception V3, ResNet50, VGG16 and VGGFace at the study's 224 px (Inception 299),
   then experts and the ensemble on the best; for a GPU machine that can download weights.
 - ``cpu``: the same table with weights available offline, sized to run on all 28,709 Training
-  images in about an hour on 2 CPU cores: the face-trained MobileNet 1.0 (VGGFace2) at 224 px
+  images in under an hour on 2 CPU cores: the face-trained MobileNet 1.0 (VGGFace2) at 224 px
   with its top block fine-tuned on cached block-12 maps (mixed up as they are read) from two
   seeds, frozen (an MLP head on its cached features; the experts reuse them), and frozen with
   a spatial head, all four trained on random mirror images (cached maps of them) and tested
@@ -230,7 +230,8 @@ PRESETS = {
         "(a 1x1 convolution on the unpooled maps); MobileNet 0.25 (ImageNet) "
         "fine-tuned at 96 px (3 + 4 epochs) and a random-init control (64 px, 1 + 1 epochs), both "
         "kept short; the face models train on random mirror images (their cached maps) and "
-        "average each test image with its mirror image; 2 CPU cores, about 1 hour",
+        "average each test image with its mirror image; 2 CPU cores, under an hour (47 "
+        "minutes in run v20)",
         base_models=(
             BaseModelPlan(
                 _FACE_BLOCK13,
