@@ -10,8 +10,9 @@ Two measurements, the three paths taking turns ``--repeats`` times in one proces
 - **maps**: the block-12 maps (float16) of the face-trained MobileNet 1.0 at 224 px for
   ``--n`` PublicTest images, in the feature cache's chunks (:data:`skfer.cache.CHUNK_BYTES`,
   320 images a call), each chunk through ``model.predict`` on the array (Keras' own pipeline,
-  as skfer predicted until 2026-12-05), on :class:`ThreadedBatches` of it, or through
-  :func:`skfer.backend.predict_in_full_batches` (skfer's pipeline).
+  as skfer predicted until 2026-12-05), on :class:`skfer.backend.OrderedBatches` of it read by
+  two of Keras' threads, or through :func:`skfer.backend.predict_in_full_batches` (skfer's
+  pipeline).
 - **epochs**: the preset's block-13 model (block 13 and the head) trained for ``--epochs``
   epochs of ``--steps`` batches of 64 random maps with mirror images and mixup, by
   :class:`skfer.training.ShuffledBatches` given to Keras as they are (tf.data autotuned), with
@@ -37,7 +38,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from bench_feature_batch import add_data_arguments, block12_split, public_test_images  # noqa: E402
 
-from skfer.backend import keras_input, predict_in_full_batches  # noqa: E402
+from skfer.backend import OrderedBatches, keras_input, predict_in_full_batches  # noqa: E402
 from skfer.training import ShuffledBatches  # noqa: E402
 
 CHUNK = 320  # images per predict call in the feature cache's path (64 MiB of float32 maps)
@@ -48,20 +49,6 @@ PATHS = {
     "threads": "Keras' threads (workers=2)",
     "skfer": "skfer's pipeline (keras_input)",
 }
-
-
-class ThreadedBatches(keras.utils.PyDataset):
-    """Consecutive batches of ``x``, read by :data:`THREADS` of Keras' threads."""
-
-    def __init__(self, x, batch_size: int):
-        super().__init__(workers=THREADS)
-        self.x, self.batch_size = x, batch_size
-
-    def __len__(self) -> int:
-        return -(-len(self.x) // self.batch_size)
-
-    def __getitem__(self, index: int):
-        return (self.x[index * self.batch_size : (index + 1) * self.batch_size],)
 
 
 def timed(run) -> tuple:
@@ -80,7 +67,9 @@ def maps_by(model: keras.Model, images: np.ndarray, path: str) -> np.ndarray:
         if path == "keras":
             chunks.append(model.predict(chunk, batch_size=BATCH, verbose=0))
         elif path == "threads":
-            chunks.append(model.predict(ThreadedBatches(chunk, BATCH), verbose=0))
+            threaded = OrderedBatches(chunk, batch_size=BATCH)
+            threaded.workers = THREADS
+            chunks.append(model.predict(threaded, verbose=0))
         else:
             chunks.append(predict_in_full_batches(model, chunk, BATCH))
     return np.concatenate(chunks).astype(np.float16)

@@ -167,14 +167,14 @@ def predict_in_full_batches(model: keras.Model, x: np.ndarray, batch_size: int) 
     The last batch is padded with copies of the last row, whose outputs are then cut off: the
     result is the same, and the prediction step compiles once for any number of rows.
     """
+    if len(x) and not compiles_per_batch_shape():
+        with keras_input(OrderedBatches(x, batch_size=batch_size)) as (data, _):
+            return model.predict(data, verbose=0)
     padding = -len(x) % batch_size
-    if compiles_per_batch_shape() or not len(x):
-        if padding and len(x):
-            x = np.concatenate([x, np.repeat(x[-1:], padding, axis=0)])
-            return model.predict(x, batch_size=batch_size, verbose=0)[:-padding]
-        return model.predict(x, batch_size=batch_size, verbose=0)
-    with keras_input(OrderedBatches(x, batch_size=batch_size)) as (data, _):
-        return model.predict(data, verbose=0)
+    if padding and len(x):
+        x = np.concatenate([x, np.repeat(x[-1:], padding, axis=0)])
+        return model.predict(x, batch_size=batch_size, verbose=0)[:-padding]
+    return model.predict(x, batch_size=batch_size, verbose=0)
 
 
 def require_tensorflow(feature: str) -> None:
