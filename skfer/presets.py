@@ -4,7 +4,7 @@
   then experts and the ensemble on the best; for a GPU machine that can download weights.
 - ``cpu``: the same table with weights available offline, sized to run on all 28,709 Training
   images in under an hour on 2 CPU cores: the face-trained MobileNet 1.0 (VGGFace2) at 224 px
-  with its top block fine-tuned on cached block-12 maps (mixed up as they are read) from three
+  with its top block fine-tuned on cached block-12 maps (mixed up as they are read) from two
   seeds, frozen (an MLP head on its cached features; the experts reuse them), and frozen with
   a spatial head, all four trained on random mirror images (cached maps of them) and tested
   on each image and its mirror, and two cheap reference rows, MobileNet 0.25 with ImageNet
@@ -224,8 +224,8 @@ PRESETS = {
     "cpu": Preset(
         name="cpu",
         description="all Training images; the face-trained MobileNet 1.0 (VGGFace2) at 224 px "
-        "five times: its top block (13) fine-tuned on cached block-12 maps (mixed up as they "
-        "are read) from three seeds, frozen (an MLP head "
+        "four times: its top block (13) fine-tuned on cached block-12 maps (mixed up as they "
+        "are read) from two seeds, frozen (an MLP head "
         "on its cached features, which the experts share), and frozen with a spatial head "
         "(a 1x1 convolution on the unpooled maps); MobileNet 0.25 (ImageNet) "
         "fine-tuned at 96 px (3 + 4 epochs) and a random-init control (64 px, 1 + 1 epochs), both "
@@ -246,17 +246,9 @@ PRESETS = {
                 _FACE_BLOCK13_PARAMS,
                 seed_offset=1,
             ),
-            # A third draw, in the minutes the hour had free after skfer's own input
-            # pipeline (runs v20 and FER+ v11: 13 and 18 minutes); the selection took both
-            # seeds in both of those runs (docs/results.md).
-            BaseModelPlan(
-                f"{_FACE_BLOCK13}, third seed",
-                _FACE_BLOCK13_PARAMS,
-                seed_offset=2,
-            ),
             # Without a long phase, unfreeze_blocks only says where the feature cache cuts
             # the backbone: its pooled features come from the block-12 maps of the model
-            # above, so the lower blocks run once for all of them and the experts.
+            # above, so the lower blocks run once for both models and the experts.
             BaseModelPlan(_FACE_FROZEN_LABEL, {**_FACE_FROZEN, "unfreeze_blocks": 1}),
             # The same frozen features before pooling: a head that keeps where each feature
             # lies errs on other images than the pooled ones (docs/results.md).
