@@ -97,6 +97,22 @@ class EpochEnd(keras.callbacks.Callback):
         self.batches.on_epoch_end()
 
 
+class _EpochsByCallback(keras.utils.PyDataset):
+    """``batches`` read through, with their ``on_epoch_end`` left to :class:`EpochEnd`: Keras
+    calls a ``PyDataset``'s ``on_epoch_end`` once more when ``fit`` starts (its epoch
+    iterator's ``reset``), which would train the first epoch on the second epoch's order."""
+
+    def __init__(self, batches: keras.utils.PyDataset):
+        super().__init__()
+        self.batches = batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, index: int):
+        return self.batches[index]
+
+
 @contextlib.contextmanager
 def keras_input(batches: keras.utils.PyDataset) -> Iterator[tuple[object, list]]:
     """``batches`` as skfer hands them to Keras' ``fit``, ``evaluate`` and ``predict``, for the
@@ -108,7 +124,8 @@ def keras_input(batches: keras.utils.PyDataset) -> Iterator[tuple[object, list]]
     end of every epoch, validation and ``predict`` call) waited for the autotuning thread to
     wake, the CPU idle for up to 30 s at a time: a third of the cpu preset's block-12 maps'
     computation, 25 s of one long epoch in two (docs/benchmarks.md). Elsewhere (JAX), the
-    batches themselves: Keras' pipeline there has no autotuning.
+    batches as a ``PyDataset`` whose epochs end by the callback below: Keras' pipeline there
+    has no autotuning, and either way the first epoch takes the batches' epoch-0 order.
 
     TensorFlow keeps the generator of every ``from_generator`` pipeline, Keras' own included,
     for the rest of the process, and with it whatever the generator refers to (run v19 of the
@@ -121,11 +138,11 @@ def keras_input(batches: keras.utils.PyDataset) -> Iterator[tuple[object, list]]
     data : tf.data.Dataset or keras.utils.PyDataset
         For ``fit``'s ``x`` or ``validation_data``, or ``predict``'s ``x``, inside the block.
     callbacks : list of keras.callbacks.Callback
-        For ``fit`` when ``data`` trains: :class:`EpochEnd`, since Keras calls the
-        ``on_epoch_end`` of a ``PyDataset`` only when given it itself (none on JAX).
+        For ``fit`` when ``data`` trains: :class:`EpochEnd`, which calls the batches'
+        ``on_epoch_end`` after each epoch and never before the first.
     """
     if keras.backend.backend() != "tensorflow":
-        yield batches, []
+        yield _EpochsByCallback(batches), [EpochEnd(batches)]
         return
     import tensorflow as tf
 

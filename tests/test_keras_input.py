@@ -9,6 +9,7 @@ import weakref
 import keras
 import numpy as np
 import pytest
+from conftest import run_on_jax
 
 from skfer.backend import OrderedBatches, keras_input, predict_in_full_batches
 from skfer.training import ShuffledBatches
@@ -35,11 +36,28 @@ def test_the_pipeline_gives_the_batches_in_order_without_autotuning():
     assert len(callbacks) == 1
 
 
-def test_elsewhere_the_batches_go_to_keras_as_they_are(monkeypatch):
+def test_elsewhere_the_batches_go_to_keras_with_their_epochs_ended_by_the_callback(
+    monkeypatch,
+):
     monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
-    batches = OrderedBatches(np.zeros((3, 2)), batch_size=2)
-    with keras_input(batches) as given:
-        assert given == (batches, [])
+    x, y = np.arange(10).reshape(5, 2), np.arange(5)
+    batches = ShuffledBatches(x, y, 2, seed=0)
+    with keras_input(batches) as (data, callbacks):
+        first = data[0][0].copy()
+        data.on_epoch_end()  # what Keras calls when fit starts: the order stays epoch 0's
+        np.testing.assert_array_equal(data[0][0], first)
+        assert len(data) == len(batches) == 3
+        (epoch_end,) = callbacks
+        epoch_end.on_epoch_end(0)
+    np.testing.assert_array_equal(data[0][0], ShuffledBatches(x, y, 2, seed=0, epoch=1)[0][0])
+
+
+def _traced(x) -> bool:
+    if keras.backend.backend() != "jax":
+        return False
+    import jax
+
+    return isinstance(x, jax.core.Tracer)
 
 
 class _Recorder(keras.layers.Layer):
@@ -50,7 +68,8 @@ class _Recorder(keras.layers.Layer):
         self.keep = seen.append  # not the list: Keras would track a copy of it
 
     def call(self, x):
-        self.keep(keras.ops.convert_to_numpy(x))
+        if not _traced(x):  # JAX traces the model once to build it: no batch yet
+            self.keep(keras.ops.convert_to_numpy(x))
         return x
 
     def compute_output_spec(self, x):
@@ -76,6 +95,18 @@ def test_fit_sees_each_epoch_in_the_order_of_the_shuffled_batches():
     assert len(seen) == len(expected) == 9  # no batch read ahead for the next epoch trained
     for got, want in zip(seen, expected, strict=True):
         np.testing.assert_array_equal(got, want)
+
+
+def test_on_jax_too_fit_sees_each_epoch_in_the_order_of_the_shuffled_batches():
+    # Keras' JAX backend reads a PyDataset itself, and calls its on_epoch_end once when fit
+    # starts: without skfer's view the first epoch took the second epoch's order.
+    script = (
+        "import json, sys, pytest\n"
+        "code = pytest.main([sys.argv[1], '-q', '-n', '0', '-p', 'no:cacheprovider', "
+        "'-k', 'test_fit_sees_each_epoch_in_the_order_of_the_shuffled_batches'])\n"
+        "print(json.dumps({'exit_code': int(code)}))"
+    )
+    assert run_on_jax(script, __file__) == {"exit_code": 0}
 
 
 def test_predict_through_the_pipeline_gives_the_rows_in_order():
