@@ -129,7 +129,7 @@ def test_no_stack_image_reaches_a_members_training_or_stopping(tmp_path, monkeyp
 
     # Rigged scores make the stopping part's best base model ("tiny") and the stacking part's
     # best member ("tiny, other head") differ, and every candidate joins the ensemble: the
-    # paired test must compare with the member that the stacking CV names.
+    # ensemble must be built on, and the paired test compare with, the stacking part's best.
     score = TransferCNNClassifier.score
 
     def rigged_score(self, X, y, **kwargs):
@@ -170,6 +170,11 @@ def test_no_stack_image_reaches_a_members_training_or_stopping(tmp_path, monkeyp
     public = {r["model"]: r["accuracy"] for r in document["results"] if r["split"] == "PublicTest"}
     best_member = document["stacking_cv"]["best_member"]
     assert (document["best_base_model"], best_member) == ("tiny", "tiny, other head")
+    # The ensemble is built on the base model most accurate on the stacking part, not on the
+    # stopping part's best.
+    selection = document["member_selection"]
+    assert selection["members"][0] == best_member
+    assert max(selection["stack_accuracy"], key=selection["stack_accuracy"].get) == best_member
     expected = public["ensemble (logistic stack)"] - public[best_member]
     assert paired["difference"] == pytest.approx(expected)
     assert all(len(row["accuracy_interval"]) == 2 for row in document["results"])
