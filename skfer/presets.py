@@ -21,8 +21,8 @@ class, small inputs, one epoch per phase) that exercises the same code end to en
 
 Every preset holds out two parts of Training, split by image (:mod:`skfer.protocol`): a
 stopping part (``stop_fraction``) for early stopping and the choice of the best base model,
-and a stacking part (``stack_fraction``) for the selection of the ensemble's members and the
-stacking MLP.
+and a stacking part (``stack_fraction``) for the selection of the ensemble's members (the
+first: the base model most accurate there) and the stacking MLP.
 """
 
 from __future__ import annotations

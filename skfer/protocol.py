@@ -9,8 +9,9 @@ trains a model inflates every held-out figure, and copies with different labels 
   right cannot be known), and counts them;
 - splits the rest *by image*: all copies of an image fall into one part;
 - gives each part one purpose: ``fit`` trains the members, ``stop`` early-stops them and
-  chooses the best base model, ``stack`` selects the ensemble's members and trains the
-  stacking MLP; no image of ``stack`` has reached a member's training or stopping;
+  chooses the best base model, ``stack`` selects the ensemble's members (the first: the base
+  model most accurate there) and trains the stacking MLP; no image of ``stack`` has reached
+  a member's training or stopping;
 - marks, in every test split, the images that have a copy anywhere in Training, so that each
   test split is scored twice: as published, and without those images.
 """

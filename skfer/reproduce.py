@@ -766,7 +766,8 @@ def _results_markdown(title, context, run, bases, results, paired, figures) -> s
         f"copies stay in one part: {len(splits.fit)} to train the members, {len(splits.stop)} "
         f"({plan.stop_fraction:.0%}) to early-stop them and choose the best base model, "
         f"{len(splits.stack)} ({plan.stack_fraction:.0%}) to select the ensemble's members "
-        f"and train the stacker; seed {context.seed}",
+        f"(the first: the base model most accurate there) and train the stacker; seed "
+        f"{context.seed}",
         f"- {counts['conflicting_dropped']} Training images dropped: their exact copies "
         f"carry other labels; {counts['training_copies']} kept Training images have a copy "
         "in Training (always in the same part)",
