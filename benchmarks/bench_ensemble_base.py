@@ -18,8 +18,9 @@ PublicTest accuracy of the stacker fitted on the whole stacking part with the pa
 difference against that member (reported, never used to choose).
 
 The run saves only the experts its ensemble kept, so the experts are not candidates here;
-and the members predict without the run's float16 feature cache, so their outputs differ
-from the run's by that rounding.
+and the members predict without the run's float16 feature cache, so their outputs can differ
+from the run's by that rounding (on run v21 they gave the run's selection and figures to the
+fourth decimal).
 """
 
 from __future__ import annotations

@@ -428,14 +428,14 @@ def stack_ensemble(
     stack_accuracy = {
         label: model.score(stack.images, stack.target) for label, model in bases.models.items()
     }
-    best_label = max(stack_accuracy, key=stack_accuracy.get)
+    base_label = max(stack_accuracy, key=stack_accuracy.get)
     context.progress.log(
-        f"the ensemble's base: {best_label}, the base model most accurate on the stacking part "
-        f"({stack_accuracy[best_label]:.4f})"
+        f"the ensemble's base: {base_label}, the base model most accurate on the stacking part "
+        f"({stack_accuracy[base_label]:.4f})"
     )
-    others = {label: model for label, model in bases.models.items() if label != best_label}
+    others = {label: model for label, model in bases.models.items() if label != base_label}
     selection = select_experts(
-        bases.models[best_label],
+        bases.models[base_label],
         experts,
         stack.images,
         stack.target,
@@ -448,7 +448,7 @@ def stack_ensemble(
     )
     context.progress.log("member selection:\n" + selection.summary(run.class_names))
     estimator = make_fer_ensemble(
-        bases.models[best_label],
+        bases.models[base_label],
         experts,
         expert_classes=list(selection.selected),
         others=[(label, others[label]) for label in selection.selected_others],
@@ -462,7 +462,7 @@ def stack_ensemble(
     def name(key) -> str:
         return selection.member_name(key, run.class_names)
 
-    members = (best_label, *(name(key) for key in selection.selected_others + selection.selected))
+    members = (base_label, *(name(key) for key in selection.selected_others + selection.selected))
     context.document["member_selection"] = {
         "members": list(members),
         "baseline_cv_accuracy": selection.baseline_score,
