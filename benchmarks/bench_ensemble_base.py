@@ -12,10 +12,11 @@ model the ensemble starts from:
 - ``stacking``: the base model most accurate on the stacking part (``skfer reproduce`` since),
 
 it runs the run's greedy member selection (:func:`skfer.ensemble.select_experts`, the
-preset's stacker and seed) with the run's other base models as the candidates, and prints
-the selected members, the stacking CV against the best member's accuracy there, and the
-PublicTest accuracy of the stacker fitted on the whole stacking part with the paired
-difference against that member (reported, never used to choose).
+preset's stacker and seed, ``--folds`` folds: 5 as ``skfer reproduce``) with the run's
+other base models as the candidates, and prints the selected members, the stacking CV
+against the best member's accuracy there, and the PublicTest accuracy of the stacker fitted
+on the whole stacking part with the paired difference against that member (reported, never
+used to choose).
 
 The run saves only the experts its ensemble kept, so the experts are not candidates here;
 and the members predict without the run's float16 feature cache, so their outputs can differ
@@ -57,7 +58,9 @@ class NoExperts:
     classes_ = np.arange(0)
 
 
-def compare(members: dict, y_stack, y_public, stop_best: str, preset: dict, seed: int) -> dict:
+def compare(
+    members: dict, y_stack, y_public, stop_best: str, preset: dict, seed: int, folds: int = 5
+) -> dict:
     """Selection, stacking CV and PublicTest for each rule of the ensemble's base."""
     stack_accuracy = {
         name: float(np.mean(p[0].argmax(axis=1) == y_stack)) for name, p in members.items()
@@ -73,7 +76,7 @@ def compare(members: dict, y_stack, y_public, stop_best: str, preset: dict, seed
         others = {name: SavedOutputs(p[0]) for name, p in members.items() if name != base}
         selection = select_experts(
             SavedOutputs(members[base][0]), NoExperts(), None, y_stack, others=others,
-            random_state=seed, n_jobs=-1, **stacker,
+            cv=folds, random_state=seed, n_jobs=-1, **stacker,
         )  # fmt: skip
         chosen = [base, *selection.selected_others]
         cv = selection.steps[-1][1] if selection.steps else selection.baseline_score
@@ -113,6 +116,7 @@ def main() -> None:
     add_run_arguments(parser)
     parser.add_argument("--members", type=Path, help="npz of the members' probabilities")
     parser.add_argument("--out", type=Path, help="JSON file for the comparison")
+    parser.add_argument("--folds", type=int, default=5, help="the selection's CV folds")
     args = parser.parse_args()
     members_file = args.members or args.run / "members.npz"
     document, splits, class_names = run_splits(args.run, args.data, args.ferplus_labels)
@@ -143,6 +147,7 @@ def main() -> None:
         document["best_base_model"],
         document["preset"],
         document["random_state"],
+        args.folds,
     )
     if args.out:
         args.out.write_text(json.dumps(result, indent=1))
