@@ -11,12 +11,12 @@ model the ensemble starts from:
   until 2026-12-06; the run's ``best_base_model``);
 - ``stacking``: the base model most accurate on the stacking part (``skfer reproduce`` since),
 
-it runs the run's greedy member selection (:func:`skfer.ensemble.select_experts`, the
-preset's stacker and seed, ``--folds`` folds: 5 as ``skfer reproduce``) with the run's
-other base models as the candidates, and prints the selected members, the stacking CV
-against the best member's accuracy there, and the PublicTest accuracy of the stacker fitted
-on the whole stacking part with the paired difference against that member (reported, never
-used to choose).
+it runs the run's greedy member selection (:func:`skfer.ensemble.select_experts`: the
+preset's stacker, or the mean of ``--stacker-seeds`` MLPs; the run's seed; ``--folds`` folds,
+5 as in ``skfer reproduce``) with the run's other base models as the candidates, and prints
+the selected members, the stacking CV against the best member's accuracy there, and the
+PublicTest accuracy of the stacker fitted on the whole stacking part with the paired
+difference against that member (reported, never used to choose).
 
 The run saves only the experts its ensemble kept, so the experts are not candidates here;
 and the members predict without the run's float16 feature cache, so their outputs can differ
@@ -117,6 +117,9 @@ def main() -> None:
     parser.add_argument("--members", type=Path, help="npz of the members' probabilities")
     parser.add_argument("--out", type=Path, help="JSON file for the comparison")
     parser.add_argument("--folds", type=int, default=5, help="the selection's CV folds")
+    parser.add_argument(
+        "--stacker-seeds", type=int, help="MLPs the stacker averages (default: the preset's)"
+    )
     args = parser.parse_args()
     members_file = args.members or args.run / "members.npz"
     document, splits, class_names = run_splits(args.run, args.data, args.ferplus_labels)
@@ -140,12 +143,15 @@ def main() -> None:
         f"{os.cpu_count()} cores, {datetime.date.today()}",
         flush=True,
     )
+    preset = document["preset"]
+    if args.stacker_seeds is not None:
+        preset = {**preset, "stacker_seeds": args.stacker_seeds}
     result = compare(
         members,
         splits.stack.target,
         splits.tests[0].target,
         document["best_base_model"],
-        document["preset"],
+        preset,
         document["random_state"],
         args.folds,
     )
