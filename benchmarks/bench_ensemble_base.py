@@ -36,20 +36,11 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
-from bench_members import add_run_arguments, load_members, run_splits, saved_members  # noqa: E402
+from bench_members import add_run_arguments, members_of, run_splits  # noqa: E402
+from bench_selection import SavedOutputs  # noqa: E402
 
 from skfer.ensemble import make_stacker, select_experts  # noqa: E402
 from skfer.metrics import paired_difference  # noqa: E402
-
-
-class SavedOutputs:
-    """A fitted member that answers ``predict_proba`` with outputs saved earlier."""
-
-    def __init__(self, probabilities: np.ndarray):
-        self.probabilities = probabilities
-
-    def predict_proba(self, X) -> np.ndarray:
-        return self.probabilities
 
 
 class NoExperts:
@@ -79,7 +70,7 @@ def compare(
             cv=folds, random_state=seed, n_jobs=-1, **stacker,
         )  # fmt: skip
         chosen = [base, *selection.selected_others]
-        cv = selection.steps[-1][1] if selection.steps else selection.baseline_score
+        cv = selection.cv_score
         best = max(chosen, key=stack_accuracy.get)
         model = make_stacker(
             stacker["hidden_layer_sizes"], kind=stacker["stacker"], seeds=stacker["stacker_seeds"],
@@ -123,18 +114,11 @@ def main() -> None:
     args = parser.parse_args()
     members_file = args.members or args.run / "members.npz"
     document, splits, class_names = run_splits(args.run, args.data, args.ferplus_labels)
-    if not members_file.exists():
-        found = saved_members(args.run, document, splits, class_names)
-        names = list(found)
-        np.savez(
-            members_file,
-            names=json.dumps(names),
-            **{f"stack_{i}": found[n][0] for i, n in enumerate(names)},
-            **{f"public_{i}": found[n][1] for i, n in enumerate(names)},
-        )
     members = {
         name: outputs
-        for name, outputs in load_members(members_file).items()
+        for name, outputs in members_of(
+            args.run, document, splits, class_names, members_file
+        ).items()
         if not name.startswith("expert")
     }
     print(

@@ -99,6 +99,22 @@ def load_members(path: Path) -> dict:
     return {name: (stored[f"stack_{i}"], stored[f"public_{i}"]) for i, name in enumerate(names)}
 
 
+def members_of(run_dir: Path, document: dict, splits, class_names: list, path: Path) -> dict:
+    """:func:`load_members` of ``path``; where it is missing, :func:`saved_members`, stored
+    there first."""
+    if path.exists():
+        return load_members(path)
+    members = saved_members(run_dir, document, splits, class_names)
+    names = list(members)
+    np.savez(
+        path,
+        names=json.dumps(names),
+        **{f"stack_{i}": members[n][0] for i, n in enumerate(names)},
+        **{f"public_{i}": members[n][1] for i, n in enumerate(names)},
+    )
+    return members
+
+
 def saved_members(run_dir: Path, document: dict, splits, class_names: list) -> dict:
     """Stacking-part and PublicTest probabilities of each saved base model and expert."""
     stack, public = splits.stack, splits.tests[0]
@@ -294,18 +310,8 @@ def main() -> None:
     document, splits, class_names = run_splits(args.run, args.data, args.ferplus_labels)
     seed = document["random_state"]
     minutes = {label: seconds / 60 for label, seconds in document["timings_seconds"].items()}
-    if members_file.exists():
-        members = load_members(members_file)
-        names = list(members)
-    else:
-        members = saved_members(args.run, document, splits, class_names)
-        names = list(members)
-        np.savez(
-            members_file,
-            names=json.dumps(names),
-            **{f"stack_{i}": members[n][0] for i, n in enumerate(names)},
-            **{f"public_{i}": members[n][1] for i, n in enumerate(names)},
-        )
+    members = members_of(args.run, document, splits, class_names, members_file)
+    names = list(members)
     best = document["best_base_model"]
     bases = [name for name in names if not name.startswith("expert") and name != best]
     experts = [name for name in names if name.startswith("expert")]

@@ -384,6 +384,12 @@ class ExpertSelection:
     rule: str
     other_names: tuple = ()
 
+    @property
+    def cv_score(self) -> float:
+        """Cross-validated accuracy of the stack of the selected members: the last step's, or
+        the base model's alone when none was selected."""
+        return self.steps[-1][1] if self.steps else self.baseline_score
+
     def member_name(self, key, class_names=None) -> str:
         """The name of candidate ``key``: another member's own name, or ``expert <class>``
         for the expert of class ``key`` (named by ``class_names[key]`` where given)."""

@@ -593,21 +593,15 @@ def predict_peer(path: Path, images_by_split: dict[str, np.ndarray]) -> dict[str
 
 def _stacking_cv(run: RunData, ensemble: Ensemble) -> dict:
     """The stack's cross-validated accuracy on the stacking part against its best member's
-    accuracy on the same images."""
-    stack = run.splits.stack
-    member_accuracy = {
-        label: ensemble.stack_accuracy[label]
-        for label in (ensemble.member_labels[0], *ensemble.selection.selected_others)
-    }
-    steps = ensemble.selection.steps
-    stack_cv = steps[-1][1] if steps else ensemble.selection.baseline_score
-    best = max(member_accuracy, key=member_accuracy.get)
+    accuracy on the same images: its base, the base model most accurate there."""
+    base = ensemble.member_labels[0]
+    stack_cv = ensemble.selection.cv_score
     return {
         "ensemble_cv_accuracy": stack_cv,
-        "best_member": best,
-        "best_member_accuracy": member_accuracy[best],
-        "difference": stack_cv - member_accuracy[best],
-        "images": len(stack),
+        "best_member": base,
+        "best_member_accuracy": ensemble.stack_accuracy[base],
+        "difference": stack_cv - ensemble.stack_accuracy[base],
+        "images": len(run.splits.stack),
     }
 
 

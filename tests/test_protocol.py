@@ -175,6 +175,10 @@ def test_no_stack_image_reaches_a_members_training_or_stopping(tmp_path, monkeyp
     selection = document["member_selection"]
     assert selection["members"][0] == best_member
     assert max(selection["stack_accuracy"], key=selection["stack_accuracy"].get) == best_member
+    # The stacking CV line: the selection's last score against the base's own accuracy.
+    stacking = document["stacking_cv"]
+    assert stacking["ensemble_cv_accuracy"] == selection["steps"][-1][1]
+    assert stacking["best_member_accuracy"] == selection["stack_accuracy"][best_member]
     expected = public["ensemble (logistic stack)"] - public[best_member]
     assert paired["difference"] == pytest.approx(expected)
     assert all(len(row["accuracy_interval"]) == 2 for row in document["results"])
