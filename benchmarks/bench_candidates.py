@@ -1,21 +1,25 @@
 """Would a new member earn its place beside a run's ensemble? Candidates trained on the run's split.
 
     python benchmarks/bench_candidates.py --run runs/cpu_v17 [--candidates frozen_max ...]
-                                          [--weights-dir DIR] [--out FILE.json]
+                                          [--drop LABEL ...] [--weights-dir DIR]
+                                          [--out FILE.json]
 
 Rebuilds a FER2013 ``skfer reproduce --preset cpu`` run's protocol (as
 ``bench_members.py`` does, from ``RUN/results.json``) and reads its members' probabilities on
 the stacking part and PublicTest from ``RUN/members.npz`` (written by ``bench_members.py``).
-Then it trains each candidate, a variant of the preset's frozen face model or of its spatial
-head, as ``reproduce`` trains a base model: on the fit part, early-stopped on the stopping part,
-scored with the preset's flip test-time augmentation. The candidates share one feature cache
-(the preset's bound), so the first one's minutes include the block-12 maps of every image.
+Then it trains each candidate, a variant of the preset's frozen face model, of its spatial
+head or of its block-13 model (at another input size), as ``reproduce`` trains a base model:
+on the fit part, early-stopped on the stopping part, scored with the preset's flip test-time
+augmentation. The candidates share one feature cache (the preset's bound), so the first one's
+minutes include the block-12 maps of every image.
 
-For each candidate it prints the stacking CV (the preset's five-seed MLP, 5 folds, the mean
-over fold seeds 0, 1 and 2: what chooses) of the run's selected members with and without it,
-and the greedy forward selection of ``reproduce`` (without the experts) over the run's base
-models and the candidates; PublicTest with the paired difference against the best member is
-reported, never used to choose.
+The run's members are those in ``members.npz`` less any whose label contains a ``--drop``
+string; the selection is rebuilt from them as ``reproduce`` builds it, from the member most
+accurate on the stacking part. For each candidate it prints the stacking CV (the preset's
+five-seed MLP, 5 folds, the mean over fold seeds 0, 1 and 2: what chooses) of that selection
+with and without it, and the greedy forward selection of ``reproduce`` (without the experts)
+over the run's base models and the candidates; PublicTest with the paired difference against
+the best member is reported, never used to choose.
 """
 
 from __future__ import annotations
@@ -50,11 +54,13 @@ FROZEN, SPATIAL = (
     )
     for spatial in (False, True)
 )
+BLOCK13 = PRESET.base_models[0]
 CANDIDATES = {
     "frozen_max": (FROZEN, {"pooling": "max"}, 0),
     "frozen_mixup": (FROZEN, {"feature_mixup_alpha": 0.4}, 0),
     "spatial_seed1": (SPATIAL, {}, 1),
     "spatial_mixup": (SPATIAL, {"feature_mixup_alpha": 0.4}, 0),
+    "block13_160px": (BLOCK13, {"input_size": 160}, 0),
 }
 """Name: (the preset's plan it varies, the params it changes, seed offset)."""
 FOLD_SEEDS = (0, 1, 2)
@@ -130,6 +136,9 @@ def main() -> None:
     parser.add_argument(
         "--candidates", nargs="+", choices=list(CANDIDATES), default=list(CANDIDATES)
     )
+    parser.add_argument(
+        "--drop", nargs="+", default=[], help="leave out the run's members whose label has this"
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     start = time.monotonic()
@@ -142,10 +151,12 @@ def main() -> None:
     if document["preset"]["name"] != "cpu" or document["dataset"] != "fer2013":
         raise SystemExit("bench_candidates takes a FER2013 run of --preset cpu")
     members = load_members(args.run / "members.npz")
-    members = {n: v for n, v in members.items() if "FER+ votes" not in n}  # not in the preset
-    base = document["best_base_model"]
-    chosen = document["member_selection"]["members"]
+    dropped = ["FER+ votes", *args.drop]  # FER+ votes: not in the preset
+    members = {n: v for n, v in members.items() if not any(d in n for d in dropped)}
     y_stack, y_public = splits.stack.target, splits.tests[0].target
+    base = max(members, key=lambda n: np.mean(members[n][0].argmax(axis=1) == y_stack))
+    say(f"the run's selection over its members, from {label(base)}:")
+    chosen = [n for n, _ in greedy(members, base, y_stack)]
     say(
         f"{args.run}: {len(splits.fit)} fit, {len(splits.stop)} stop, {len(splits.stack)} stack; "
         f"selected: {', '.join(label(n) for n in chosen)}; {platform.node()}, "
