@@ -30,7 +30,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 from bench_ensemble_base import compare  # noqa: E402
-from bench_members import add_run_arguments, run_splits  # noqa: E402
+from bench_members import add_run_arguments, best_base_member, run_splits  # noqa: E402
 
 import skfer  # noqa: E402
 from skfer.cache import feature_cache  # noqa: E402
@@ -86,7 +86,7 @@ def main() -> None:
     for crops, members in outputs.items():
         print(f"selection, {'5 crops' if crops == 5 else 'as the run'}:", flush=True)
         ensembles[crops] = compare(
-            members, stack.target, public.target, document["best_base_model"], preset, seed
+            members, stack.target, public.target, best_base_member(document, members), preset, seed
         )["rules"]["stacking"]
     if args.out:
         args.out.write_text(json.dumps({"models": rows, "ensembles": ensembles}, indent=1))

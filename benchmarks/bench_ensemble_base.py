@@ -12,8 +12,9 @@ model the ensemble starts from:
 - ``stacking``: the base model most accurate on the stacking part (``skfer reproduce`` since),
 
 it runs the run's greedy member selection (:func:`skfer.ensemble.select_experts`: the
-preset's stacker, or the mean of ``--stacker-seeds`` MLPs; the run's seed; ``--folds`` folds,
-5 as in ``skfer reproduce``) with the run's other base models as the candidates, and prints
+preset's stacker or ``--stacker``, with the preset's or ``--stacker-seeds`` MLPs; the run's
+seed; ``--folds`` folds, 5 as in ``skfer reproduce``) with the run's other base models as the
+candidates, and prints
 the selected members, the stacking CV against the best member's accuracy there, and the
 PublicTest accuracy of the stacker fitted on the whole stacking part with the paired
 difference against that member (reported, never used to choose).
@@ -36,10 +37,10 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
-from bench_members import add_run_arguments, members_of, run_splits  # noqa: E402
+from bench_members import add_run_arguments, best_base_member, members_of, run_splits  # noqa: E402
 from bench_selection import SavedOutputs  # noqa: E402
 
-from skfer.ensemble import make_stacker, select_experts  # noqa: E402
+from skfer.ensemble import STACKERS, make_stacker, select_experts  # noqa: E402
 from skfer.metrics import paired_difference  # noqa: E402
 
 
@@ -111,6 +112,9 @@ def main() -> None:
     parser.add_argument(
         "--stacker-seeds", type=int, help="MLPs the stacker averages (default: the preset's)"
     )
+    parser.add_argument(
+        "--stacker", choices=STACKERS, help="the final estimator (default: the preset's)"
+    )
     args = parser.parse_args()
     members_file = args.members or args.run / "members.npz"
     document, splits, class_names = run_splits(args.run, args.data, args.ferplus_labels)
@@ -130,11 +134,13 @@ def main() -> None:
     preset = document["preset"]
     if args.stacker_seeds is not None:
         preset = {**preset, "stacker_seeds": args.stacker_seeds}
+    if args.stacker is not None:
+        preset = {**preset, "stacker": args.stacker}
     result = compare(
         members,
         splits.stack.target,
         splits.tests[0].target,
-        document["best_base_model"],
+        best_base_member(document, members),
         preset,
         document["random_state"],
         args.folds,

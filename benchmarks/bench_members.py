@@ -99,6 +99,15 @@ def load_members(path: Path) -> dict:
     return {name: (stored[f"stack_{i}"], stored[f"public_{i}"]) for i, name in enumerate(names)}
 
 
+def best_base_member(document: dict, members: dict) -> str:
+    """The run's ``best_base_model`` among ``members``, whose labels are the preset's: on FER+
+    the trained label adds ", soft targets (FER+ votes)" to a member on the votes."""
+    best = document["best_base_model"]
+    if best in members:
+        return best
+    return max((name for name in members if best.startswith(name)), key=len)
+
+
 def members_of(run_dir: Path, document: dict, splits, class_names: list, path: Path) -> dict:
     """:func:`load_members` of ``path``; where it is missing, :func:`saved_members`, stored
     there first."""
@@ -312,7 +321,7 @@ def main() -> None:
     minutes = {label: seconds / 60 for label, seconds in document["timings_seconds"].items()}
     members = members_of(args.run, document, splits, class_names, members_file)
     names = list(members)
-    best = document["best_base_model"]
+    best = best_base_member(document, members)
     bases = [name for name in names if not name.startswith("expert") and name != best]
     experts = [name for name in names if name.startswith("expert")]
     sets = [(best,), (best, *experts)]

@@ -407,8 +407,9 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--seed", type=_seed, default=0, help="random seed (default: 0)")
     reproduce.add_argument(
         "--stacker",
-        choices=("mlp", "logistic"),
-        help="the ensemble's final estimator: the study's MLP (the presets' default) or a "
+        choices=("mlp", "standardized_mlp", "logistic"),  # skfer.ensemble.STACKERS
+        help="the ensemble's final estimator: the study's MLP (the presets' default on "
+        "FER2013), the MLP on standardized probabilities (the cpu preset's on FER+) or a "
         "logistic regression on the members' log-probabilities",
     )
     reproduce.add_argument(

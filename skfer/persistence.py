@@ -26,7 +26,7 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import LabelBinarizer, LabelEncoder
+from sklearn.preprocessing import LabelBinarizer, LabelEncoder, StandardScaler
 from sklearn.utils import Bunch
 from sklearn.utils.validation import check_is_fitted
 
@@ -262,8 +262,28 @@ def _class_expert(state: dict, fitted):
 
 def _final_state(final) -> tuple[dict, bytes]:
     """The final estimator's state (JSON) and arrays (the bytes of an ``.npz`` file): an
-    MLPClassifier, a :class:`~skfer.ensemble.SeedAveragedMLP`, or the ``'logistic'`` pipeline
-    of :func:`~skfer.ensemble.make_stacker`."""
+    MLPClassifier, a :class:`~skfer.ensemble.SeedAveragedMLP`, or the ``'standardized_mlp'``
+    or ``'logistic'`` pipeline of :func:`~skfer.ensemble.make_stacker`."""
+    steps = getattr(final, "steps", None)
+    if (
+        type(final) is Pipeline
+        and len(steps) == 2
+        and type(steps[0][1]) is StandardScaler
+        and type(steps[1][1]) in (MLPClassifier, SeedAveragedMLP)
+    ):
+        (_, scaler), (_, mlp) = steps
+        state, mlp_bytes = _final_state(mlp)
+        with np.load(io.BytesIO(mlp_bytes), allow_pickle=False) as mlp_arrays:
+            arrays = {name: mlp_arrays[name] for name in mlp_arrays.files}
+        arrays.update({f"scaler_{name}": getattr(scaler, name) for name in _SCALER_ARRAYS})
+        state = {
+            "kind": "standardized",
+            "step_names": [name for name, _ in steps],
+            "scaler_params": params_json(scaler.get_params()),
+            "n_features_in_": scaler.n_features_in_,
+            "final": state,
+        }
+        return state, _npz_bytes(arrays)
     if type(final) is MLPClassifier:
         state, arrays = _mlp_state(final)
         return state, _npz_bytes(arrays)
@@ -280,7 +300,6 @@ def _final_state(final) -> tuple[dict, bytes]:
             "mlps": states,
         }
         return state, _npz_bytes(arrays)
-    steps = getattr(final, "steps", None)
     if (
         type(final) is Pipeline
         and len(steps) == 2
@@ -301,7 +320,8 @@ def _final_state(final) -> tuple[dict, bytes]:
         return state, _npz_bytes(arrays)
     raise ValueError(
         "Cannot save the stack: its final estimator is neither an MLPClassifier, a "
-        "SeedAveragedMLP nor make_stacker(kind='logistic')'s pipeline; skfer saves the "
+        "SeedAveragedMLP nor a pipeline of make_stacker(kind='standardized_mlp') or "
+        "make_stacker(kind='logistic'); skfer saves the "
         f"stacks of make_fer_ensemble. Received: {final!r}"
     )
 
@@ -312,6 +332,13 @@ def _fitted_final(state: dict, arrays):
     kind = state.get("kind", "mlp")
     if kind == "mlp":
         return _fitted_mlp(state, arrays)
+    if kind == "standardized":
+        scaler = StandardScaler(**decoded_params(state["scaler_params"]))
+        for name in _SCALER_ARRAYS:
+            setattr(scaler, name, arrays[f"scaler_{name}"])
+        scaler.n_features_in_ = state["n_features_in_"]
+        mlp = _fitted_final(state["final"], arrays)
+        return Pipeline(list(zip(state["step_names"], (scaler, mlp), strict=True)))
     if kind == "seed_averaged_mlp":
         params = decoded_params(state["params"])
         params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
@@ -331,6 +358,10 @@ def _fitted_final(state: dict, arrays):
     floor = LogProbabilities(state["floor"])
     floor.n_features_in_ = state["n_features_in_"]
     return Pipeline(list(zip(state["step_names"], (floor, logistic), strict=True)))
+
+
+_SCALER_ARRAYS = ("mean_", "var_", "scale_", "n_samples_seen_")
+"""The fitted array attributes of the ``'standardized_mlp'`` stacker's StandardScaler."""
 
 
 def _npz_bytes(arrays: dict) -> bytes:
@@ -382,6 +413,8 @@ def _set_label_coders(stack) -> None:
     # The only private scikit-learn attributes that skfer sets.
     stack._label_encoder = LabelEncoder().fit(stack.classes_)
     final = stack.final_estimator_
+    if type(final) is Pipeline:  # the 'standardized_mlp' stacker: its MLPs are the last step
+        final = final.steps[-1][1]
     for mlp in getattr(final, "estimators_", [final]):
         if type(mlp) is MLPClassifier:
             mlp._label_binarizer = LabelBinarizer().fit(mlp.classes_)

@@ -39,7 +39,13 @@ from .backend import BackendError, has_gpu, predict_in_full_batches
 from .cache import feature_cache
 from .classifier import TransferCNNClassifier
 from .datasets import FER2013_CLASSES, load_fer2013
-from .ensemble import STACKERS, make_fer_ensemble, select_experts, stacker_name
+from .ensemble import (
+    MLP_STACKERS,
+    STACKERS,
+    make_fer_ensemble,
+    select_experts,
+    stacker_name,
+)
 from .errors import WeightsError
 from .experts import OneVsAllExperts
 from .ferplus import fer2013_vote_distribution, load_dataset, load_ferplus
@@ -75,7 +81,11 @@ __all__ = [
 
 PEER_WEIGHT_FILE = "fer2013_mini_xception/fer2013_mini_XCEPTION.102-0.66.hdf5"
 N_STEPS = 5  # data, base models, experts, selection and ensemble, evaluation and report
-ENSEMBLE_LABELS = {"mlp": "ensemble (MLP stack)", "logistic": "ensemble (logistic stack)"}
+ENSEMBLE_LABELS = {
+    "mlp": "ensemble (MLP stack)",
+    "standardized_mlp": "ensemble (MLP stack, standardized inputs)",
+    "logistic": "ensemble (logistic stack)",
+}
 """The ensemble's row in the table, by the preset's ``stacker``."""
 
 
@@ -673,8 +683,9 @@ def reproduce(
     needs its FER+ votes, ``test_ferplus_csv``. On FER2013, ``ferplus_csv`` gives the base
     models with a ``vote_share`` (:class:`~skfer.presets.BaseModelPlan`) the FER+ votes of
     the Training images; without it they are skipped, with a log line. ``stacker`` replaces
-    the preset's final estimator (``'mlp'`` or ``'logistic'``,
-    :func:`skfer.ensemble.make_stacker`).
+    the preset's final estimator (one of :data:`skfer.ensemble.STACKERS`,
+    :func:`skfer.ensemble.make_stacker`; on FER+ it replaces the preset's ``ferplus_stacker``
+    too).
     """
     if preset not in PRESETS:
         raise ValueError(f"Unknown preset {preset!r}; use one of {list(PRESETS)}.")
@@ -692,6 +703,8 @@ def reproduce(
             f"dataset='ferplus'. Received: test={test!r}, dataset={dataset!r}"
         )
     plan = smoke_preset(PRESETS[preset]) if smoke else PRESETS[preset]
+    if dataset == "ferplus" and plan.ferplus_stacker is not None:
+        plan = replace(plan, stacker=plan.ferplus_stacker)
     if stacker is not None:
         plan = replace(plan, stacker=stacker)
     if plan.needs_gpu and not has_gpu():
@@ -793,9 +806,9 @@ def _results_markdown(title, context, run, bases, results, paired, figures) -> s
         f"(fine-tuned) backbone, long_epochs=0, augmentation=False"
         f"{f', {expert}' if expert else ''}, early-stopped by balanced accuracy",
         (
-            f"- stacking {stacker_name('mlp', plan.stacker_seeds)}: hidden layers "
+            f"- stacking {stacker_name(plan.stacker, plan.stacker_seeds)}: hidden layers "
             f"{plan.stacker_layers}"
-            if plan.stacker == "mlp"
+            if plan.stacker in MLP_STACKERS
             else "- stacker: logistic regression on the members' log-probabilities (C=0.1)"
         )
         + "; members chosen greedily (experts and the other base models) by 5-fold "

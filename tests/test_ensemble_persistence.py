@@ -249,7 +249,9 @@ def test_log_probabilities_floors_and_checks_its_parameter():
         LogProbabilities(floor=0).fit(x)
     with pytest.raises(NotFittedError):
         LogProbabilities().transform(x)
-    with pytest.raises(ValueError, match=r"kind must be one of \('mlp', 'logistic'\)"):
+    with pytest.raises(
+        ValueError, match=r"kind must be one of \('mlp', 'standardized_mlp', 'logistic'\)"
+    ):
         make_stacker(kind="svm")
 
 
@@ -273,3 +275,32 @@ def test_a_seed_averaged_stack_round_trips_exactly(fitted, tmp_path):
     assert loaded.final_estimator_.get_params() == final.get_params()
     np.testing.assert_array_equal(loaded.predict_proba(X_test), stack.predict_proba(X_test))
     np.testing.assert_array_equal(loaded.predict(X_test), stack.predict(X_test))
+
+
+@pytest.mark.parametrize("seeds", [1, 3])
+def test_a_standardized_stack_round_trips_exactly(fitted, tmp_path, seeds):
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    mlp_stack, held_out, X_test = fitted
+    members = mlp_stack.named_estimators_
+    stack = make_fer_ensemble(
+        members["base"].estimator,
+        others=[("seed1", members["model_seed1"].estimator)],
+        hidden_layer_sizes=(8, 8),
+        stacker="standardized_mlp",
+        stacker_seeds=seeds,
+        random_state=0,
+        cv=3,
+    ).fit(*held_out)
+    final = stack.final_estimator_
+    assert type(final) is Pipeline and type(final.steps[0][1]) is StandardScaler
+    # The MLPs learn standardized inputs: the scaler's mean is the members' mean probability.
+    np.testing.assert_allclose(final.steps[0][1].mean_, stack.transform(held_out[0]).mean(axis=0))
+    loaded = skfer.load(save(stack, tmp_path / "standardized.skfer"))
+    assert [type(step) for _, step in loaded.final_estimator_.steps] == [
+        type(step) for _, step in final.steps
+    ]
+    np.testing.assert_array_equal(loaded.predict_proba(X_test), stack.predict_proba(X_test))
+    np.testing.assert_array_equal(loaded.predict(X_test), stack.predict(X_test))
+    assert not np.allclose(stack.predict_proba(X_test), mlp_stack.predict_proba(X_test))

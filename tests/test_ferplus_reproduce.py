@@ -44,6 +44,7 @@ def test_quick_preset_path_on_ferplus_labels(ferplus_files, tmp_path, monkeypatc
         stop_fraction=0.15,
         stack_fraction=0.2,
         stacker_layers=(8, 4),
+        ferplus_stacker="standardized_mlp",
     )
     monkeypatch.setitem(skfer.presets.PRESETS, "quick", plan)
     out = tmp_path / "out"
@@ -61,8 +62,15 @@ def test_quick_preset_path_on_ferplus_labels(ferplus_files, tmp_path, monkeypatc
         "tiny",
         soft,
         "one-vs-all experts alone",
-        "ensemble (MLP stack)",
+        "ensemble (MLP stack, standardized inputs)",  # the preset's ferplus_stacker
     }
+    assert document["preset"]["stacker"] == "standardized_mlp"
+    assert (
+        "- stacking MLP on standardized inputs: hidden layers (8, 4)"
+        in (out / "results.md").read_text()
+    )
+    final = skfer.load(out / "models" / "ensemble.skfer").final_estimator_
+    assert [name for name, _ in final.steps] == ["standardscaler", "mlpclassifier"]
     assert set(document["stop_accuracy"]) == {"tiny", soft}
     assert "- base model tiny, soft targets (FER+ votes): " in (out / "results.md").read_text()
     for row in document["results"]:

@@ -184,3 +184,12 @@ def test_on_ferplus_the_first_models_other_heads_train_on_the_votes_too():
     variants = dataclasses.replace(plan, base_models=(first, spatial, slower))
     trained = skfer.presets.base_models_for(variants, "ferplus")
     assert [base.soft_targets for base in trained] == [True, True, False]
+
+
+def test_the_cpu_preset_stacks_standardized_probabilities_on_ferplus_alone():
+    plan = skfer.presets.PRESETS["cpu"]
+    assert (plan.stacker, plan.ferplus_stacker) == ("mlp", "standardized_mlp")
+    with pytest.raises(ValueError, match=r"ferplus_stacker must be one of .* Received: "):
+        dataclasses.replace(plan, ferplus_stacker="svm")
+    with pytest.raises(ValueError, match=r"stacker must be one of .* Received: stacker=None"):
+        dataclasses.replace(plan, stacker=None)
