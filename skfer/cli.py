@@ -39,6 +39,7 @@ EXIT_INTERRUPTED = 130
 DEFAULT_MIN_FACE = 30  # pixels: skfer.faces.predict_paths' default
 
 _PRESETS = ("cpu", "gpu", "paper", "quick")  # sorted(skfer.reproduce.PRESETS), without importing TF
+_STACKERS = ("mlp", "standardized_mlp", "logistic")  # skfer.ensemble.STACKERS, without TF
 _DISTRIBUTIONS = ("data_parallel", "mirrored")  # skfer.distribute.DISTRIBUTIONS but None, as above
 _PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")  # skfer.classifier.PRECISIONS
 _SCHEDULES = ("constant", "cosine")  # skfer.training.SCHEDULES
@@ -407,7 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--seed", type=_seed, default=0, help="random seed (default: 0)")
     reproduce.add_argument(
         "--stacker",
-        choices=("mlp", "standardized_mlp", "logistic"),  # skfer.ensemble.STACKERS
+        choices=_STACKERS,
         help="the ensemble's final estimator: the study's MLP (the presets' default on "
         "FER2013), the MLP on standardized probabilities (the cpu preset's on FER+) or a "
         "logistic regression on the members' log-probabilities",

@@ -244,9 +244,9 @@ def make_stacker(
 
     ``kind='standardized_mlp'``: a ``StandardScaler`` then the same MLP (or mean of MLPs):
     scikit-learn's advice for MLPs, whose inputs here are probabilities that sit near 0 for
-    most classes. On FER+ run v11's saved members it raised the stacking CV of every member
-    set tried, by 0.1 to 0.6 points (``benchmarks/bench_ensemble_base.py --stacker``,
-    docs/results.md).
+    most classes. On FER+ run v11's saved members it raised the selection's stacking CV from
+    0.8618 to 0.8662; on FER2013 run v20's it lowered it from 0.6903 to 0.6885
+    (``benchmarks/bench_ensemble_base.py --stacker``, docs/results.md).
 
     ``kind='logistic'``: :class:`LogProbabilities` then an L2-regularised
     ``LogisticRegression`` (``C=0.1``; ``hidden_layer_sizes`` and ``seeds`` unused), steadier
@@ -319,9 +319,9 @@ def make_fer_ensemble(
     others : sequence of (name, classifier), default=()
         More multi-class members beside the base model (other base models, say), each as
         ``base`` is: frozen with ``prefit=True``, a template otherwise.
-    stacker : {'mlp', 'logistic'}, default='mlp'
-        The final estimator (:func:`make_stacker`): the study's MLP, or a logistic regression
-        on the members' log-probabilities.
+    stacker : {'mlp', 'standardized_mlp', 'logistic'}, default='mlp'
+        The final estimator (:func:`make_stacker`): the study's MLP, the MLP on standardized
+        inputs, or a logistic regression on the members' log-probabilities.
     stacker_seeds : int, default=1
         MLPs averaged in the final estimator (``seeds`` of :func:`make_stacker`); 1 is the
         study's single MLP.

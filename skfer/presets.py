@@ -134,10 +134,11 @@ class Preset:
             raise ValueError(
                 f"stacker_seeds must be an integer >= 1. Received: stacker_seeds={seeds!r}"
             )
-        for name in ("stacker", "ferplus_stacker"):
-            kind = getattr(self, name)
-            if kind not in STACKERS and not (name == "ferplus_stacker" and kind is None):
-                raise ValueError(f"{name} must be one of {STACKERS}. Received: {name}={kind!r}")
+        stackers = {"stacker": (self.stacker, STACKERS)}
+        stackers["ferplus_stacker"] = (self.ferplus_stacker, (*STACKERS, None))
+        for name, (kind, allowed) in stackers.items():
+            if kind not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}. Received: {name}={kind!r}")
         if self.ferplus_first_model not in FERPLUS_FIRST_MODEL:
             raise ValueError(
                 f"ferplus_first_model must be one of {FERPLUS_FIRST_MODEL}. Received: "

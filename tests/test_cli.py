@@ -343,3 +343,10 @@ def test_preset_choices_match_reproduce():
     from skfer.reproduce import PRESETS
 
     assert _PRESETS == tuple(sorted(PRESETS))
+
+
+def test_stacker_choices_match_the_ensemble_module():
+    from skfer.cli import _STACKERS
+    from skfer.ensemble import STACKERS
+
+    assert _STACKERS == STACKERS
