@@ -260,8 +260,8 @@ def _class_expert(state: dict, fitted):
     return expert
 
 
-def _final_state(final) -> tuple[dict, bytes]:
-    """The final estimator's state (JSON) and arrays (the bytes of an ``.npz`` file): an
+def _final_state(final) -> tuple[dict, dict]:
+    """The final estimator's state (JSON) and arrays (name to array, for an ``.npz`` file): an
     MLPClassifier, a :class:`~skfer.ensemble.SeedAveragedMLP`, or the ``'standardized_mlp'``
     or ``'logistic'`` pipeline of :func:`~skfer.ensemble.make_stacker`."""
     steps = getattr(final, "steps", None)
@@ -272,9 +272,7 @@ def _final_state(final) -> tuple[dict, bytes]:
         and type(steps[1][1]) in (MLPClassifier, SeedAveragedMLP)
     ):
         (_, scaler), (_, mlp) = steps
-        state, mlp_bytes = _final_state(mlp)
-        with np.load(io.BytesIO(mlp_bytes), allow_pickle=False) as mlp_arrays:
-            arrays = {name: mlp_arrays[name] for name in mlp_arrays.files}
+        state, arrays = _final_state(mlp)
         arrays.update({f"scaler_{name}": getattr(scaler, name) for name in _SCALER_ARRAYS})
         state = {
             "kind": "standardized",
@@ -283,10 +281,9 @@ def _final_state(final) -> tuple[dict, bytes]:
             "n_features_in_": scaler.n_features_in_,
             "final": state,
         }
-        return state, _npz_bytes(arrays)
+        return state, arrays
     if type(final) is MLPClassifier:
-        state, arrays = _mlp_state(final)
-        return state, _npz_bytes(arrays)
+        return _mlp_state(final)
     if type(final) is SeedAveragedMLP:
         states, arrays = [], {}
         for number, mlp in enumerate(final.estimators_):
@@ -299,7 +296,7 @@ def _final_state(final) -> tuple[dict, bytes]:
             "n_features_in_": final.n_features_in_,
             "mlps": states,
         }
-        return state, _npz_bytes(arrays)
+        return state, arrays
     if (
         type(final) is Pipeline
         and len(steps) == 2
@@ -317,7 +314,7 @@ def _final_state(final) -> tuple[dict, bytes]:
             "params": params_json(logistic.get_params()),
             "n_features_in_": logistic.n_features_in_,
         }
-        return state, _npz_bytes(arrays)
+        return state, arrays
     raise ValueError(
         "Cannot save the stack: its final estimator is neither an MLPClassifier, a "
         "SeedAveragedMLP nor a pipeline of make_stacker(kind='standardized_mlp') or "
@@ -436,6 +433,7 @@ def _save_stack(stack: StackingClassifier, path: Path) -> Path:
         members.append(member_state)
         models.append(model)
     final_state, final_arrays = _final_state(stack.final_estimator_)
+    final_bytes = _npz_bytes(final_arrays)
     params = stack.get_params(deep=False)
     del params["estimators"], params["final_estimator"]
     state = {
@@ -453,7 +451,7 @@ def _save_stack(stack: StackingClassifier, path: Path) -> Path:
     with tempfile.TemporaryDirectory() as directory:
         with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as archive:
             archive.writestr(STATE, text)
-            archive.writestr(_MLP_ARRAYS, final_arrays)
+            archive.writestr(_MLP_ARRAYS, final_bytes)
             for member, model in zip(members, models, strict=True):
                 archive.write(save(model, Path(directory) / member["file"]), member["file"])
     return path

@@ -216,19 +216,26 @@ def test_a_stack_file_missing_a_member_is_a_clear_error(saved, tmp_path):
         skfer.load(damaged)
 
 
+def restacked(fitted, **stacker):
+    """The fixture's base model and second base model (no experts) stacked anew on its held-out
+    images with the ``make_fer_ensemble`` arguments ``stacker``."""
+    mlp_stack, held_out, _ = fitted
+    members = mlp_stack.named_estimators_
+    return make_fer_ensemble(
+        members["base"].estimator,
+        others=[("seed1", members["model_seed1"].estimator)],
+        cv=3,
+        **stacker,
+    ).fit(*held_out)
+
+
 def test_a_logistic_stack_round_trips_exactly_and_differs_from_the_mlp(fitted, tmp_path):
     from sklearn.pipeline import Pipeline
 
     from skfer.ensemble import LogProbabilities
 
-    mlp_stack, held_out, X_test = fitted
-    members = mlp_stack.named_estimators_
-    stack = make_fer_ensemble(
-        members["base"].estimator,
-        others=[("seed1", members["model_seed1"].estimator)],
-        stacker="logistic",
-        cv=3,
-    ).fit(*held_out)
+    mlp_stack, _, X_test = fitted
+    stack = restacked(fitted, stacker="logistic")
     final = stack.final_estimator_
     assert isinstance(final, Pipeline) and isinstance(final.steps[0][1], LogProbabilities)
     loaded = skfer.load(save(stack, tmp_path / "logistic.skfer"))
@@ -258,16 +265,8 @@ def test_log_probabilities_floors_and_checks_its_parameter():
 def test_a_seed_averaged_stack_round_trips_exactly(fitted, tmp_path):
     from skfer.ensemble import SeedAveragedMLP
 
-    mlp_stack, held_out, X_test = fitted
-    members = mlp_stack.named_estimators_
-    stack = make_fer_ensemble(
-        members["base"].estimator,
-        others=[("seed1", members["model_seed1"].estimator)],
-        hidden_layer_sizes=(8, 8),
-        stacker_seeds=3,
-        random_state=0,
-        cv=3,
-    ).fit(*held_out)
+    _, _, X_test = fitted
+    stack = restacked(fitted, hidden_layer_sizes=(8, 8), stacker_seeds=3, random_state=0)
     final = stack.final_estimator_
     assert type(final) is SeedAveragedMLP and len(final.estimators_) == 3
     loaded = skfer.load(save(stack, tmp_path / "averaged.skfer"))
@@ -283,16 +282,13 @@ def test_a_standardized_stack_round_trips_exactly(fitted, tmp_path, seeds):
     from sklearn.preprocessing import StandardScaler
 
     mlp_stack, held_out, X_test = fitted
-    members = mlp_stack.named_estimators_
-    stack = make_fer_ensemble(
-        members["base"].estimator,
-        others=[("seed1", members["model_seed1"].estimator)],
+    stack = restacked(
+        fitted,
         hidden_layer_sizes=(8, 8),
         stacker="standardized_mlp",
         stacker_seeds=seeds,
         random_state=0,
-        cv=3,
-    ).fit(*held_out)
+    )
     final = stack.final_estimator_
     assert type(final) is Pipeline and type(final.steps[0][1]) is StandardScaler
     # The MLPs learn standardized inputs: the scaler's mean is the members' mean probability.
