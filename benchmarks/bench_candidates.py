@@ -108,14 +108,16 @@ def public_row(members: dict, names: list, y_stack, y_public) -> dict:
     }
 
 
-def greedy(members: dict, base: str, y, min_gain: float = 0.002) -> list:
-    """``reproduce``'s forward selection (its rule, on the mean over ``FOLD_SEEDS``)."""
-    selected, current = [], stacking_cv([members[base][0]], y)
+def greedy(candidates, base: str, score, min_gain: float = 0.002) -> list:
+    """``reproduce``'s forward selection from ``base`` over ``candidates`` (names): each round
+    adds the one that most raises ``score`` (a list of names to the stack's CV accuracy),
+    until the best gain is ``<= min_gain``. Returns the steps, (name, score), base first."""
+    selected, current = [], score([base])
     steps = [(base, current)]
     while True:
         trial = {
-            name: stacking_cv([members[n][0] for n in (base, *selected, name)], y)
-            for name in members
+            name: score([base, *selected, name])
+            for name in candidates
             if name != base and name not in selected
         }
         if not trial:
@@ -155,8 +157,13 @@ def main() -> None:
     members = {n: v for n, v in members.items() if not any(d in n for d in dropped)}
     y_stack, y_public = splits.stack.target, splits.tests[0].target
     base = max(members, key=lambda n: np.mean(members[n][0].argmax(axis=1) == y_stack))
+
+    def score(names: list) -> float:
+        """The stacking CV (mean over ``FOLD_SEEDS``) of ``names``' outputs."""
+        return stacking_cv([members[n][0] for n in names], y_stack)
+
     say(f"the run's selection over its members, from {label(base)}:")
-    chosen = [n for n, _ in greedy(members, base, y_stack)]
+    chosen = [n for n, _ in greedy(list(members), base, score)]
     say(
         f"{args.run}: {len(splits.fit)} fit, {len(splits.stop)} stop, {len(splits.stack)} stack; "
         f"selected: {', '.join(label(n) for n in chosen)}; {platform.node()}, "
@@ -207,7 +214,7 @@ def main() -> None:
             f"{diff['interval'][1]:+.4f}] against {label(row['best_member'])}"
         )
     say("greedy forward selection over the run's base models and the candidates:")
-    steps = greedy(members, base, y_stack)
+    steps = greedy(list(members), base, score)
     say("selected: " + " -> ".join(f"{label(n)} {v:.4f}" for n, v in steps))
     final = public_row(members, [n for n, _ in steps], y_stack, y_public)
     say(f"its PublicTest {final['public_test']:.4f}, {final['minus_best_member']}")

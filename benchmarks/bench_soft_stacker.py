@@ -12,11 +12,12 @@ the stacker learns from:
   on each image repeated once per class that got votes, weighted by that class's share
   (``MLPClassifier.fit(sample_weight=...)``): the soft-target loss of the members on votes,
 
-it runs ``reproduce``'s greedy forward selection (the run's seed, 5 folds, the base model most
-accurate on the stacking part first, the rule's ``min_gain``) over the run's base models; the
-folds and the score are the same for both targets (accuracy on the majority labels). Then it
-prints the stacking CV against the best member's accuracy there and the PublicTest accuracy of
-the stacker fitted on the whole stacking part, with the paired difference against that member
+it runs ``reproduce``'s greedy forward selection (``bench_candidates.greedy``: the run's
+seed, 5 folds, the base model most accurate on the stacking part first, the rule's
+``min_gain``) over the run's base models; the folds and the score are the same for both
+targets (accuracy on the majority labels). Then it prints the stacking CV against the best
+member's accuracy there and the PublicTest accuracy of the stacker fitted on the whole
+stacking part, with the paired difference against that member
 (reported, never used to choose).
 """
 
@@ -32,6 +33,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
+from bench_candidates import greedy  # noqa: E402
 from bench_members import add_run_arguments, members_of, run_splits  # noqa: E402
 from joblib import Parallel, delayed  # noqa: E402
 from sklearn.model_selection import StratifiedKFold  # noqa: E402
@@ -39,8 +41,6 @@ from sklearn.neural_network import MLPClassifier  # noqa: E402
 
 from skfer.ensemble import MLP_STACKER_TOL  # noqa: E402
 from skfer.metrics import paired_difference  # noqa: E402
-
-MIN_GAIN = 0.002
 
 
 def fit_stacker(x, y, votes, layers, seeds: int, seed: int):
@@ -89,20 +89,8 @@ def select(members: dict, base: str, y, votes, layers, seeds: int, seed: int, fo
         )
         return float(np.mean(scores))
 
-    chosen, current = [base], cv([base])
-    steps = [(base, current)]
-    while True:
-        trial = {n: cv([*chosen, n]) for n in members if n not in chosen}
-        if not trial:
-            break
-        best = max(trial, key=trial.get)
-        print("  round: " + ", ".join(f"{n[:40]} {v:.4f}" for n, v in trial.items()), flush=True)
-        if trial[best] - current <= MIN_GAIN:
-            break
-        chosen.append(best)
-        current = trial[best]
-        steps.append((best, current))
-    return chosen, current, steps
+    steps = greedy(list(members), base, cv)
+    return [name for name, _ in steps], steps[-1][1], steps
 
 
 def main() -> None:
