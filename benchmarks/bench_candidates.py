@@ -4,14 +4,17 @@
                                           [--drop LABEL ...] [--weights-dir DIR]
                                           [--out FILE.json]
 
-Rebuilds a FER2013 ``skfer reproduce --preset cpu`` run's protocol (as
+Rebuilds a ``skfer reproduce --preset cpu`` run's protocol, FER2013 or FER+ (as
 ``bench_members.py`` does, from ``RUN/results.json``) and reads its members' probabilities on
 the stacking part and PublicTest from ``RUN/members.npz`` (written by ``bench_members.py``).
 Then it trains each candidate, a variant of the preset's frozen face model, of its spatial
-head or of its block-13 model (at another input size), as ``reproduce`` trains a base model:
-on the fit part, early-stopped on the stopping part, scored with the preset's flip test-time
-augmentation. The candidates share one feature cache (the preset's bound), so the first one's
-minutes include the block-12 maps of every image.
+head, of its block-13 model (at another input size; FER2013 only, as on FER+ that model
+trains on the votes), of its ImageNet MobileNet 0.25 (another input size or seed), or, on
+FER+, the frozen and spatial-head models trained on the votes (``ON_VOTES``), as
+``reproduce`` trains a base model: on the fit part, early-stopped on the stopping part, the
+face models scored with the preset's flip test-time augmentation. The face candidates share
+one feature cache (the preset's bound), so the first one's minutes include the block-12 maps
+of every image.
 
 The run's members are those in ``members.npz`` less any whose label contains a ``--drop``
 string; the selection is rebuilt from them as ``reproduce`` builds it, from the member most
@@ -19,7 +22,8 @@ accurate on the stacking part. For each candidate it prints the stacking CV (the
 five-seed MLP, 5 folds, the mean over fold seeds 0, 1 and 2: what chooses) of that selection
 with and without it, and the greedy forward selection of ``reproduce`` (without the experts)
 over the run's base models and the candidates; PublicTest with the paired difference against
-the best member is reported, never used to choose.
+the best member is reported, never used to choose. The stacker is the preset's for the run's
+dataset (on FER+ ``ferplus_stacker``).
 """
 
 from __future__ import annotations
@@ -55,14 +59,23 @@ FROZEN, SPATIAL = (
     for spatial in (False, True)
 )
 BLOCK13 = PRESET.base_models[0]
+IMAGENET = next(plan for plan in PRESET.base_models if plan.params["backbone"] == "mobilenet"
+                and plan.params.get("weights", "default") == "default")  # fmt: skip
 CANDIDATES = {
     "frozen_max": (FROZEN, {"pooling": "max"}, 0),
     "frozen_mixup": (FROZEN, {"feature_mixup_alpha": 0.4}, 0),
     "spatial_seed1": (SPATIAL, {}, 1),
     "spatial_mixup": (SPATIAL, {"feature_mixup_alpha": 0.4}, 0),
     "block13_160px": (BLOCK13, {"input_size": 160}, 0),
+    "imagenet_128px": (IMAGENET, {"input_size": 128}, 0),
+    "imagenet_seed1": (IMAGENET, {}, 1),
+    "frozen_votes": (FROZEN, {}, 0),
+    "spatial_votes": (SPATIAL, {}, 0),
 }
 """Name: (the preset's plan it varies, the params it changes, seed offset)."""
+ON_VOTES = ("frozen_votes", "spatial_votes")
+"""Candidates trained on FER+'s vote distributions (FER+ runs only), where the preset trains
+their plan on the majority labels."""
 FOLD_SEEDS = (0, 1, 2)
 
 
@@ -73,14 +86,28 @@ def label(name: str) -> str:
     return short(name) + (", second seed" if name.endswith("second seed") else "")
 
 
-def stacking_cv(columns: list, y) -> float:
-    """The five-seed MLP's 5-fold accuracy on the stacking part, mean over ``FOLD_SEEDS``."""
+def stacker_kind(dataset: str) -> str:
+    """The preset's final estimator for ``dataset``."""
+    if dataset == "ferplus" and PRESET.ferplus_stacker is not None:
+        return PRESET.ferplus_stacker
+    return PRESET.stacker
+
+
+def stacker(kind: str, seed: int):
+    """The preset's stacker of ``kind``: its layers and seeds, ``random_state=seed``."""
+    return make_stacker(
+        PRESET.stacker_layers, kind=kind, seeds=PRESET.stacker_seeds, random_state=seed
+    )
+
+
+def stacking_cv(columns: list, y, kind: str) -> float:
+    """The stacker's 5-fold accuracy on the stacking part, mean over ``FOLD_SEEDS``."""
     x = np.column_stack(columns)
     return float(
         np.mean(
             [
                 cross_val_score(
-                    make_stacker((64, 32), seeds=PRESET.stacker_seeds, random_state=seed),
+                    stacker(kind, seed),
                     x,
                     y,
                     cv=StratifiedKFold(5, shuffle=True, random_state=seed),
@@ -91,14 +118,13 @@ def stacking_cv(columns: list, y) -> float:
     )
 
 
-def public_row(members: dict, names: list, y_stack, y_public) -> dict:
+def public_row(members: dict, names: list, y_stack, y_public, kind: str) -> dict:
     """PublicTest of the stack of ``names`` fitted on the stacking part, against the set's best
     member on the stacking part."""
     stack_accuracy = {n: np.mean(members[n][0].argmax(axis=1) == y_stack) for n in names}
     best = max(stack_accuracy, key=stack_accuracy.get)
-    stacker = make_stacker((64, 32), seeds=PRESET.stacker_seeds, random_state=0)
-    stacker.fit(np.column_stack([members[n][0] for n in names]), y_stack)
-    predicted = stacker.predict(np.column_stack([members[n][1] for n in names]))
+    final = stacker(kind, 0).fit(np.column_stack([members[n][0] for n in names]), y_stack)
+    predicted = final.predict(np.column_stack([members[n][1] for n in names]))
     return {
         "public_test": float(np.mean(predicted == y_public)),
         "best_member": best,
@@ -131,6 +157,12 @@ def greedy(candidates, base: str, score, min_gain: float = 0.002) -> list:
         steps.append((best, current))
 
 
+def weight_file(plan, weights_dir: Path) -> str:
+    """The plan's backbone's default weight file, found under ``weights_dir``."""
+    spec = get_backbone(plan.params["backbone"])
+    return str(sorted(weights_dir.rglob(spec.weights[spec.default_weights].file_name))[0])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_run_arguments(parser)
@@ -150,38 +182,44 @@ def main() -> None:
         print(f"[bench_candidates {elapsed:5.1f} min] {message}", flush=True)
 
     document, splits, _ = run_splits(args.run, args.data, args.ferplus_labels)
-    if document["preset"]["name"] != "cpu" or document["dataset"] != "fer2013":
-        raise SystemExit("bench_candidates takes a FER2013 run of --preset cpu")
+    dataset = document["dataset"]
+    if document["preset"]["name"] != "cpu":
+        raise SystemExit("bench_candidates takes a run of --preset cpu")
+    if dataset == "ferplus" and any(CANDIDATES[n][0] is BLOCK13 for n in args.candidates):
+        raise SystemExit("on FER+ the block-13 model trains on the votes: no block13_ candidates")
+    if dataset == "fer2013" and set(args.candidates) & set(ON_VOTES):
+        raise SystemExit(f"{ON_VOTES} train on FER+ votes: they take a FER+ run")
+    kind = stacker_kind(dataset)
     members = load_members(args.run / "members.npz")
-    dropped = ["FER+ votes", *args.drop]  # FER+ votes: not in the preset
+    # On FER2013 the members on FER+ votes (run v17) are not in the preset.
+    dropped = [*args.drop, *(["FER+ votes"] if dataset == "fer2013" else [])]
     members = {n: v for n, v in members.items() if not any(d in n for d in dropped)}
     y_stack, y_public = splits.stack.target, splits.tests[0].target
     base = max(members, key=lambda n: np.mean(members[n][0].argmax(axis=1) == y_stack))
 
     def score(names: list) -> float:
         """The stacking CV (mean over ``FOLD_SEEDS``) of ``names``' outputs."""
-        return stacking_cv([members[n][0] for n in names], y_stack)
+        return stacking_cv([members[n][0] for n in names], y_stack, kind)
 
     say(f"the run's selection over its members, from {label(base)}:")
     chosen = [n for n, _ in greedy(list(members), base, score)]
     say(
         f"{args.run}: {len(splits.fit)} fit, {len(splits.stop)} stop, {len(splits.stack)} stack; "
         f"selected: {', '.join(label(n) for n in chosen)}; {platform.node()}, "
-        f"{os.cpu_count()} cores"
+        f"{os.cpu_count()} cores; stacker {kind}"
     )
-    spec = get_backbone("mobilenet_vggface2")
-    weights = sorted(args.weights_dir.rglob(spec.weights[spec.default_weights].file_name))[0]
     feature_cache.max_bytes = max(feature_cache.max_bytes, PRESET.feature_cache_bytes)
     rows = []
     for name in args.candidates:
         plan, change, offset = CANDIDATES[name]
         clf = TransferCNNClassifier(
-            **{**plan.params, **change, "weights": str(weights)},
+            **{**plan.params, **change, "weights": weight_file(plan, args.weights_dir)},
             random_state=document["random_state"] + offset,
             verbose=0,
         )
         tick = time.monotonic()
-        clf.fit(splits.fit.images, splits.fit.target,
+        votes = splits.fit.distribution if name in ON_VOTES else None
+        clf.fit(splits.fit.images, splits.fit.target, target_distribution=votes,
                 validation_data=(splits.stop.images, splits.stop.target))  # fmt: skip
         minutes = (time.monotonic() - tick) / 60
         clf.set_params(cache_predictions=True)
@@ -189,8 +227,8 @@ def main() -> None:
                          clf.predict_proba(splits.tests[0].images))  # fmt: skip
         stop = float(np.mean(clf.predict(splits.stop.images) == splits.stop.target))
         without, with_it = (
-            stacking_cv([members[n][0] for n in chosen], y_stack),
-            stacking_cv([members[n][0] for n in (*chosen, name)], y_stack),
+            stacking_cv([members[n][0] for n in chosen], y_stack, kind),
+            stacking_cv([members[n][0] for n in (*chosen, name)], y_stack, kind),
         )
         row = {
             "candidate": name,
@@ -202,7 +240,7 @@ def main() -> None:
             "public_test_alone": float(np.mean(members[name][1].argmax(axis=1) == y_public)),
             "stacking_cv_selected": without,
             "stacking_cv_selected_plus": with_it,
-            **public_row(members, [*chosen, name], y_stack, y_public),
+            **public_row(members, [*chosen, name], y_stack, y_public, kind),
         }
         rows.append(row)
         diff = row["minus_best_member"]
@@ -216,7 +254,7 @@ def main() -> None:
     say("greedy forward selection over the run's base models and the candidates:")
     steps = greedy(list(members), base, score)
     say("selected: " + " -> ".join(f"{label(n)} {v:.4f}" for n, v in steps))
-    final = public_row(members, [n for n, _ in steps], y_stack, y_public)
+    final = public_row(members, [n for n, _ in steps], y_stack, y_public, kind)
     say(f"its PublicTest {final['public_test']:.4f}, {final['minus_best_member']}")
     if args.out:
         args.out.write_text(

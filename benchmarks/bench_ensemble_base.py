@@ -15,8 +15,10 @@ it runs the run's greedy member selection (:func:`skfer.ensemble.select_experts`
 preset's stacker or ``--stacker``, with the preset's or ``--stacker-seeds`` MLPs; the run's
 seed; ``--folds`` folds, 5 as in ``skfer reproduce``) with the run's other base models as the
 candidates, and prints
-the selected members, the stacking CV against the best member's accuracy there, and the
-PublicTest accuracy of the stacker fitted on the whole stacking part with the paired
+the selected members, the stacking CV against the best member's accuracy there (and the
+stack's out-of-fold predictions against that member's, paired: interval and McNemar's
+p-value, as ``skfer reproduce`` reports them since 2026-12-06), and the PublicTest accuracy
+of the stacker fitted on the whole stacking part with the paired
 difference against that member (reported, never used to choose).
 
 The run saves only the experts its ensemble kept, so the experts are not candidates here;
@@ -81,6 +83,9 @@ def compare(
         difference = paired_difference(
             y_public, predicted, members[best][1].argmax(axis=1), random_state=seed
         )
+        out_of_fold = paired_difference(
+            y_stack, selection.out_of_fold, members[best][0].argmax(axis=1), random_state=seed
+        )
         rows[rule] = {
             "base": base,
             "members": chosen,
@@ -90,11 +95,15 @@ def compare(
             "best_member_stack_accuracy": stack_accuracy[best],
             "public_test": float(np.mean(predicted == y_public)),
             "minus_best_member": difference,
+            "stacking_out_of_fold_minus_best_member": out_of_fold,
         }
         print(
             f"{rule}: base {base}\n  members: {' + '.join(chosen)}\n"
             f"  stacking CV {cv:.4f}, best member ({best}) {stack_accuracy[best]:.4f}, "
-            f"difference {cv - stack_accuracy[best]:+.4f}\n"
+            f"difference {cv - stack_accuracy[best]:+.4f}; out of fold, paired: "
+            f"{out_of_fold['difference']:+.4f} [{out_of_fold['interval'][0]:+.4f}, "
+            f"{out_of_fold['interval'][1]:+.4f}], McNemar p = "
+            f"{out_of_fold['mcnemar_p_value']:.4f}\n"
             f"  PublicTest {rows[rule]['public_test']:.4f}, minus the best member "
             f"{difference['difference']:+.4f} [{difference['interval'][0]:+.4f}, "
             f"{difference['interval'][1]:+.4f}], McNemar p = {difference['mcnemar_p_value']:.4f}",

@@ -9,7 +9,7 @@ data.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from joblib import Parallel, delayed
@@ -17,7 +17,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
 from sklearn.ensemble import StackingClassifier
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold, cross_val_score
+from sklearn.model_selection import StratifiedKFold, cross_val_predict, cross_val_score
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -394,6 +394,10 @@ class ExpertSelection:
         The selection rule, in words.
     other_names : tuple of str
         Names of every other member that was a candidate, chosen or not.
+    out_of_fold : ndarray of shape (n_samples,) or None
+        The selected stack's prediction for each held-out sample, by the stacker fitted on
+        the other folds (the folds and seed of :attr:`cv_score`), so that the stack can be
+        compared with its base model image by image on the same data.
     """
 
     selected: tuple
@@ -403,6 +407,7 @@ class ExpertSelection:
     candidates: dict
     rule: str
     other_names: tuple = ()
+    out_of_fold: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     @property
     def cv_score(self) -> float:
@@ -460,7 +465,8 @@ def select_experts(
     stopped on; it stops when the best gain is ``<= min_gain``. ``random_state`` seeds the
     folds and the stacker. The members predict ``X`` once; only the stacker is refitted, once
     per candidate and fold, in ``n_jobs`` processes (joblib's meaning: ``None`` one, ``-1``
-    all cores), which changes the time and not the result.
+    all cores), which changes the time and not the result. Once chosen, the selected stack
+    predicts each fold from the other folds once more (``out_of_fold``).
 
     Returns
     -------
@@ -480,24 +486,19 @@ def select_experts(
     folds = list(StratifiedKFold(cv, shuffle=True, random_state=random_state).split(y, y))
     parallel = Parallel(n_jobs=n_jobs)
 
+    def stack_inputs(labels: list) -> np.ndarray:
+        return np.column_stack([base_columns] + [columns[k] for k in labels])
+
+    def final_estimator():
+        return make_stacker(
+            hidden_layer_sizes, kind=stacker, seeds=stacker_seeds, random_state=random_state
+        )
+
     def accuracies(label_sets: list[list]) -> list[float]:
         """The stack's mean accuracy over the folds, for each set of experts."""
-        features = [
-            np.column_stack([base_columns] + [columns[k] for k in labels]) for labels in label_sets
-        ]
         fold_scores = parallel(
-            delayed(cross_val_score)(
-                make_stacker(
-                    hidden_layer_sizes,
-                    kind=stacker,
-                    seeds=stacker_seeds,
-                    random_state=random_state,
-                ),
-                x,
-                y,
-                cv=[fold],
-            )
-            for x in features
+            delayed(cross_val_score)(final_estimator(), stack_inputs(labels), y, cv=[fold])
+            for labels in label_sets
             for fold in folds
         )
         per_set = np.reshape(np.concatenate(fold_scores), (len(label_sets), len(folds)))
@@ -528,6 +529,16 @@ def select_experts(
     )
     experts_chosen = tuple(k for k in selected if k not in (others or {}))
     others_chosen = tuple(k for k in selected if k in (others or {}))
+    out_of_fold = cross_val_predict(
+        final_estimator(), stack_inputs(selected), y, cv=folds, n_jobs=n_jobs
+    )
     return ExpertSelection(
-        experts_chosen, others_chosen, baseline, tuple(steps), candidates, rule, tuple(others or {})
+        experts_chosen,
+        others_chosen,
+        baseline,
+        tuple(steps),
+        candidates,
+        rule,
+        tuple(others or {}),
+        out_of_fold,
     )

@@ -282,6 +282,11 @@ def _metrics_section(document: dict, results: list[dict]) -> list[str]:
             f"({stacking['best_member']}) {stacking['best_member_accuracy']:.4f}, difference "
             f"{stacking['difference']:+.4f}.",
         ]
+        if "paired" in stacking:  # runs since 2026-12-06
+            lines.append(
+                "Its out-of-fold predictions against the member's, paired on the stacking "
+                "part: " + paired_difference_markdown("ensemble", "best member", stacking["paired"])
+            )
     return lines
 
 

@@ -190,7 +190,8 @@ class BaseModels:
 
 @dataclass(frozen=True)
 class Ensemble:
-    """The stacked ensemble, its experts, and what the member selection found."""
+    """The stacked ensemble, its experts, what the member selection found, and its base
+    model's predictions on the stacking part."""
 
     estimator: object
     experts: OneVsAllExperts
@@ -198,6 +199,7 @@ class Ensemble:
     selection: object
     member_labels: tuple[str, ...]
     stack_accuracy: dict[str, float]
+    base_stack_predictions: np.ndarray
 
 
 def _resolve_weights(params: dict, weights_dir: Path | None) -> dict:
@@ -482,7 +484,10 @@ def stack_ensemble(
         "stack_images": len(stack),
         "stack_accuracy": stack_accuracy,
     }
-    return Ensemble(estimator, experts, experts_on, selection, members, stack_accuracy)
+    return Ensemble(
+        estimator, experts, experts_on, selection, members, stack_accuracy,
+        bases.models[base_label].predict(stack.images),
+    )  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- step 5
@@ -526,7 +531,7 @@ def write_report(
 
     # The paired test compares the ensemble with the member that the stacking CV names (the
     # best on the stacking part), which need not be the stopping part's best base model.
-    stacking = _stacking_cv(run, ensemble) if ensemble is not None else None
+    stacking = _stacking_cv(run, ensemble, context.seed) if ensemble is not None else None
     results, paired = [], []
     for split in run.splits.tests:
         for view, rows in split.views().items():
@@ -601,9 +606,11 @@ def predict_peer(path: Path, images_by_split: dict[str, np.ndarray]) -> dict[str
     return predicted
 
 
-def _stacking_cv(run: RunData, ensemble: Ensemble) -> dict:
+def _stacking_cv(run: RunData, ensemble: Ensemble, seed: int) -> dict:
     """The stack's cross-validated accuracy on the stacking part against its best member's
-    accuracy on the same images: its base, the base model most accurate there."""
+    accuracy on the same images: its base, the base model most accurate there. ``paired``:
+    the stack's out-of-fold predictions against that member's, image by image
+    (:func:`paired_difference`: its interval and McNemar's p-value)."""
     base = ensemble.member_labels[0]
     stack_cv = ensemble.selection.cv_score
     return {
@@ -612,6 +619,12 @@ def _stacking_cv(run: RunData, ensemble: Ensemble) -> dict:
         "best_member_accuracy": ensemble.stack_accuracy[base],
         "difference": stack_cv - ensemble.stack_accuracy[base],
         "images": len(run.splits.stack),
+        "paired": paired_difference(
+            run.splits.stack.target,
+            ensemble.selection.out_of_fold,
+            ensemble.base_stack_predictions,
+            random_state=seed,
+        ),
     }
 
 
@@ -824,7 +837,10 @@ def _results_markdown(title, context, run, bases, results, paired, figures) -> s
             "",
             f"Stacking part ({cv['images']} images), 5-fold cross-validation: ensemble "
             f"{cv['ensemble_cv_accuracy']:.4f}, its best member ({cv['best_member']}) "
-            f"{cv['best_member_accuracy']:.4f}, difference {cv['difference']:+.4f}.",
+            f"{cv['best_member_accuracy']:.4f}, difference {cv['difference']:+.4f}; "
+            "the out-of-fold predictions against the member's, paired: "
+            + paired_difference_markdown("ensemble", "best member", cv["paired"])
+            + ".",
             "",
             f"Ensemble against its best member ({cv['best_member']}), paired on the same test "
             "images (95% bootstrap interval, exact McNemar test):",

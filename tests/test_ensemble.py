@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.ensemble import StackingClassifier
+from sklearn.model_selection import StratifiedKFold
 from sklearn.neural_network import MLPClassifier
 
 from skfer import OneVsAllExperts, TransferCNNClassifier
@@ -156,6 +157,20 @@ def test_expert_selection_in_parallel_processes_gives_the_same_selection(fitted)
     serial = select_experts(base, experts, X_test, y_test, cv=3, min_gain=0.0)
     parallel = select_experts(base, experts, X_test, y_test, cv=3, min_gain=0.0, n_jobs=2)
     assert parallel == serial
+    np.testing.assert_array_equal(parallel.out_of_fold, serial.out_of_fold)
+
+
+def test_selection_out_of_fold_predictions_score_what_its_cross_validation_scored(fitted):
+    """Fold by fold, the selected stack's out-of-fold predictions are as accurate as the
+    selection's last cross-validated score says: the same folds, seed and members."""
+    base, experts, _, (_, _, X_test, y_test) = fitted
+    y_test = np.asarray(y_test)
+    selection = select_experts(base, experts, X_test, y_test, cv=3, min_gain=0.0, random_state=4)
+    assert selection.steps  # the score is a selected stack's, not the base model's alone
+    assert selection.out_of_fold.shape == y_test.shape
+    folds = StratifiedKFold(3, shuffle=True, random_state=4).split(y_test, y_test)
+    fold_accuracy = [np.mean(selection.out_of_fold[test] == y_test[test]) for _, test in folds]
+    assert np.mean(fold_accuracy) == pytest.approx(selection.cv_score, abs=1e-12)
 
 
 class ConstantScore(ClassifierMixin, BaseEstimator):

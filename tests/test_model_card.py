@@ -91,6 +91,7 @@ def full_document() -> dict:
             "best_member_accuracy": 0.6536,
             "difference": 0.0067,
             "images": 2867,
+            "paired": {**paired, "difference": 0.0066, "n_samples": 2867},
         },
         "models": {FACE: "base_model_1.skfer", "ensemble (MLP stack)": "ensemble.skfer"},
         "results": [
@@ -116,6 +117,8 @@ def test_the_card_has_every_section_with_the_runs_numbers(tmp_path):
     assert f"| {FACE} | 250 | 0.6277 [0.6108, 0.6446] |" in card
     assert "- PublicTest: ensemble \u2212 best member: +0.0056 [\u22120.0022, +0.0139]" in card
     assert "ensemble 0.6603, its best member" in card
+    assert "paired on the stacking part: ensemble \u2212 best member: +0.0066 [" in card
+    assert "of 2867)" in card
     models = (out / "models").as_posix()
     assert f'skfer.load("{models}/ensemble.skfer")' in card
     assert f"skfer predict {models}/ensemble.skfer photo.jpg" in card

@@ -179,6 +179,12 @@ def test_no_stack_image_reaches_a_members_training_or_stopping(tmp_path, monkeyp
     stacking = document["stacking_cv"]
     assert stacking["ensemble_cv_accuracy"] == selection["steps"][-1][1]
     assert stacking["best_member_accuracy"] == selection["stack_accuracy"][best_member]
+    # Its paired form: the stack's out-of-fold predictions against the member's, on the
+    # stacking part's images (its figure against the unrigged score: test_reproduce.py).
+    stack_paired = stacking["paired"]
+    assert stack_paired["n_samples"] == len(stack.target) == stacking["images"]
+    low, high = stack_paired["interval"]
+    assert low <= stack_paired["difference"] <= high
     expected = public["ensemble (logistic stack)"] - public[best_member]
     assert paired["difference"] == pytest.approx(expected)
     assert all(len(row["accuracy_interval"]) == 2 for row in document["results"])
@@ -200,6 +206,7 @@ def test_no_stack_image_reaches_a_members_training_or_stopping(tmp_path, monkeyp
     text = (out / "results.md").read_text()
     assert "- base model tiny, other head: " in text and "; seed 0 + 1\n" in text
     assert f"Ensemble against its best member ({best_member}), paired on the same test" in text
+    assert "the out-of-fold predictions against the member's, paired: ensemble − best" in text
     assert "- stacker: logistic regression on the members' log-probabilities" in text
     card = (out / "MODEL_CARD.md").read_text()
     assert f"skfer predict {(out / 'models').as_posix()}/ensemble.skfer photo.jpg" in card

@@ -46,6 +46,11 @@ def test_reproduce_table_quick_runs_end_to_end(tmp_path, fer2013_csv, mobilenet_
         }
         assert all(key in row for key in METRICS)
     assert set(document["member_selection"]) >= {"members", "rule", "steps"}
+    # The stacking CV's gain over the best member, and the same from the stack's out-of-fold
+    # predictions image by image (the folds' sizes differ by one image at most).
+    stacking = document["stacking_cv"]
+    assert stacking["paired"]["n_samples"] == stacking["images"]
+    assert stacking["paired"]["difference"] == pytest.approx(stacking["difference"], abs=0.02)
     table = (out / "results.md").read_text()
     assert table.count("| PublicTest |") == len(document["results"]) / 2
     for picture in ("confusion_matrix.png", "accuracy_curves.png"):
