@@ -93,7 +93,7 @@ def stacker_kind(dataset: str) -> str:
     return PRESET.stacker
 
 
-def stacker(kind: str, seed: int):
+def preset_stacker(kind: str, seed: int):
     """The preset's stacker of ``kind``: its layers and seeds, ``random_state=seed``."""
     return make_stacker(
         PRESET.stacker_layers, kind=kind, seeds=PRESET.stacker_seeds, random_state=seed
@@ -107,7 +107,7 @@ def stacking_cv(columns: list, y, kind: str) -> float:
         np.mean(
             [
                 cross_val_score(
-                    stacker(kind, seed),
+                    preset_stacker(kind, seed),
                     x,
                     y,
                     cv=StratifiedKFold(5, shuffle=True, random_state=seed),
@@ -123,7 +123,7 @@ def public_row(members: dict, names: list, y_stack, y_public, kind: str) -> dict
     member on the stacking part."""
     stack_accuracy = {n: np.mean(members[n][0].argmax(axis=1) == y_stack) for n in names}
     best = max(stack_accuracy, key=stack_accuracy.get)
-    final = stacker(kind, 0).fit(np.column_stack([members[n][0] for n in names]), y_stack)
+    final = preset_stacker(kind, 0).fit(np.column_stack([members[n][0] for n in names]), y_stack)
     predicted = final.predict(np.column_stack([members[n][1] for n in names]))
     return {
         "public_test": float(np.mean(predicted == y_public)),
