@@ -86,13 +86,6 @@ def label(name: str) -> str:
     return short(name) + (", second seed" if name.endswith("second seed") else "")
 
 
-def stacker_kind(dataset: str) -> str:
-    """The preset's final estimator for ``dataset``."""
-    if dataset == "ferplus" and PRESET.ferplus_stacker is not None:
-        return PRESET.ferplus_stacker
-    return PRESET.stacker
-
-
 def preset_stacker(kind: str, seed: int):
     """The preset's stacker of ``kind``: its layers and seeds, ``random_state=seed``."""
     return make_stacker(
@@ -189,7 +182,7 @@ def main() -> None:
         raise SystemExit("on FER+ the block-13 model trains on the votes: no block13_ candidates")
     if dataset == "fer2013" and set(args.candidates) & set(ON_VOTES):
         raise SystemExit(f"{ON_VOTES} train on FER+ votes: they take a FER+ run")
-    kind = stacker_kind(dataset)
+    kind = PRESET.stacker_for(dataset)
     members = load_members(args.run / "members.npz")
     # On FER2013 the members on FER+ votes (run v17) are not in the preset.
     dropped = [*args.drop, *(["FER+ votes"] if dataset == "fer2013" else [])]

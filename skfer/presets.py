@@ -145,6 +145,13 @@ class Preset:
                 f"ferplus_first_model={self.ferplus_first_model!r}"
             )
 
+    def stacker_for(self, dataset: str) -> str:
+        """The final estimator on ``dataset``: ``ferplus_stacker`` on FER+ where it is set,
+        else ``stacker``."""
+        if dataset == "ferplus" and self.ferplus_stacker is not None:
+            return self.ferplus_stacker
+        return self.stacker
+
 
 _CPU_SCHEDULE = dict(
     input_size=96,

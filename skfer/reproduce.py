@@ -716,10 +716,7 @@ def reproduce(
             f"dataset='ferplus'. Received: test={test!r}, dataset={dataset!r}"
         )
     plan = smoke_preset(PRESETS[preset]) if smoke else PRESETS[preset]
-    if dataset == "ferplus" and plan.ferplus_stacker is not None:
-        plan = replace(plan, stacker=plan.ferplus_stacker)
-    if stacker is not None:
-        plan = replace(plan, stacker=stacker)
+    plan = replace(plan, stacker=stacker if stacker is not None else plan.stacker_for(dataset))
     if plan.needs_gpu and not has_gpu():
         raise BackendError(
             f"--preset {preset} needs a GPU, and Keras' {keras.backend.backend()} backend sees "

@@ -194,6 +194,9 @@ def test_on_ferplus_the_first_models_other_heads_train_on_the_votes_too():
 def test_the_cpu_preset_stacks_standardized_probabilities_on_ferplus_alone():
     plan = skfer.presets.PRESETS["cpu"]
     assert (plan.stacker, plan.ferplus_stacker) == ("mlp", "standardized_mlp")
+    assert [plan.stacker_for(d) for d in ("fer2013", "ferplus")] == ["mlp", "standardized_mlp"]
+    unset = dataclasses.replace(plan, ferplus_stacker=None)
+    assert unset.stacker_for("ferplus") == "mlp"
     with pytest.raises(ValueError, match=r"ferplus_stacker must be one of .* Received: "):
         dataclasses.replace(plan, ferplus_stacker="svm")
     with pytest.raises(ValueError, match=r"stacker must be one of .* Received: stacker=None"):
