@@ -260,17 +260,18 @@ def _class_expert(state: dict, fitted):
     return expert
 
 
+def _two_steps_of(steps, first_types: tuple, last_types: tuple) -> bool:
+    """Whether a pipeline's ``steps`` are exactly two, of one of ``first_types`` then one of
+    ``last_types`` (exact types: a subclass may hold state that saving would lose)."""
+    return len(steps) == 2 and type(steps[0][1]) in first_types and type(steps[1][1]) in last_types
+
+
 def _final_state(final) -> tuple[dict, dict]:
     """The final estimator's state (JSON) and arrays (name to array, for an ``.npz`` file): an
     MLPClassifier, a :class:`~skfer.ensemble.SeedAveragedMLP`, or the ``'standardized_mlp'``
     or ``'logistic'`` pipeline of :func:`~skfer.ensemble.make_stacker`."""
-    steps = getattr(final, "steps", None)
-    if (
-        type(final) is Pipeline
-        and len(steps) == 2
-        and type(steps[0][1]) is StandardScaler
-        and type(steps[1][1]) in (MLPClassifier, SeedAveragedMLP)
-    ):
+    steps = final.steps if type(final) is Pipeline else ()
+    if _two_steps_of(steps, (StandardScaler,), (MLPClassifier, SeedAveragedMLP)):
         (_, scaler), (_, mlp) = steps
         state, arrays = _final_state(mlp)
         arrays.update({f"scaler_{name}": getattr(scaler, name) for name in _SCALER_ARRAYS})
@@ -297,12 +298,7 @@ def _final_state(final) -> tuple[dict, dict]:
             "mlps": states,
         }
         return state, arrays
-    if (
-        type(final) is Pipeline
-        and len(steps) == 2
-        and type(steps[0][1]) is LogProbabilities
-        and type(steps[1][1]) is LogisticRegression
-    ):
+    if _two_steps_of(steps, (LogProbabilities,), (LogisticRegression,)):
         (_, floor), (_, logistic) = steps
         arrays = {
             name: getattr(logistic, name) for name in ("classes_", "coef_", "intercept_", "n_iter_")
