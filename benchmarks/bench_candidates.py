@@ -10,7 +10,7 @@ the stacking part and PublicTest from ``RUN/members.npz`` (written by ``bench_me
 Then it trains each candidate, a variant of the preset's frozen face model, of its spatial
 head, of its block-13 model (at another input size; FER2013 only, as on FER+ that model
 trains on the votes), of its ImageNet MobileNet 0.25 (another input size or seed), or, on
-FER+, the frozen and spatial-head models trained on the votes (``ON_VOTES``), as
+FER+, the frozen, spatial-head and ImageNet models trained on the votes (``ON_VOTES``), as
 ``reproduce`` trains a base model: on the fit part, early-stopped on the stopping part, the
 face models scored with the preset's flip test-time augmentation. The face candidates share
 one feature cache (the preset's bound), so the first one's minutes include the block-12 maps
@@ -71,9 +71,10 @@ CANDIDATES = {
     "imagenet_seed1": (IMAGENET, {}, 1),
     "frozen_votes": (FROZEN, {}, 0),
     "spatial_votes": (SPATIAL, {}, 0),
+    "imagenet_votes": (IMAGENET, {}, 0),
 }
 """Name: (the preset's plan it varies, the params it changes, seed offset)."""
-ON_VOTES = ("frozen_votes", "spatial_votes")
+ON_VOTES = ("frozen_votes", "spatial_votes", "imagenet_votes")
 """Candidates trained on FER+'s vote distributions (FER+ runs only), where the preset trains
 their plan on the majority labels."""
 FOLD_SEEDS = (0, 1, 2)
@@ -86,21 +87,26 @@ def label(name: str) -> str:
     return short(name) + (", second seed" if name.endswith("second seed") else "")
 
 
-def preset_stacker(kind: str, seed: int):
-    """The preset's stacker of ``kind``: its layers and seeds, ``random_state=seed``."""
+def preset_stacker(kind: str, seed: int, alpha: float = 1e-4):
+    """The preset's stacker of ``kind``: its layers and seeds, ``random_state=seed``, its MLPs'
+    L2 penalty ``alpha``."""
     return make_stacker(
-        PRESET.stacker_layers, kind=kind, seeds=PRESET.stacker_seeds, random_state=seed
+        PRESET.stacker_layers,
+        kind=kind,
+        seeds=PRESET.stacker_seeds,
+        alpha=alpha,
+        random_state=seed,
     )
 
 
-def stacking_cv(columns: list, y, kind: str) -> float:
+def stacking_cv(columns: list, y, kind: str, alpha: float = 1e-4) -> float:
     """The stacker's 5-fold accuracy on the stacking part, mean over ``FOLD_SEEDS``."""
     x = np.column_stack(columns)
     return float(
         np.mean(
             [
                 cross_val_score(
-                    preset_stacker(kind, seed),
+                    preset_stacker(kind, seed, alpha),
                     x,
                     y,
                     cv=StratifiedKFold(5, shuffle=True, random_state=seed),
@@ -111,12 +117,16 @@ def stacking_cv(columns: list, y, kind: str) -> float:
     )
 
 
-def public_row(members: dict, names: list, y_stack, y_public, kind: str) -> dict:
+def public_row(
+    members: dict, names: list, y_stack, y_public, kind: str, alpha: float = 1e-4
+) -> dict:
     """PublicTest of the stack of ``names`` fitted on the stacking part, against the set's best
     member on the stacking part."""
     stack_accuracy = {n: np.mean(members[n][0].argmax(axis=1) == y_stack) for n in names}
     best = max(stack_accuracy, key=stack_accuracy.get)
-    final = preset_stacker(kind, 0).fit(np.column_stack([members[n][0] for n in names]), y_stack)
+    final = preset_stacker(kind, 0, alpha).fit(
+        np.column_stack([members[n][0] for n in names]), y_stack
+    )
     predicted = final.predict(np.column_stack([members[n][1] for n in names]))
     return {
         "public_test": float(np.mean(predicted == y_public)),

@@ -140,6 +140,8 @@ class SeedAveragedMLP(ClassifierMixin, BaseEstimator):
         Hidden layers of each MLP.
     n_seeds : int, default=5
         MLPs averaged.
+    alpha : float, default=1e-4
+        Each MLP's L2 penalty (``MLPClassifier``'s default).
     tol : float, default=MLP_STACKER_TOL
         Each MLP's ``tol``.
     max_iter : int, default=1000
@@ -160,6 +162,7 @@ class SeedAveragedMLP(ClassifierMixin, BaseEstimator):
     _parameter_constraints: dict = {
         "hidden_layer_sizes": [SequenceOf(Interval(int, 1, None))],
         "n_seeds": [Interval(int, 1, None)],
+        "alpha": [Interval(float, 0, None)],
         "tol": [Interval(float, 0, None, closed="neither")],
         "max_iter": [Interval(int, 1, None)],
     }
@@ -169,12 +172,14 @@ class SeedAveragedMLP(ClassifierMixin, BaseEstimator):
         hidden_layer_sizes=(64, 32),
         *,
         n_seeds: int = 5,
+        alpha: float = 1e-4,
         tol: float = MLP_STACKER_TOL,
         max_iter: int = 1000,
         random_state=None,
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.n_seeds = n_seeds
+        self.alpha = alpha
         self.tol = tol
         self.max_iter = max_iter
         self.random_state = random_state
@@ -200,6 +205,7 @@ class SeedAveragedMLP(ClassifierMixin, BaseEstimator):
         self.estimators_ = [
             MLPClassifier(
                 hidden_layer_sizes=tuple(self.hidden_layer_sizes),
+                alpha=self.alpha,
                 tol=self.tol,
                 max_iter=self.max_iter,
                 random_state=int(seed),
@@ -227,6 +233,7 @@ def make_stacker(
     *,
     kind: str = "mlp",
     seeds: int = 1,
+    alpha: float = 1e-4,
     random_state=None,
     max_iter=1000,
 ):
@@ -240,7 +247,9 @@ def make_stacker(
     gained less than :data:`MLP_STACKER_TOL` per epoch for 10 epochs.
 
     ``seeds`` > 1: a :class:`SeedAveragedMLP` of that many such MLPs (their mean
-    probabilities).
+    probabilities). ``alpha`` is each MLP's L2 penalty (scikit-learn's default, 1e-4, in the
+    presets: up to 1 it left the selection's stacking CV within 0.3 points on FER+ run v13's
+    members, ``benchmarks/bench_stacker_alpha.py``, docs/results.md).
 
     ``kind='standardized_mlp'``: a ``StandardScaler`` then the same MLP (or mean of MLPs):
     scikit-learn's advice for MLPs, whose inputs here are probabilities that sit near 0 for
@@ -249,27 +258,37 @@ def make_stacker(
     (``benchmarks/bench_ensemble_base.py --stacker``, docs/results.md).
 
     ``kind='logistic'``: :class:`LogProbabilities` then an L2-regularised
-    ``LogisticRegression`` (``C=0.1``; ``hidden_layer_sizes`` and ``seeds`` unused), steadier
-    than the MLP on the few thousand images of a stacking part
+    ``LogisticRegression`` (``C=0.1``; ``hidden_layer_sizes``, ``seeds`` and ``alpha``
+    unused), steadier than the MLP on the few thousand images of a stacking part
     (``benchmarks/bench_members.py``, docs/results.md).
     """
     if kind not in STACKERS:
         raise ValueError(f"kind must be one of {STACKERS}. Received: kind={kind!r}")
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise ValueError(f"seeds must be an integer >= 1. Received: seeds={seeds!r}")
+    check_params({"alpha": alpha}, {"alpha": SeedAveragedMLP._parameter_constraints["alpha"]})
     if kind == "logistic":
         return make_pipeline(LogProbabilities(), LogisticRegression(C=0.1, max_iter=max_iter))
     if kind == "standardized_mlp":
         mlp = make_stacker(
-            hidden_layer_sizes, seeds=seeds, random_state=random_state, max_iter=max_iter
+            hidden_layer_sizes,
+            seeds=seeds,
+            alpha=alpha,
+            random_state=random_state,
+            max_iter=max_iter,
         )
         return make_pipeline(StandardScaler(), mlp)
     if seeds > 1:
         return SeedAveragedMLP(
-            hidden_layer_sizes, n_seeds=seeds, max_iter=max_iter, random_state=random_state
+            hidden_layer_sizes,
+            n_seeds=seeds,
+            alpha=alpha,
+            max_iter=max_iter,
+            random_state=random_state,
         )
     return MLPClassifier(
         hidden_layer_sizes=tuple(hidden_layer_sizes),
+        alpha=alpha,
         max_iter=max_iter,
         tol=MLP_STACKER_TOL,
         random_state=random_state,

@@ -39,9 +39,27 @@ def test_it_averages_the_mlps_of_the_seeds_drawn_from_random_state():
     np.testing.assert_array_equal(again.predict_proba(X), averaged.predict_proba(X))
 
 
+def test_alpha_is_the_l2_penalty_of_every_mlp():
+    X, y = _data()
+    averaged = SeedAveragedMLP((16,), n_seeds=2, alpha=3.0, random_state=7).fit(X, y)
+    seeds = np.random.RandomState(7).randint(np.iinfo(np.int32).max, size=2)
+    singles = [
+        MLPClassifier((16,), alpha=3.0, tol=averaged.tol, max_iter=1000, random_state=int(s))
+        for s in seeds
+    ]
+    expected = np.mean([mlp.fit(X, y).predict_proba(X) for mlp in singles], axis=0)
+    np.testing.assert_allclose(averaged.predict_proba(X), expected)
+    default = SeedAveragedMLP((16,), n_seeds=2, random_state=7).fit(X, y)
+    assert default.alpha == MLPClassifier().alpha
+    assert not np.allclose(default.predict_proba(X), expected)
+    # The penalty shrinks the weights.
+    norm = [sum(np.sum(w**2) for w in m.estimators_[0].coefs_) for m in (averaged, default)]
+    assert norm[0] < norm[1]
+
+
 def test_bad_parameters_are_refused_before_any_work():
     X, y = _data(30)
-    for name, value in [("n_seeds", 0), ("tol", 0.0), ("max_iter", 0)]:
+    for name, value in [("n_seeds", 0), ("tol", 0.0), ("max_iter", 0), ("alpha", -1.0)]:
         with pytest.raises(ValueError, match=rf"{name} must be .* Received: {name}={value}"):
             SeedAveragedMLP(**{name: value}).fit(X, y)
     with pytest.raises(ValueError, match=r"hidden_layer_sizes must be"):
@@ -56,6 +74,13 @@ def test_make_stacker_builds_one_mlp_or_the_seed_average():
     assert averaged.tol == make_stacker().tol
     with pytest.raises(ValueError, match=r"seeds must be an integer >= 1. Received: seeds=0"):
         make_stacker(seeds=0)
+    assert make_stacker().alpha == MLPClassifier().alpha
+    assert make_stacker(alpha=0.5).alpha == 0.5
+    assert make_stacker(seeds=5, alpha=0.5).alpha == 0.5
+    assert make_stacker(kind="standardized_mlp", seeds=5, alpha=0.5)[-1].alpha == 0.5
+    for alpha in (-0.1, float("nan"), "1", True):
+        with pytest.raises(ValueError, match=r"alpha must be a number >= 0. Received: alpha="):
+            make_stacker(alpha=alpha)
     assert stacker_name("mlp", 5) == "MLP (mean of 5 seeds)"
     assert stacker_name("mlp") == "MLP"
     assert stacker_name("logistic", 5) == "log-probability logistic regression"
