@@ -248,8 +248,9 @@ def make_stacker(
 
     ``seeds`` > 1: a :class:`SeedAveragedMLP` of that many such MLPs (their mean
     probabilities). ``alpha`` is each MLP's L2 penalty (scikit-learn's default, 1e-4, in the
-    presets: up to 1 it left the selection's stacking CV within 0.3 points on FER+ run v13's
-    members, ``benchmarks/bench_stacker_alpha.py``, docs/results.md).
+    presets: 0.01 changed no stacking CV on FER+ run v13's or FER2013 run v23's members, and
+    1 lowered FER2013's by 0.6 points; ``benchmarks/bench_stacker_alpha.py``,
+    docs/results.md).
 
     ``kind='standardized_mlp'``: a ``StandardScaler`` then the same MLP (or mean of MLPs):
     scikit-learn's advice for MLPs, whose inputs here are probabilities that sit near 0 for
