@@ -49,8 +49,7 @@ def main() -> None:
     document, splits, class_names = run_splits(args.run, args.data, args.ferplus_labels)
     dataset = document["dataset"]
     members = members_of(args.run, document, splits, class_names, args.run / "members.npz")
-    bases = [base["label"] for base in document["preset"]["base_models"]]
-    members = {n: v for n, v in members.items() if any(n.startswith(b) for b in bases)}
+    members = {n: v for n, v in members.items() if not n.startswith("expert")}
     y_stack, y_public = splits.stack.target, splits.tests[0].target
     accuracy = {n: float(np.mean(v[0].argmax(axis=1) == y_stack)) for n, v in members.items()}
     ranked = sorted(accuracy, key=accuracy.get, reverse=True)
