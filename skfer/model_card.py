@@ -141,12 +141,24 @@ def _models_section(document: dict, models_dir: Path, primary: str | None) -> li
         "| file | model | accuracy on the stopping part |",
         "| --- | --- | --- |",
     ]
+    shipped = document.get("ensemble_shipped", {})
+    falls_back = shipped.get("ships") == "best member"
     for label, name in files.items():
         score = f"{stop[label]:.4f}" if label in stop else "n/a (trained on the stacking part)"
+        if falls_back and label.startswith(ENSEMBLE_PREFIX):
+            score = f"its best member alone ({shipped['best_member']})"
         lines.append(f"| `{name}` | {label} | {score} |")
     best = document.get("best_base_model")
     if best is not None:
         lines += ["", f"The best base model on the stopping part: {best}."]
+    if falls_back:
+        lines += [
+            "",
+            f"The run ships {shipped['best_member']} alone as its ensemble: the stack's "
+            f"cross-validated accuracy on the stacking part, {shipped['stack_cv_accuracy']:.4f}, "
+            f"does not exceed that member's, {shipped['best_member_accuracy']:.4f} (rule: "
+            f"{shipped['rule']}). The stack is saved beside it, not recommended.",
+        ]
     if primary is not None and primary in files:
         model = (models_dir / files[primary]).as_posix()
         lines += [
@@ -274,18 +286,25 @@ def _metrics_section(document: dict, results: list[dict]) -> list[str]:
         f"- {view}: " + paired_difference_markdown("ensemble", "best member", difference)
         for view, difference in paired.items()
     ]
+    stack_paired = document.get("stack_minus_best_member", {})
+    if stack_paired:
+        lines += ["", "The stack that the run did not ship, against the same member:", ""]
+        lines += [
+            f"- {view}: " + paired_difference_markdown("stack", "best member", difference)
+            for view, difference in stack_paired.items()
+        ]
     if stacking:
         lines += [
             "",
             f"On the stacking part ({stacking['images']} images, 5-fold cross-validation): "
-            f"ensemble {stacking['ensemble_cv_accuracy']:.4f}, its best member "
+            f"the stack {stacking['ensemble_cv_accuracy']:.4f}, its best member "
             f"({stacking['best_member']}) {stacking['best_member_accuracy']:.4f}, difference "
             f"{stacking['difference']:+.4f}.",
         ]
         if "paired" in stacking:  # runs since 2026-12-06
             lines.append(
                 "Its out-of-fold predictions against the member's, paired on the stacking "
-                "part: " + paired_difference_markdown("ensemble", "best member", stacking["paired"])
+                "part: " + paired_difference_markdown("stack", "best member", stacking["paired"])
             )
     return lines
 

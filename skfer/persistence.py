@@ -105,9 +105,11 @@ def save(estimator, path: str | os.PathLike) -> Path:
 def run_model_file(folder: str | os.PathLike) -> Path:
     """The model file that a ``skfer reproduce`` output folder recommends.
 
-    Its stacked ensemble (``models/ensemble.skfer``) when the run has one, else its best base
-    model on the stopping part (``results.json``'s ``best_base_model``). ``folder`` may also be
-    the run's ``models`` folder itself.
+    Its stacked ensemble (``models/ensemble.skfer``) when the run ships one, else the model
+    that ``results.json`` recommends (``recommended_model``: the stack's best member where the
+    run ships that member alone), else its best base model on the stopping part
+    (``best_base_model``, runs before 2026-12-06). ``folder`` may also be the run's ``models``
+    folder itself.
 
     Raises
     ------
@@ -127,8 +129,8 @@ def run_model_file(folder: str | os.PathLike) -> Path:
     if document.is_file():
         try:
             results = json.loads(document.read_text())
-            best = results["models"][results["best_base_model"]]
-        except (ValueError, KeyError, TypeError):
+            best = results.get("recommended_model") or results["models"][results["best_base_model"]]
+        except (ValueError, KeyError, TypeError, AttributeError):
             best = None
         if best is not None and (run / RUN_MODELS / best).is_file():
             return run / RUN_MODELS / best

@@ -22,7 +22,9 @@ class, small inputs, one epoch per phase) that exercises the same code end to en
 Every preset holds out two parts of Training, split by image (:mod:`skfer.protocol`): a
 stopping part (``stop_fraction``) for early stopping and the choice of the best base model,
 and a stacking part (``stack_fraction``) for the selection of the ensemble's members (the
-first: the base model most accurate there) and the stacking MLP.
+first: the base model most accurate there) and the stacking MLP. A stack that does not beat
+its best member in cross-validation on the stacking part is not shipped: the run's ensemble is
+then that member alone (``fallback_to_best_member``).
 """
 
 from __future__ import annotations
@@ -110,6 +112,9 @@ class Preset:
     when the preset is made).
     ``ferplus_stacker`` is the final estimator with ``dataset='ferplus'`` where it differs
     from ``stacker`` (None: ``stacker`` on both datasets).
+    ``fallback_to_best_member``: where the stack's cross-validated accuracy on the stacking
+    part does not exceed its best member's accuracy there, the run ships that member alone as
+    its ensemble and reports the stack beside it (False: the stack regardless).
     """
 
     name: str
@@ -127,8 +132,14 @@ class Preset:
     feature_cache_bytes: int | None = None
     ferplus_first_model: str = "both"
     ferplus_stacker: str | None = None
+    fallback_to_best_member: bool = True
 
     def __post_init__(self):
+        if not isinstance(self.fallback_to_best_member, bool):
+            raise ValueError(
+                "fallback_to_best_member must be True or False. Received: "
+                f"fallback_to_best_member={self.fallback_to_best_member!r}"
+            )
         seeds = self.stacker_seeds
         if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
             raise ValueError(

@@ -88,6 +88,14 @@ ENSEMBLE_LABELS = {
 }
 """The ensemble's row in the table, by the preset's ``stacker``."""
 
+RUN_STACK_NOT_SHIPPED = "stack_not_shipped.skfer"
+"""The stack's file in ``OUT/models/`` when the run ships its best member instead."""
+
+
+def stack_not_shipped_label(ensemble_label: str) -> str:
+    """The row of a stack that the run did not ship: ``'stack not shipped (MLP stack)'``."""
+    return "stack not shipped " + ensemble_label.removeprefix("ensemble ")
+
 
 class Progress:
     """Prints ``[2/5] experts 3/7 (fear): 12.0 min elapsed, about 16.0 min left in this step``;
@@ -190,8 +198,9 @@ class BaseModels:
 
 @dataclass(frozen=True)
 class Ensemble:
-    """The stacked ensemble, its experts, what the member selection found, and its base
-    model's predictions on the stacking part."""
+    """The stacked ensemble, its experts, what the member selection found, its base model's
+    predictions on the stacking part, and whether the run ships the stack (``ships_stack``)
+    or, the stack not beating it in cross-validation, the base model alone."""
 
     estimator: object
     experts: OneVsAllExperts
@@ -200,6 +209,12 @@ class Ensemble:
     member_labels: tuple[str, ...]
     stack_accuracy: dict[str, float]
     base_stack_predictions: np.ndarray
+    ships_stack: bool = True
+
+    @property
+    def best_member(self) -> str:
+        """The base model most accurate on the stacking part: the stack's first member."""
+        return self.member_labels[0]
 
 
 def _resolve_weights(params: dict, weights_dir: Path | None) -> dict:
@@ -428,7 +443,10 @@ def stack_ensemble(
 ) -> Ensemble:
     """Choose the ensemble's members on ``stack`` and fit the MLP on it: the base model most
     accurate on ``stack`` first, then greedily by the stacker's cross-validated accuracy (the
-    experts and the other base models are the candidates).
+    experts and the other base models are the candidates). With the preset's
+    ``fallback_to_best_member``, a stack whose cross-validated accuracy does not exceed that
+    base model's own accuracy on ``stack`` is not shipped: the run's ensemble is the base model
+    alone (the stack is still fitted, saved and reported).
 
     The first member is chosen on the stacking part, not taken from the stopping part: the
     stopping part is half its size, and in run v21 of the cpu preset its best model (0.6923
@@ -475,6 +493,24 @@ def stack_ensemble(
         return selection.member_name(key, run.class_names)
 
     members = (base_label, *(name(key) for key in selection.selected_others + selection.selected))
+    member_accuracy = stack_accuracy[base_label]
+    ships_stack = not plan.fallback_to_best_member or selection.cv_score > member_accuracy
+    context.document["ensemble_shipped"] = {
+        "ships": "stack" if ships_stack else "best member",
+        "rule": (
+            "the stack where its 5-fold CV accuracy on the stacking part exceeds its best "
+            "member's accuracy there, else that member alone"
+            if plan.fallback_to_best_member
+            else "the stack regardless: the preset's fallback_to_best_member is off"
+        ),
+        "stack_cv_accuracy": selection.cv_score,
+        "best_member": base_label,
+        "best_member_accuracy": member_accuracy,
+    }
+    context.progress.log(
+        f"the run ships {'the stack' if ships_stack else 'its best member alone'}: stacking CV "
+        f"{selection.cv_score:.4f} against {base_label}'s {member_accuracy:.4f}"
+    )
     context.document["member_selection"] = {
         "members": list(members),
         "baseline_cv_accuracy": selection.baseline_score,
@@ -486,7 +522,7 @@ def stack_ensemble(
     }
     return Ensemble(
         estimator, experts, experts_on, selection, members, stack_accuracy,
-        bases.models[base_label].predict(stack.images),
+        bases.models[base_label].predict(stack.images), ships_stack,
     )  # fmt: skip
 
 
@@ -519,10 +555,22 @@ def write_report(
             s.name: ensemble.experts.predict(s.images) for s in run.splits.tests
         }
         notes[experts_label] = f"on the backbone of {ensemble.experts_on}"
-        predictions[ensemble_label] = {
-            s.name: ensemble.estimator.predict(s.images) for s in run.splits.tests
-        }
-        notes[ensemble_label] = " + ".join(ensemble.member_labels)
+        stacked = {s.name: ensemble.estimator.predict(s.images) for s in run.splits.tests}
+        members = " + ".join(ensemble.member_labels)
+        if ensemble.ships_stack:
+            predictions[ensemble_label] = stacked
+            notes[ensemble_label] = members
+        else:
+            shipped = context.document["ensemble_shipped"]
+            predictions[ensemble_label] = predictions[ensemble.best_member]
+            notes[ensemble_label] = (
+                f"its best member alone, {ensemble.best_member}: the stack did not beat it in "
+                f"stacking CV ({shipped['stack_cv_accuracy']:.4f} against "
+                f"{shipped['best_member_accuracy']:.4f})"
+            )
+            stack_label = stack_not_shipped_label(ensemble_label)
+            predictions[stack_label] = stacked
+            notes[stack_label] = members
     peer = context.weights_dir / PEER_WEIGHT_FILE if context.weights_dir is not None else None
     if peer is not None and peer.exists() and context.dataset == "fer2013":
         label = "peer: fer mini-Xception"
@@ -558,6 +606,20 @@ def write_report(
                 paired.append(
                     f"{view}: " + paired_difference_markdown("ensemble", "best member", difference)
                 )
+                if not ensemble.ships_stack:
+                    difference = paired_difference(
+                        split.target[rows],
+                        predictions[stack_label][split.name][rows],
+                        predictions[stacking["best_member"]][split.name][rows],
+                        random_state=context.seed,
+                    )
+                    context.document.setdefault("stack_minus_best_member", {})[view] = difference
+                    paired.append(
+                        f"{view}: "
+                        + paired_difference_markdown(
+                            "stack (not shipped)", "best member", difference
+                        )
+                    )
     if stacking is not None:
         context.document["stacking_cv"] = stacking
 
@@ -574,8 +636,17 @@ def write_report(
             context.progress.log(f"figures skipped: {error}")
         context.document["models"] = _save_models(context, bases)
     if ensemble is not None:
-        path = save(ensemble.estimator, context.out / RUN_MODELS / RUN_ENSEMBLE)
-        context.document["models"][ensemble_label] = path.name
+        files = context.document["models"]
+        if ensemble.ships_stack:
+            path = save(ensemble.estimator, context.out / RUN_MODELS / RUN_ENSEMBLE)
+            files[ensemble_label] = path.name
+        else:
+            path = save(ensemble.estimator, context.out / RUN_MODELS / RUN_STACK_NOT_SHIPPED)
+            files[stack_label] = path.name
+            files[ensemble_label] = files[ensemble.best_member]
+        context.document["recommended_model"] = files[ensemble_label]
+    elif bases.models:
+        context.document["recommended_model"] = context.document["models"][bases.best_label]
 
     context.timings["total"] = time.perf_counter() - context.progress.started
     document = {**context.document, "results": results, "timings_seconds": context.timings}
@@ -611,7 +682,7 @@ def _stacking_cv(run: RunData, ensemble: Ensemble, seed: int) -> dict:
     accuracy on the same images: its base, the base model most accurate there. ``paired``:
     the stack's out-of-fold predictions against that member's, image by image
     (:func:`paired_difference`: its interval and McNemar's p-value)."""
-    base = ensemble.member_labels[0]
+    base = ensemble.best_member
     stack_cv = ensemble.selection.cv_score
     return {
         "ensemble_cv_accuracy": stack_cv,
@@ -832,12 +903,14 @@ def _results_markdown(title, context, run, bases, results, paired, figures) -> s
         lines += [
             f"Ensemble members: {', '.join(selection['members'])}.",
             "",
-            f"Stacking part ({cv['images']} images), 5-fold cross-validation: ensemble "
+            f"Stacking part ({cv['images']} images), 5-fold cross-validation: the stack "
             f"{cv['ensemble_cv_accuracy']:.4f}, its best member ({cv['best_member']}) "
             f"{cv['best_member_accuracy']:.4f}, difference {cv['difference']:+.4f}; "
             "the out-of-fold predictions against the member's, paired: "
-            + paired_difference_markdown("ensemble", "best member", cv["paired"])
+            + paired_difference_markdown("stack", "best member", cv["paired"])
             + ".",
+            "",
+            _shipped_line(context.document["ensemble_shipped"], context.plan.stacker),
             "",
             f"Ensemble against its best member ({cv['best_member']}), paired on the same test "
             "images (95% bootstrap interval, exact McNemar test):",
@@ -848,3 +921,16 @@ def _results_markdown(title, context, run, bases, results, paired, figures) -> s
     lines += [f"![{path.stem.replace('_', ' ')}]({path.name})\n" for path in figures]
     lines.append(f"wall time: {context.timings['total'] / 60:.1f} min")
     return "\n".join(lines) + "\n"
+
+
+def _shipped_line(shipped: dict, stacker: str) -> str:
+    """What the run ships as its ensemble, and by which rule."""
+    if shipped["ships"] == "stack":
+        return f"The run ships the stack ({shipped['rule']}): `{RUN_MODELS}/{RUN_ENSEMBLE}`."
+    return (
+        f"**The run ships its best member alone as its ensemble** ({shipped['rule']}): the "
+        f"stack's {shipped['stack_cv_accuracy']:.4f} does not exceed "
+        f"{shipped['best_member_accuracy']:.4f}. The stack is reported as "
+        f"'{stack_not_shipped_label(ENSEMBLE_LABELS[stacker])}' and saved as "
+        f"`{RUN_MODELS}/{RUN_STACK_NOT_SHIPPED}`."
+    )

@@ -45,6 +45,9 @@ def test_quick_preset_path_on_ferplus_labels(ferplus_files, tmp_path, monkeypatc
         stack_fraction=0.2,
         stacker_layers=(8, 4),
         ferplus_stacker="standardized_mlp",
+        # The stack is shipped as the ensemble whatever its CV, so that its file is there to
+        # check (the fallback to the best member: test_protocol.py).
+        fallback_to_best_member=False,
     )
     monkeypatch.setitem(skfer.presets.PRESETS, "quick", plan)
     out = tmp_path / "out"

@@ -116,8 +116,8 @@ def test_the_card_has_every_section_with_the_runs_numbers(tmp_path):
     assert "| ensemble (MLP stack) | 280 | 0.6645 [0.6492, 0.6804] | 0.5500 | 0.5200 |" in card
     assert f"| {FACE} | 250 | 0.6277 [0.6108, 0.6446] |" in card
     assert "- PublicTest: ensemble \u2212 best member: +0.0056 [\u22120.0022, +0.0139]" in card
-    assert "ensemble 0.6603, its best member" in card
-    assert "paired on the stacking part: ensemble \u2212 best member: +0.0066 [" in card
+    assert "the stack 0.6603, its best member" in card
+    assert "paired on the stacking part: stack \u2212 best member: +0.0066 [" in card
     assert "of 2867)" in card
     models = (out / "models").as_posix()
     assert f'skfer.load("{models}/ensemble.skfer")' in card
@@ -154,6 +154,36 @@ def test_a_local_weight_file_is_known_by_its_published_name(tmp_path):
     assert "`mobilenet_vggface2`, `vggface2` weights: " in licences
     assert "`mobilenet` with the weights '/w/mine.h5': their terms are not known" in licences
     assert "`not_registered` (not a registered backbone)" in licences
+
+
+def test_a_run_that_ships_its_best_member_says_so_and_recommends_its_file(tmp_path):
+    document = full_document()
+    stack = "stack not shipped (MLP stack)"
+    document["ensemble_shipped"] = {
+        "ships": "best member",
+        "rule": "the stack where its 5-fold CV accuracy exceeds ..., else that member alone",
+        "stack_cv_accuracy": 0.6501,
+        "best_member": FACE,
+        "best_member_accuracy": 0.6536,
+    }
+    paired = document["ensemble_minus_best_member"]["PublicTest"]
+    document["stack_minus_best_member"] = {"PublicTest": {**paired, "difference": -0.0064}}
+    document["models"] = {
+        FACE: "base_model_1.skfer",
+        stack: "stack_not_shipped.skfer",
+        "ensemble (MLP stack)": "base_model_1.skfer",
+    }
+    card = write_model_card(tmp_path / "MODEL_CARD.md", document).read_text()
+    shipped = "| `base_model_1.skfer` | ensemble (MLP stack) | its best member alone"
+    assert f"{shipped} ({FACE}) |" in card
+    assert f"| `stack_not_shipped.skfer` | {stack} | n/a (trained on the stacking part) |" in card
+    assert (
+        f"The run ships {FACE} alone as its ensemble: the stack's cross-validated accuracy on "
+        "the stacking part, 0.6501, does not exceed that member's, 0.6536" in card
+    )
+    assert "Use `base_model_1.skfer` (ensemble (MLP stack))" in card
+    assert "The stack that the run did not ship, against the same member:" in card
+    assert "- PublicTest: stack \u2212 best member: \u22120.0064 [" in card
 
 
 def test_without_an_ensemble_or_intervals_the_card_still_says_what_it_can(tmp_path):

@@ -351,6 +351,14 @@ def test_a_run_folder_gives_its_ensemble_else_its_best_base_model(classifier, tm
     without = run_folder(tmp_path / "two", classifier, ensemble=False)
     assert run_model_file(without) == without / "models" / "base_model_2.skfer"
     assert load(without).classes_.tolist() == classifier.classes_.tolist()
+    # A run that ships the stack's best member alone recommends that member's file, which
+    # need not be the stopping part's best base model.
+    member = run_folder(tmp_path / "three", classifier, ensemble=False)
+    classifier.save(member / "models" / "base_model_1.skfer")
+    document = json.loads((member / "results.json").read_text())
+    document["recommended_model"] = "base_model_1.skfer"
+    (member / "results.json").write_text(json.dumps(document))
+    assert run_model_file(member) == member / "models" / "base_model_1.skfer"
     with pytest.raises(FileNotFoundError, match="not the output of a skfer reproduce run"):
         run_model_file(tmp_path)
 

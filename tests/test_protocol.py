@@ -77,10 +77,13 @@ def _write_csv(path, images, target, usage):
 
 
 @pytest.mark.slow
-def test_no_stack_image_reaches_a_members_training_or_stopping(tmp_path, monkeypatch):
+@pytest.mark.parametrize("fallback", [False, True], ids=["stack", "fallback"])
+def test_no_stack_image_reaches_a_members_training_or_stopping(tmp_path, monkeypatch, fallback):
     """The whole run on the tiny backbone, every fit spied on: the stacking part's images
     are in no member's training or validation data, and Training copies of a test image are
-    reported in the second view."""
+    reported in the second view. The stacking part's best member is rigged to score 1.0
+    there, so that with ``fallback_to_best_member`` the stack (whose CV is below 1.0) is
+    never shipped: the run ships that member, and reports and saves the stack beside it."""
     rng = np.random.default_rng(1)
     images = rng.integers(0, 256, (7 * 40, 48, 48)).astype(np.uint8)
     target = np.arange(len(images)) % 7
@@ -104,6 +107,7 @@ def test_no_stack_image_reaches_a_members_training_or_stopping(tmp_path, monkeyp
         stop_fraction=0.2,
         stack_fraction=0.25,
         stacker_layers=(8, 4),
+        fallback_to_best_member=fallback,
     )
     monkeypatch.setitem(skfer.reproduce.PRESETS, "quick", plan)
     seen, captured, seeds = [], {}, []
@@ -185,31 +189,59 @@ def test_no_stack_image_reaches_a_members_training_or_stopping(tmp_path, monkeyp
     assert stack_paired["n_samples"] == len(stack.target) == stacking["images"]
     low, high = stack_paired["interval"]
     assert low <= stack_paired["difference"] <= high
-    expected = public["ensemble (logistic stack)"] - public[best_member]
-    assert paired["difference"] == pytest.approx(expected)
     assert all(len(row["accuracy_interval"]) == 2 for row in document["results"])
+    stack_file = "stack_not_shipped.skfer" if fallback else "ensemble.skfer"
     assert sorted(p.name for p in (out / "models").iterdir()) == [
         "base_model_1.skfer",
         "base_model_2.skfer",
-        "ensemble.skfer",
+        stack_file,
     ]
-    loaded = skfer.load(out / "models" / "ensemble.skfer")
+    stack_label = "stack not shipped (logistic stack)" if fallback else "ensemble (logistic stack)"
+    assert document["models"][stack_label] == stack_file
+    shipped = document["ensemble_shipped"]
+    assert shipped["ships"] == ("best member" if fallback else "stack")
+    assert (shipped["best_member"], shipped["best_member_accuracy"]) == (best_member, 1.0)
+    assert shipped["stack_cv_accuracy"] == stacking["ensemble_cv_accuracy"] < 1.0
+    text = (out / "results.md").read_text()
+    card = (out / "MODEL_CARD.md").read_text()
+    if fallback:
+        # The ensemble's row is the member's own predictions, its paired difference zero;
+        # the stack is scored and paired against the member in rows of its own.
+        assert public["ensemble (logistic stack)"] == public[best_member]
+        assert paired["difference"] == 0 and paired["mcnemar_p_value"] == 1.0
+        stack_paired = document["stack_minus_best_member"]["PublicTest"]
+        expected = public[stack_label] - public[best_member]
+        assert stack_paired["difference"] == pytest.approx(expected)
+        member_file = document["models"][best_member]
+        assert document["models"]["ensemble (logistic stack)"] == member_file
+        assert document["recommended_model"] == member_file
+        # The run folder loads the member, as `skfer predict RUN` does.
+        assert skfer.persistence.run_model_file(out) == out / "models" / member_file
+        assert isinstance(skfer.load(out), TransferCNNClassifier)
+        assert "**The run ships its best member alone as its ensemble**" in text
+        assert "- PublicTest: stack (not shipped) − best member: " in text
+        assert f"The run ships {best_member} alone as its ensemble" in card
+        assert f"skfer predict {(out / 'models').as_posix()}/{member_file} photo.jpg" in card
+        assert "The stack that the run did not ship, against the same member:" in card
+    else:
+        expected = public["ensemble (logistic stack)"] - public[best_member]
+        assert paired["difference"] == pytest.approx(expected)
+        assert "stack_minus_best_member" not in document
+        assert document["recommended_model"] == "ensemble.skfer"
+        assert "The run ships the stack (the stack regardless: the preset's" in text
+        assert f"skfer predict {(out / 'models').as_posix()}/ensemble.skfer photo.jpg" in card
+    loaded = skfer.load(out / "models" / stack_file)
     (row,) = [
-        r
-        for r in document["results"]
-        if r["model"] == "ensemble (logistic stack)" and r["split"] == "PublicTest"
+        r for r in document["results"] if r["model"] == stack_label and r["split"] == "PublicTest"
     ]
     assert np.mean(loaded.predict(test) == np.arange(14) % 7) == row["accuracy"]
     assert any(uncached)
     assert not any(member.estimator.cache_predictions for member in loaded.estimators_[:1])
     assert type(loaded.final_estimator_.steps[1][1]).__name__ == "LogisticRegression"
-    text = (out / "results.md").read_text()
     assert "- base model tiny, other head: " in text and "; seed 0 + 1\n" in text
     assert f"Ensemble against its best member ({best_member}), paired on the same test" in text
-    assert "the out-of-fold predictions against the member's, paired: ensemble − best" in text
+    assert "the out-of-fold predictions against the member's, paired: stack − best" in text
     assert "- stacker: logistic regression on the members' log-probabilities" in text
-    card = (out / "MODEL_CARD.md").read_text()
-    assert f"skfer predict {(out / 'models').as_posix()}/ensemble.skfer photo.jpg" in card
 
 
 def test_balanced_accuracy_stopping_keeps_the_epoch_with_the_best_balanced_accuracy():

@@ -46,6 +46,12 @@ def test_reproduce_table_quick_runs_end_to_end(tmp_path, fer2013_csv, mobilenet_
         }
         assert all(key in row for key in METRICS)
     assert set(document["member_selection"]) >= {"members", "rule", "steps"}
+    # The run's own file: the stack where its CV beats its best member, else that member.
+    shipped = document["ensemble_shipped"]
+    stack_wins = shipped["stack_cv_accuracy"] > shipped["best_member_accuracy"]
+    assert shipped["ships"] == ("stack" if stack_wins else "best member")
+    expected = "ensemble.skfer" if stack_wins else document["models"][shipped["best_member"]]
+    assert document["recommended_model"] == expected
     # The stacking CV's gain over the best member, and the same from the stack's out-of-fold
     # predictions image by image (the folds' sizes differ by one image at most).
     stacking = document["stacking_cv"]
@@ -201,3 +207,12 @@ def test_the_cpu_preset_stacks_standardized_probabilities_on_ferplus_alone():
         dataclasses.replace(plan, ferplus_stacker="svm")
     with pytest.raises(ValueError, match=r"stacker must be one of .* Received: stacker=None"):
         dataclasses.replace(plan, stacker=None)
+
+
+def test_every_preset_falls_back_to_the_best_member_and_the_flag_is_a_bool():
+    assert all(plan.fallback_to_best_member for plan in skfer.presets.PRESETS.values())
+    plan = skfer.presets.PRESETS["cpu"]
+    assert skfer.presets.smoke_preset(plan).fallback_to_best_member
+    for value in (1, "yes", None):
+        with pytest.raises(ValueError, match=r"fallback_to_best_member must be True or False"):
+            dataclasses.replace(plan, fallback_to_best_member=value)
