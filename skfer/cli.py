@@ -317,8 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument(
         "model",
         metavar="MODEL",
-        help="an .skfer model file, or the --out folder of skfer reproduce (its ensemble, else "
-        "its best base model)",
+        help="an .skfer model file, or the --out folder of skfer reproduce (the model its "
+        "results.json recommends: its ensemble, which is its best member where the stack did "
+        "not beat that member)",
     )
     predict.add_argument(
         "images",

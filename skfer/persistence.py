@@ -105,16 +105,16 @@ def save(estimator, path: str | os.PathLike) -> Path:
 def run_model_file(folder: str | os.PathLike) -> Path:
     """The model file that a ``skfer reproduce`` output folder recommends.
 
-    Its stacked ensemble (``models/ensemble.skfer``) when the run ships one, else the model
-    that ``results.json`` recommends (``recommended_model``: the stack's best member where the
-    run ships that member alone), else its best base model on the stopping part
-    (``best_base_model``, runs before 2026-12-06). ``folder`` may also be the run's ``models``
-    folder itself.
+    The file that its ``results.json`` recommends (``recommended_model``: the stacked ensemble,
+    or the stack's best member where the run ships that member alone), else its stacked
+    ensemble (``models/ensemble.skfer``), else its best base model on the stopping part
+    (``best_base_model``; runs before 2026-12-06 recorded no ``recommended_model``).
+    ``folder`` may also be the run's ``models`` folder itself.
 
     Raises
     ------
     FileNotFoundError
-        If ``folder`` holds neither, naming what was looked for.
+        If ``folder`` holds none of them, naming what was looked for.
     """
     folder = Path(folder)
     run = (
@@ -122,18 +122,24 @@ def run_model_file(folder: str | os.PathLike) -> Path:
         if folder.name == RUN_MODELS and not (folder / RUN_MODELS).is_dir()
         else folder
     )
+    results = {}
+    if (run / "results.json").is_file():
+        try:
+            results = json.loads((run / "results.json").read_text())
+        except ValueError:
+            results = {}
+    recommended = results.get("recommended_model") if isinstance(results, dict) else None
+    if isinstance(recommended, str) and (run / RUN_MODELS / recommended).is_file():
+        return run / RUN_MODELS / recommended
     ensemble = run / RUN_MODELS / RUN_ENSEMBLE
     if ensemble.is_file():
         return ensemble
-    document = run / "results.json"
-    if document.is_file():
-        try:
-            results = json.loads(document.read_text())
-            best = results.get("recommended_model") or results["models"][results["best_base_model"]]
-        except (ValueError, KeyError, TypeError, AttributeError):
-            best = None
-        if best is not None and (run / RUN_MODELS / best).is_file():
-            return run / RUN_MODELS / best
+    try:
+        best = results["models"][results["best_base_model"]]
+    except (KeyError, TypeError):
+        best = None
+    if isinstance(best, str) and (run / RUN_MODELS / best).is_file():
+        return run / RUN_MODELS / best
     raise FileNotFoundError(
         f"{str(folder)!r} is a folder but not the output of a skfer reproduce run that saved "
         f"models: it has no {RUN_MODELS}/{RUN_ENSEMBLE} and no results.json naming a saved best "
@@ -145,8 +151,8 @@ def run_model_file(folder: str | os.PathLike) -> Path:
 def load(path: str | os.PathLike):
     """Load a classifier or stacked ensemble written by :func:`save` (or ``clf.save``).
 
-    ``path`` may also be the output folder of ``skfer reproduce``: its ensemble is loaded,
-    else its best base model (:func:`run_model_file`). The Keras models load with
+    ``path`` may also be the output folder of ``skfer reproduce``: the model it recommends is
+    loaded (:func:`run_model_file`). The Keras models load with
     ``safe_mode=True``. A truncated file, a file that is not a ``.skfer`` archive (a Keras
     ``.keras`` file, a pickle or joblib file, ...) raises :class:`~skfer.errors.DataFileError`
     (a ``ValueError``) naming the problem, as does one written by an skfer with another file

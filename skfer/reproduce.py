@@ -547,6 +547,7 @@ def write_report(
     predictions: dict[str, dict[str, np.ndarray]] = {}
     notes: dict[str, str] = {}
     ensemble_label = ENSEMBLE_LABELS[context.plan.stacker]
+    stack_label = stack_not_shipped_label(ensemble_label)
     for label, model in bases.models.items():
         predictions[label] = {s.name: model.predict(s.images) for s in run.splits.tests}
     if ensemble is not None:
@@ -568,7 +569,6 @@ def write_report(
                 f"stacking CV ({shipped['stack_cv_accuracy']:.4f} against "
                 f"{shipped['best_member_accuracy']:.4f})"
             )
-            stack_label = stack_not_shipped_label(ensemble_label)
             predictions[stack_label] = stacked
             notes[stack_label] = members
     peer = context.weights_dir / PEER_WEIGHT_FILE if context.weights_dir is not None else None
@@ -636,13 +636,15 @@ def write_report(
             context.progress.log(f"figures skipped: {error}")
         context.document["models"] = _save_models(context, bases)
     if ensemble is not None:
-        files = context.document["models"]
+        files, models = context.document["models"], context.out / RUN_MODELS
+        # A file of the other kind, left by an earlier run into the same folder, would
+        # contradict this run's decision.
+        stale = RUN_STACK_NOT_SHIPPED if ensemble.ships_stack else RUN_ENSEMBLE
+        (models / stale).unlink(missing_ok=True)
         if ensemble.ships_stack:
-            path = save(ensemble.estimator, context.out / RUN_MODELS / RUN_ENSEMBLE)
-            files[ensemble_label] = path.name
+            files[ensemble_label] = save(ensemble.estimator, models / RUN_ENSEMBLE).name
         else:
-            path = save(ensemble.estimator, context.out / RUN_MODELS / RUN_STACK_NOT_SHIPPED)
-            files[stack_label] = path.name
+            files[stack_label] = save(ensemble.estimator, models / RUN_STACK_NOT_SHIPPED).name
             files[ensemble_label] = files[ensemble.best_member]
         context.document["recommended_model"] = files[ensemble_label]
     elif bases.models:

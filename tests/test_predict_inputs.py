@@ -352,8 +352,9 @@ def test_a_run_folder_gives_its_ensemble_else_its_best_base_model(classifier, tm
     assert run_model_file(without) == without / "models" / "base_model_2.skfer"
     assert load(without).classes_.tolist() == classifier.classes_.tolist()
     # A run that ships the stack's best member alone recommends that member's file, which
-    # need not be the stopping part's best base model.
-    member = run_folder(tmp_path / "three", classifier, ensemble=False)
+    # need not be the stopping part's best base model, and comes before an ensemble file
+    # (one left by an earlier run into the same folder).
+    member = run_folder(tmp_path / "three", classifier, ensemble=True)
     classifier.save(member / "models" / "base_model_1.skfer")
     document = json.loads((member / "results.json").read_text())
     document["recommended_model"] = "base_model_1.skfer"
