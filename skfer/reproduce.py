@@ -596,29 +596,20 @@ def write_report(
                     row["note"] = notes[label]
                 results.append(row)
             if ensemble is not None:
-                difference = paired_difference(
-                    split.target[rows],
-                    predictions[ensemble_label][split.name][rows],
-                    predictions[stacking["best_member"]][split.name][rows],
-                    random_state=context.seed,
-                )
-                context.document.setdefault("ensemble_minus_best_member", {})[view] = difference
-                paired.append(
-                    f"{view}: " + paired_difference_markdown("ensemble", "best member", difference)
-                )
+                compared = [(ensemble_label, "ensemble_minus_best_member", "ensemble")]
                 if not ensemble.ships_stack:
+                    compared.append((stack_label, "stack_minus_best_member", "stack (not shipped)"))
+                member = predictions[ensemble.best_member][split.name][rows]
+                for label, key, name in compared:
                     difference = paired_difference(
                         split.target[rows],
-                        predictions[stack_label][split.name][rows],
-                        predictions[stacking["best_member"]][split.name][rows],
+                        predictions[label][split.name][rows],
+                        member,
                         random_state=context.seed,
                     )
-                    context.document.setdefault("stack_minus_best_member", {})[view] = difference
+                    context.document.setdefault(key, {})[view] = difference
                     paired.append(
-                        f"{view}: "
-                        + paired_difference_markdown(
-                            "stack (not shipped)", "best member", difference
-                        )
+                        f"{view}: " + paired_difference_markdown(name, "best member", difference)
                     )
     if stacking is not None:
         context.document["stacking_cv"] = stacking
