@@ -122,28 +122,20 @@ def run_model_file(folder: str | os.PathLike) -> Path:
         if folder.name == RUN_MODELS and not (folder / RUN_MODELS).is_dir()
         else folder
     )
-    results = {}
-    if (run / "results.json").is_file():
-        try:
-            results = json.loads((run / "results.json").read_text())
-        except ValueError:
-            results = {}
-    recommended = results.get("recommended_model") if isinstance(results, dict) else None
-    if isinstance(recommended, str) and (run / RUN_MODELS / recommended).is_file():
-        return run / RUN_MODELS / recommended
-    ensemble = run / RUN_MODELS / RUN_ENSEMBLE
-    if ensemble.is_file():
-        return ensemble
     try:
-        best = results["models"][results["best_base_model"]]
-    except (KeyError, TypeError):
-        best = None
-    if isinstance(best, str) and (run / RUN_MODELS / best).is_file():
-        return run / RUN_MODELS / best
+        results = json.loads((run / "results.json").read_text())
+    except (OSError, ValueError):
+        results = {}
+    results = results if isinstance(results, dict) else {}
+    files, best = results.get("models"), results.get("best_base_model")
+    best_file = files.get(best) if isinstance(files, dict) and isinstance(best, str) else None
+    for name in (results.get("recommended_model"), RUN_ENSEMBLE, best_file):
+        if isinstance(name, str) and (run / RUN_MODELS / name).is_file():
+            return run / RUN_MODELS / name
     raise FileNotFoundError(
         f"{str(folder)!r} is a folder but not the output of a skfer reproduce run that saved "
-        f"models: it has no {RUN_MODELS}/{RUN_ENSEMBLE} and no results.json naming a saved best "
-        f"base model. Pass an .skfer file, or the --out folder of skfer reproduce. "
+        f"models: it has no {RUN_MODELS}/{RUN_ENSEMBLE} and no results.json naming a saved "
+        f"model. Pass an .skfer file, or the --out folder of skfer reproduce. "
         f"Received: {str(folder)!r}"
     )
 
