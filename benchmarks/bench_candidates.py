@@ -43,7 +43,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_score  # noqa: E4
 
 from skfer import TransferCNNClassifier, get_backbone  # noqa: E402
 from skfer.cache import feature_cache  # noqa: E402
-from skfer.ensemble import make_stacker  # noqa: E402
+from skfer.ensemble import MLP_STACKER_ALPHA, make_stacker  # noqa: E402
 from skfer.metrics import paired_difference  # noqa: E402
 from skfer.presets import PRESETS  # noqa: E402
 
@@ -87,7 +87,7 @@ def label(name: str) -> str:
     return short(name) + (", second seed" if name.endswith("second seed") else "")
 
 
-def preset_stacker(kind: str, seed: int, alpha: float = 1e-4):
+def preset_stacker(kind: str, seed: int, alpha: float = MLP_STACKER_ALPHA):
     """The preset's stacker of ``kind``: its layers and seeds, ``random_state=seed``, its MLPs'
     L2 penalty ``alpha``."""
     return make_stacker(
@@ -99,7 +99,7 @@ def preset_stacker(kind: str, seed: int, alpha: float = 1e-4):
     )
 
 
-def stacking_cv(columns: list, y, kind: str, alpha: float = 1e-4) -> float:
+def stacking_cv(columns: list, y, kind: str, alpha: float = MLP_STACKER_ALPHA) -> float:
     """The stacker's 5-fold accuracy on the stacking part, mean over ``FOLD_SEEDS``."""
     x = np.column_stack(columns)
     return float(
@@ -118,7 +118,7 @@ def stacking_cv(columns: list, y, kind: str, alpha: float = 1e-4) -> float:
 
 
 def public_row(
-    members: dict, names: list, y_stack, y_public, kind: str, alpha: float = 1e-4
+    members: dict, names: list, y_stack, y_public, kind: str, alpha: float = MLP_STACKER_ALPHA
 ) -> dict:
     """PublicTest of the stack of ``names`` fitted on the stacking part, against the set's best
     member on the stacking part."""

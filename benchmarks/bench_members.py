@@ -281,6 +281,7 @@ def seed_spread(members: dict, y_stack, sets, seed: int, repeats: int = 5) -> li
 SHORT_NAMES = {  # the first key found in a label names it
     "soft targets": "face soft targets",
     "block 13 fine-tuned": "face block 13",
+    "blocks 12 and 13 fine-tuned": "face blocks 12-13",
     "spatial head": "face spatial",
     "frozen": "face frozen",
     "ImageNet": "ImageNet 0.25",

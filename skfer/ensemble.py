@@ -30,6 +30,7 @@ from .params import Interval, SequenceOf, check_params
 
 __all__ = [
     "MLP_STACKERS",
+    "MLP_STACKER_ALPHA",
     "MLP_STACKER_TOL",
     "STACKERS",
     "ExpertSelection",
@@ -124,6 +125,11 @@ a stacking part and overfit them: in 5-fold cross-validation on the stacking par
 1e-4 and 1e-2 on a run's saved members).
 """
 
+MLP_STACKER_ALPHA = 1e-4
+"""The MLP stacker's L2 penalty: scikit-learn's default. 0.01 moved no run's stacking CV by
+more than 0.02 points, 1 lowered FER2013's by 0.6 (docs/results.md, "The stacking MLP's L2
+penalty"; ``benchmarks/bench_stacker_alpha.py``)."""
+
 
 class SeedAveragedMLP(ClassifierMixin, BaseEstimator):
     """The mean probabilities of ``n_seeds`` MLPs that differ only in their initial weights.
@@ -140,7 +146,7 @@ class SeedAveragedMLP(ClassifierMixin, BaseEstimator):
         Hidden layers of each MLP.
     n_seeds : int, default=5
         MLPs averaged.
-    alpha : float, default=1e-4
+    alpha : float, default=MLP_STACKER_ALPHA
         Each MLP's L2 penalty (``MLPClassifier``'s default).
     tol : float, default=MLP_STACKER_TOL
         Each MLP's ``tol``.
@@ -172,7 +178,7 @@ class SeedAveragedMLP(ClassifierMixin, BaseEstimator):
         hidden_layer_sizes=(64, 32),
         *,
         n_seeds: int = 5,
-        alpha: float = 1e-4,
+        alpha: float = MLP_STACKER_ALPHA,
         tol: float = MLP_STACKER_TOL,
         max_iter: int = 1000,
         random_state=None,
@@ -233,7 +239,7 @@ def make_stacker(
     *,
     kind: str = "mlp",
     seeds: int = 1,
-    alpha: float = 1e-4,
+    alpha: float = MLP_STACKER_ALPHA,
     random_state=None,
     max_iter=1000,
 ):
@@ -247,10 +253,8 @@ def make_stacker(
     gained less than :data:`MLP_STACKER_TOL` per epoch for 10 epochs.
 
     ``seeds`` > 1: a :class:`SeedAveragedMLP` of that many such MLPs (their mean
-    probabilities). ``alpha`` is each MLP's L2 penalty (scikit-learn's default, 1e-4, in the
-    presets: 0.01 changed no stacking CV on FER+ run v13's or FER2013 run v23's members, and
-    1 lowered FER2013's by 0.6 points; ``benchmarks/bench_stacker_alpha.py``,
-    docs/results.md).
+    probabilities). ``alpha`` is each MLP's L2 penalty (:data:`MLP_STACKER_ALPHA` in the
+    presets).
 
     ``kind='standardized_mlp'``: a ``StandardScaler`` then the same MLP (or mean of MLPs):
     scikit-learn's advice for MLPs, whose inputs here are probabilities that sit near 0 for
@@ -265,9 +269,11 @@ def make_stacker(
     """
     if kind not in STACKERS:
         raise ValueError(f"kind must be one of {STACKERS}. Received: kind={kind!r}")
-    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
-        raise ValueError(f"seeds must be an integer >= 1. Received: seeds={seeds!r}")
-    check_params({"alpha": alpha}, {"alpha": SeedAveragedMLP._parameter_constraints["alpha"]})
+    constraints = SeedAveragedMLP._parameter_constraints
+    check_params(
+        {"seeds": seeds, "alpha": alpha},
+        {"seeds": constraints["n_seeds"], "alpha": constraints["alpha"]},
+    )
     if kind == "logistic":
         return make_pipeline(LogProbabilities(), LogisticRegression(C=0.1, max_iter=max_iter))
     if kind == "standardized_mlp":

@@ -696,6 +696,10 @@ def _save_models(context: RunContext, bases: BaseModels) -> dict[str, str]:
     """Each base model as ``OUT/models/<n>.skfer`` (:func:`skfer.save`), predicting without
     the feature cache again (as a user's model does); label to file name."""
     files = {}
+    # Files of an earlier run into the same folder, which may have had more base models:
+    # a base_model_<n> this run does not write would pass for one of its models.
+    for stale in (context.out / RUN_MODELS).glob("base_model_*.skfer"):
+        stale.unlink()
     for number, (label, model) in enumerate(bases.models.items(), start=1):
         model.set_params(cache_predictions=False)
         path = save(model, context.out / RUN_MODELS / f"base_model_{number}.skfer")

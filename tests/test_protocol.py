@@ -153,9 +153,10 @@ def test_no_stack_image_reaches_a_members_training_or_stopping(tmp_path, monkeyp
     monkeypatch.setattr(TransferCNNClassifier, "_probabilities", count_uncached)
     monkeypatch.setattr(skfer.reproduce, "split_for_run", capture)
     out = tmp_path / "out"
-    # What an earlier run into the same folder left of the kind this run does not write.
+    # What an earlier run into the same folder left that this run does not write.
     (out / "models").mkdir(parents=True)
     (out / "models" / ("ensemble.skfer" if fallback else "stack_not_shipped.skfer")).touch()
+    (out / "models" / "base_model_3.skfer").touch()  # a run with one more base model
     argv = ["reproduce", "--data", str(csv), "--out", str(out), "--weights-dir", str(tmp_path)]
     assert main([*argv, "--stacker", "logistic", "--quiet"]) == 0  # the MLP: test_reproduce.py
     stack = captured["splits"].stack
