@@ -187,6 +187,11 @@ _FACE_FROZEN = dict(
     patience=5,
     flip_augmentation=True,
     test_time_flip=True,
+    # Where the feature cache cuts the backbone, for all four face models: the fine-tuned
+    # ones train blocks 12 and 13 on the block-11 maps; without a long phase it only says
+    # where the cache cuts, so the frozen ones take their features through the same maps and
+    # the lower blocks run once for all four and the experts.
+    unfreeze_blocks=2,
 )
 _FACE_FROZEN_LABEL = "MobileNet 1.0 (face-trained, VGGFace2), frozen, 224 px, mirrored, flip TTA"
 _FACE_SPATIAL_LABEL = (
@@ -205,11 +210,11 @@ _FACE_TOP_BLOCKS_PARAMS = {
     # v12: stopping part 0.6832 and 0.6943 for the two seeds, against v11's 0.6769 and 0.6930.
     "long_learning_rate": 2e-4,
     "long_schedule": "cosine",
-    # Blocks 12 and 13 on cached block-11 maps (14x14x512), not block 13 alone on block-12
-    # maps: run v25 (docs/results.md) 0.7020 and 0.6971 on the stopping part for the two
-    # seeds against run v24's 0.6867 and 0.6950, the ensemble 0.6921 on PublicTest against
-    # 0.6863, for 10 more minutes (44.6 in all on an AMD EPYC).
-    "unfreeze_blocks": 2,
+    # Blocks 12 and 13 (_FACE_FROZEN's unfreeze_blocks=2) on cached block-11 maps
+    # (14x14x512), not block 13 alone on block-12 maps: run v25 (docs/results.md) 0.7020 and
+    # 0.6971 on the stopping part for the two seeds against run v24's 0.6867 and 0.6950, the
+    # ensemble 0.6921 on PublicTest against 0.6863, for 10 more minutes (44.6 in all on an
+    # AMD EPYC).
     # Mixup of its cached features and block maps: in the levers run of 2026-12-02
     # (docs/results.md) 0.6769 on the stopping part against 0.6720.
     "feature_mixup_alpha": 0.4,
@@ -277,10 +282,8 @@ PRESETS = {
                 _FACE_TOP_BLOCKS_PARAMS,
                 seed_offset=1,
             ),
-            # Without a long phase, unfreeze_blocks only says where the feature cache cuts
-            # the backbone: its pooled features come from the block-11 maps of the models
-            # above, so the lower blocks run once for all four face models and the experts.
-            BaseModelPlan(_FACE_FROZEN_LABEL, {**_FACE_FROZEN, "unfreeze_blocks": 2}),
+            # Its pooled features come from the block-11 maps of the models above.
+            BaseModelPlan(_FACE_FROZEN_LABEL, _FACE_FROZEN),
             # The same frozen features before pooling: a head that keeps where each feature
             # lies errs on other images than the pooled ones (docs/results.md).
             BaseModelPlan(
@@ -288,7 +291,6 @@ PRESETS = {
                 # Patience 3: in run v12 it peaked at its 7th epoch and ran 5 more.
                 {
                     **_FACE_FROZEN,
-                    "unfreeze_blocks": 2,
                     "pooling": "spatial",
                     "head": (512,),
                     "patience": 3,
