@@ -628,10 +628,6 @@ def write_report(
         context.document["models"] = _save_models(context, bases)
     if ensemble is not None:
         files, models = context.document["models"], context.out / RUN_MODELS
-        # A file of the other kind, left by an earlier run into the same folder, would
-        # contradict this run's decision.
-        stale = RUN_STACK_NOT_SHIPPED if ensemble.ships_stack else RUN_ENSEMBLE
-        (models / stale).unlink(missing_ok=True)
         if ensemble.ships_stack:
             files[ensemble_label] = save(ensemble.estimator, models / RUN_ENSEMBLE).name
         else:
@@ -694,12 +690,19 @@ def _stacking_cv(run: RunData, ensemble: Ensemble, seed: int) -> dict:
 
 def _save_models(context: RunContext, bases: BaseModels) -> dict[str, str]:
     """Each base model as ``OUT/models/<n>.skfer`` (:func:`skfer.save`), predicting without
-    the feature cache again (as a user's model does); label to file name."""
+    the feature cache again (as a user's model does), after removing the model files of an
+    earlier run into the same folder; label to file name."""
     files = {}
-    # Files of an earlier run into the same folder, which may have had more base models:
-    # a base_model_<n> this run does not write would pass for one of its models.
-    for stale in (context.out / RUN_MODELS).glob("base_model_*.skfer"):
-        stale.unlink()
+    # What an earlier run into the same folder saved: a base_model_<n> of a run with more
+    # base models, or an ensemble file of the other kind, would pass for one of this run's.
+    folder = context.out / RUN_MODELS
+    stale = [
+        *folder.glob("base_model_*.skfer"),
+        folder / RUN_ENSEMBLE,
+        folder / RUN_STACK_NOT_SHIPPED,
+    ]
+    for path in stale:
+        path.unlink(missing_ok=True)
     for number, (label, model) in enumerate(bases.models.items(), start=1):
         model.set_params(cache_predictions=False)
         path = save(model, context.out / RUN_MODELS / f"base_model_{number}.skfer")
