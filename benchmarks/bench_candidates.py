@@ -9,7 +9,8 @@ Rebuilds a ``skfer reproduce --preset cpu`` run's protocol, FER2013 or FER+ (as
 the stacking part and PublicTest from ``RUN/members.npz`` (written by ``bench_members.py``).
 Then it trains each candidate, a variant of the preset's frozen face model, of its spatial
 head, of its block-13 model (at another input size; FER2013 only, as on FER+ that model
-trains on the votes), of its ImageNet MobileNet 0.25 (another input size or seed), or, on
+trains on the votes), of its ImageNet MobileNet 0.25 (another input size or seed), the frozen
+model on the face MobileNet's lower nine blocks pooled over a 2 x 2 grid, or, on
 FER+, the frozen, spatial-head and ImageNet models trained on the votes (``ON_VOTES``), as
 ``reproduce`` trains a base model: on the fit part, early-stopped on the stopping part, the
 face models scored with the preset's flip test-time augmentation. The face candidates share
@@ -72,6 +73,17 @@ CANDIDATES = {
     "frozen_votes": (FROZEN, {}, 0),
     "spatial_votes": (SPATIAL, {}, 0),
     "imagenet_votes": (IMAGENET, {}, 0),
+    "block9_grid": (
+        FROZEN,
+        {
+            "backbone": "mobilenet_vggface2_block9",
+            "pooling": "grid",
+            "head_batchnorm": True,
+            "head": (256,),
+            "unfreeze_blocks": None,
+        },
+        0,
+    ),
 }
 """Name: (the preset's plan it varies, the params it changes, seed offset)."""
 ON_VOTES = ("frozen_votes", "spatial_votes", "imagenet_votes")

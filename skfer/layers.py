@@ -12,6 +12,7 @@ __all__ = [
     "BackbonePreprocessing",
     "FaceAugmentation",
     "FrozenStatisticsBackbone",
+    "GridAveragePooling2D",
 ]
 
 
@@ -212,3 +213,47 @@ class FrozenStatisticsBackbone(keras.layers.Layer):
         config = dict(config)
         config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
         return cls(**config)
+
+
+@keras.saving.register_keras_serializable(package="skfer")
+class GridAveragePooling2D(keras.layers.Layer):
+    """Average a ``(height, width, channels)`` map over each cell of a ``grid`` x ``grid``
+    partition and flatten: ``grid * grid * channels`` features that keep coarsely where each
+    feature lies (top left, top right, bottom left, bottom right for ``grid=2``), where global
+    average pooling keeps none of it. Rows and columns beyond a multiple of ``grid`` are left
+    out; the map must be at least ``grid`` cells wide and high.
+
+    Parameters
+    ----------
+    grid : int
+        Cells per side.
+    """
+
+    def __init__(self, grid=2, **kwargs):
+        super().__init__(**kwargs)
+        self.grid = int(grid)
+
+    def call(self, maps):
+        grid = self.grid
+        _, height, width, channels = maps.shape
+        rows, columns = height // grid, width // grid
+        cells = ops.reshape(
+            maps[:, : rows * grid, : columns * grid],
+            (-1, grid, rows, grid, columns, channels),
+        )
+        return ops.reshape(ops.mean(cells, axis=(2, 4)), (-1, grid * grid * channels))
+
+    def build(self, input_shape):
+        _, height, width, _ = input_shape
+        if height is None or width is None or min(height, width) < self.grid:
+            raise ValueError(
+                f"GridAveragePooling2D needs maps of a known size of at least {self.grid} x "
+                f"{self.grid}; use a larger input_size or a smaller grid. Received: maps of "
+                f"shape {tuple(input_shape)}"
+            )
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.grid * self.grid * input_shape[-1])
+
+    def get_config(self):
+        return {**super().get_config(), "grid": self.grid}

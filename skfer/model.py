@@ -14,6 +14,7 @@ from .layers import (
     BackbonePreprocessing,
     FaceAugmentation,
     FrozenStatisticsBackbone,
+    GridAveragePooling2D,
 )
 
 __all__ = [
@@ -31,7 +32,7 @@ __all__ = [
 
 BACKBONE_LAYER = "backbone"
 POOLING_LAYER = "pool"
-POOLING_CHOICES = ("avg", "max", "flatten", "spatial")
+POOLING_CHOICES = ("avg", "max", "flatten", "grid", "spatial")
 SPATIAL_CHANNELS = 128
 """Channels of the 1x1 convolution that opens the head of ``pooling='spatial'``."""
 AUGMENTATION_PREFIX = "augment"  # FaceAugmentation; files saved before it: "augment_flip", ...
@@ -48,6 +49,7 @@ def build_transfer_model(
     head: Sequence[int] = (1024, 1024),
     dropout: float = 0.5,
     pooling: str = "avg",
+    head_batchnorm: bool = False,
     augmentation: bool = False,
     batchnorm_training: bool = False,
     seed: int = 0,
@@ -76,11 +78,15 @@ def build_transfer_model(
         Units of the hidden Dense layers of the head; each is followed by ``Dropout(dropout)``.
     dropout : float
         Dropout rate of the head.
-    pooling : {'avg', 'max', 'flatten', 'spatial'}
-        How the backbone's feature map becomes a vector. ``'spatial'`` keeps where each
-        feature lies: the pooling layer passes the map on unchanged and the head opens with a
-        trained 1x1 convolution to :data:`SPATIAL_CHANNELS` channels (ReLU, dropout
-        ``dropout / 2``) that is then flattened.
+    pooling : {'avg', 'max', 'flatten', 'grid', 'spatial'}
+        How the backbone's feature map becomes a vector. ``'grid'`` averages each quarter of
+        the map (:class:`~skfer.layers.GridAveragePooling2D`, 2 x 2 cells). ``'spatial'``
+        keeps where each feature lies: the pooling layer passes the map on unchanged and the
+        head opens with a trained 1x1 convolution to :data:`SPATIAL_CHANNELS` channels (ReLU,
+        dropout ``dropout / 2``) that is then flattened.
+    head_batchnorm : bool
+        Standardize the pooled features (or map) with a ``BatchNormalization`` layer, the
+        head's first, trained with it.
     augmentation : bool
         Add random flip, shift, rotation and zoom (:class:`~skfer.layers.FaceAugmentation`),
         active only in training.
@@ -98,14 +104,16 @@ def build_transfer_model(
         random.seed(seed)  # Keras seeds unseeded initialisers from Python's generator
         try:
             return _build(spec, channels, n_classes, input_size, weights, head, dropout, pooling,
-                          augmentation, batchnorm_training, seed, cache_dir)  # fmt: skip
+                          head_batchnorm, augmentation, batchnorm_training, seed,
+                          cache_dir)  # fmt: skip
         finally:
             keras.config.set_dtype_policy(previous_policy)
             random.setstate(previous_random)
 
 
 def _build(spec, channels, n_classes, input_size, weights, head, dropout, pooling,
-           augmentation, batchnorm_training, seed, cache_dir) -> keras.Model:  # fmt: skip
+           head_batchnorm, augmentation, batchnorm_training, seed,
+           cache_dir) -> keras.Model:  # fmt: skip
     backbone = spec.build(input_size, weights, cache_dir=cache_dir)
     inputs = keras.Input(shape=(None, None, channels), name="images")
     x = inputs
@@ -127,8 +135,13 @@ def _build(spec, channels, n_classes, input_size, weights, head, dropout, poolin
         x = keras.layers.GlobalMaxPooling2D(name=POOLING_LAYER)(x)
     elif pooling == "flatten":
         x = keras.layers.Flatten(name=POOLING_LAYER)(x)
+    elif pooling == "grid":
+        x = GridAveragePooling2D(2, name=POOLING_LAYER)(x)
     else:
         x = keras.layers.Identity(name=POOLING_LAYER)(x)
+    if head_batchnorm:
+        x = keras.layers.BatchNormalization(name="head_batchnorm")(x)
+    if pooling == "spatial":
         x = keras.layers.Conv2D(
             SPATIAL_CHANNELS,
             1,

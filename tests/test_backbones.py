@@ -23,6 +23,7 @@ EXPECTED = {
     "mobilenet": 256,
     "mobilenet_face": 256,
     "mobilenet_vggface2": 1024,
+    "mobilenet_vggface2_block9": 512,
     "resnet50": 2048,
     "vgg16": 512,
     "vggface": 512,
