@@ -5,9 +5,10 @@
 - ``cpu``: the same table with weights available offline, sized to run on all 28,709 Training
   images in under an hour on 2 CPU cores: the face-trained MobileNet 1.0 (VGGFace2) at 224 px
   with its top two blocks fine-tuned on cached block-11 maps (mixed up as they are read) from
-  two seeds, frozen (an MLP head on its cached features; the experts reuse them), and frozen with
-  a spatial head, all four trained on random mirror images (cached maps of them) and tested
-  on each image and its mirror, and two cheap reference rows, MobileNet 0.25 with ImageNet
+  two seeds, frozen (an MLP head on its cached features; the experts reuse them), frozen with
+  a spatial head, and its lower nine blocks alone (frozen, pooled over a 2 x 2 grid), all five
+  trained on random mirror images (cached maps of them) and tested on each image and its
+  mirror, and two cheap reference rows, MobileNet 0.25 with ImageNet
   weights fine-tuned at 96 px and a random-init control, both with short schedules that
   their labels state. The two MobileNets differ in width (1.0 / 0.25) as well as in
   pretraining.
