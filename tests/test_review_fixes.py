@@ -149,10 +149,11 @@ def test_one_except_catches_download_and_file_errors(tmp_path):
 
 
 def test_only_mobilenet_vggface2_has_folded_batchnorm():
+    """It and its lower nine blocks alone, which load the same weight file."""
     from skfer.backbones import get_backbone, list_backbones
 
     folded = [name for name in list_backbones() if get_backbone(name).folded_batchnorm]
-    assert folded == ["mobilenet_vggface2"]
+    assert folded == ["mobilenet_vggface2", "mobilenet_vggface2_block9"]
 
 
 def test_batchnorm_training_on_folded_batchnorm_is_refused(no_work):
