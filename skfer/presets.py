@@ -276,15 +276,15 @@ PRESETS = {
     "cpu": Preset(
         name="cpu",
         description="all Training images; the face-trained MobileNet 1.0 (VGGFace2) at 224 px "
-        "four times: its top two blocks (12 and 13) fine-tuned on cached block-11 maps (mixed "
+        "five times: its top two blocks (12 and 13) fine-tuned on cached block-11 maps (mixed "
         "up as they are read) from two seeds, frozen (an MLP head "
-        "on its cached features, which the experts share), and frozen with a spatial head "
+        "on its cached features, which the experts share), frozen with a spatial head "
         "(a 1x1 convolution on the unpooled maps), and its lower nine blocks alone (frozen, "
         "pooled over a 2 x 2 grid); MobileNet 0.25 (ImageNet) "
         "fine-tuned at 96 px (3 + 4 epochs) and a random-init control (64 px, 1 + 1 epochs), both "
         "kept short; the face models train on random mirror images (their cached maps) and "
-        "average each test image with its mirror image; 2 CPU cores, under an hour (45 "
-        "minutes in run v25 on an AMD EPYC)",
+        "average each test image with its mirror image; 2 CPU cores, under an hour (about "
+        "49 minutes in run v26 on an AMD EPYC)",
         base_models=(
             BaseModelPlan(
                 _FACE_TOP_BLOCKS,
@@ -314,11 +314,11 @@ PRESETS = {
                 },
             ),
             # The face network's lower nine blocks: features less specific to identity than
-            # the top block's, so it errs on other images than the four above. Beside runs
-            # v25 and FER+ v15's selections (bench_candidates.py, docs/results.md) it raised
-            # the stacking CV by 0.58 points (FER2013) and, chosen second after the best
-            # member, from 0.8561 to 0.8692 (FER+), for about 5 minutes (its own pass of
-            # blocks 1 to 9 over every image set).
+            # the top block's, so it errs on other images than the four above. Both runs'
+            # selections take it first (docs/results.md): the stack's gain over its best
+            # member rose from +0.36 to +1.07 points of stacking CV on FER+ (run v16 against
+            # v15) and from +1.43 to +2.06 on FER2013 (v26 against v25), for 3.6-4.6 minutes
+            # (its own pass of blocks 1 to 9 over every image set).
             BaseModelPlan(_FACE_LOWER_BLOCKS_LABEL, _FACE_LOWER_BLOCKS_PARAMS),
             BaseModelPlan(
                 "MobileNet 0.25 (ImageNet), 96 px, 3 + 4 epochs",
