@@ -29,17 +29,19 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-from bench_candidates import greedy, label, public_row, stacking_cv  # noqa: E402
+from bench_candidates import PRESET, greedy, label, public_row, stacking_cv  # noqa: E402
 from bench_members import SHARED, best_base_member, load_members, run_splits  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
 from skfer import get_backbone  # noqa: E402
+from skfer.layers import GridAveragePooling2D  # noqa: E402
 from skfer.model import BACKBONE_LAYER, build_transfer_model  # noqa: E402
 
 C_VALUES = (0.003, 0.01, 0.03, 0.1)
 BATCH = 64
+GRID = GridAveragePooling2D(2)
 
 
 def pooled(feature_model, images, blocks) -> dict:
@@ -51,9 +53,7 @@ def pooled(feature_model, images, blocks) -> dict:
         for b, m in zip(blocks, maps, strict=True):
             m = np.asarray(m, dtype=np.float32)
             parts[b, "avg"].append(m.mean(axis=(1, 2)))
-            n, h, w, c = m.shape
-            cells = m[:, : h // 2 * 2, : w // 2 * 2].reshape(n, 2, h // 2, 2, w // 2, c)
-            parts[b, "grid"].append(cells.mean(axis=(2, 4)).reshape(n, -1))
+            parts[b, "grid"].append(keras.ops.convert_to_numpy(GRID(m)))
     return {key: np.concatenate(value) for key, value in parts.items()}
 
 
@@ -68,7 +68,7 @@ def main() -> None:
         run, SHARED / "data/fer2013/fer2013.csv.gz", SHARED / "data/ferplus/fer2013new.csv"
     )
     members = load_members(run / "members.npz")
-    kind = "standardized_mlp" if document["dataset"] == "ferplus" else "mlp"
+    kind = PRESET.stacker_for(document["dataset"])
     spec = get_backbone("mobilenet_vggface2")
     model = build_transfer_model(
         spec,
@@ -108,15 +108,12 @@ def main() -> None:
     best = best_base_member(document, members)
     print("best member:", best, flush=True)
     for key in features["fit", False]:
-        heads = {}
+        heads, stop = {}, {}
         for c in C_VALUES:
             head = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=300))
             heads[c] = head.fit(features["fit", False][key], y["fit"])
-            accuracy = np.mean(both_views(heads[c], "stop", key).argmax(1) == y["stop"])
-            print(f"  block-{13 - key[0]} {key[1]} C={c}: stop {accuracy:.4f}", flush=True)
-        stop = {
-            c: np.mean(both_views(h, "stop", key).argmax(1) == y["stop"]) for c, h in heads.items()
-        }
+            stop[c] = np.mean(both_views(heads[c], "stop", key).argmax(1) == y["stop"])
+            print(f"  block-{13 - key[0]} {key[1]} C={c}: stop {stop[c]:.4f}", flush=True)
         chosen = max(stop, key=stop.get)
         name = f"block{13 - key[0]}_{key[1]}"
         members[name] = (

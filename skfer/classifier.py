@@ -105,7 +105,7 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         head. Features whose means dwarf their spread, such as a backbone's lower blocks'
         (:func:`skfer.backbones.lower_blocks`), otherwise train a head poorly: on FER+, blocks
         1 to 9 of the face MobileNet grid-pooled scored 0.59 on the stopping part without it
-        and 0.76 with it (docs/results.md).
+        and 0.83 with it (docs/results.md).
     short_epochs : int, default=5
         Epochs of the short retraining (frozen backbone).
     short_learning_rate : float, default=1e-3
