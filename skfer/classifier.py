@@ -190,6 +190,14 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         Learning rate of the long retraining: constant, or one epoch of linear warm-up from a
         tenth of ``long_learning_rate`` (the curve dips at the phase switch) followed by a
         cosine decay to 0 over the phase's remaining steps.
+    average_last_epochs : int or None, default=None
+        The long retraining ends on the mean of the weights at the end of its last
+        ``average_last_epochs`` epochs (stochastic weight averaging, Izmailov et al. 2018)
+        where that mean scores at least as well on the validation data as the phase's best
+        epoch (without early stopping: always); ``weight_average_`` says which. At least 2
+        and at most ``long_epochs``; not with ``batchnorm_training=True`` or
+        ``head_batchnorm=True``, whose trained BatchNorm statistics belong to each epoch's
+        weights, not to their mean. None: off.
     test_time_flip : bool, default=False
         Average the probabilities of each image and its horizontal mirror image in
         :meth:`predict_proba` (and so in :meth:`predict` and :meth:`score`).
@@ -251,6 +259,11 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
     long_phase_start_ : int
         Index of the first epoch of the long phase in ``history_`` (the number of short-phase
         epochs that ran).
+    weight_average_ : dict or None
+        With ``average_last_epochs``: the ``epochs`` averaged (counted from 1 across both
+        phases), the mean's validation ``score``, the best epoch's (``best_epoch_score``)
+        and whether the long retraining ended on the mean (``kept``). None otherwise, or if
+        fewer than 2 long epochs ran.
     """
 
     _parameter_constraints: dict = {
@@ -279,6 +292,7 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         "distribution": [Options(DISTRIBUTIONS)],
         "optimizer": [Options(tuple(OPTIMIZERS))],
         "long_schedule": [Options(SCHEDULES)],
+        "average_last_epochs": [None, Interval(int, 2, None)],
         "test_time_flip": [InstanceOf((bool, np.bool_), "a bool")],
         "test_time_crops": [Options(TEST_TIME_CROPS)],
         "test_time_crop_fraction": [Interval(float, 0, 1, closed="neither")],
@@ -325,6 +339,7 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         distribution: str | None = None,
         optimizer: str = "adam",
         long_schedule: str = "constant",
+        average_last_epochs: int | None = None,
         test_time_flip: bool = False,
         test_time_crops: int = 1,
         test_time_crop_fraction: float = 0.9,
@@ -363,6 +378,7 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         self.distribution = distribution
         self.optimizer = optimizer
         self.long_schedule = long_schedule
+        self.average_last_epochs = average_last_epochs
         self.test_time_flip = test_time_flip
         self.test_time_crops = test_time_crops
         self.test_time_crop_fraction = test_time_crop_fraction
@@ -500,6 +516,7 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
                 self.long_learning_rate,
                 self.unfreeze_blocks,
                 schedule=self.long_schedule,
+                average_epochs=self.average_last_epochs,
             ),
         )
         settings = TrainingSettings(
@@ -531,6 +548,10 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         )
         self.history_ = result.history
         self.long_phase_start_ = self.history_["phase"].count("short")
+        self.weight_average_ = next(
+            (average.as_dict() for average in result.weight_averages if average.phase == "long"),
+            None,
+        )
         if result.interrupted_phase is not None:
             warnings.warn(
                 f"Training was interrupted by the user in the {result.interrupted_phase} phase "
@@ -686,6 +707,8 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
             )
         if self.feature_mixup_alpha:
             self._check_feature_mixup(spec)
+        if self.average_last_epochs is not None:
+            self._check_weight_averaging()
         if self.batchnorm_training and spec.folded_batchnorm and self.weights is not None:
             raise ValueError(
                 f"Backbone {spec.name!r}'s weights fold BatchNorm into a fixed scale and shift "
@@ -701,6 +724,31 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
                     f"Received: class_weight={self.class_weight!r}"
                 )
         return spec
+
+    def _check_weight_averaging(self) -> None:
+        """``average_last_epochs`` averages long epochs, and only weights that are not
+        BatchNorm statistics of each epoch."""
+        if self.average_last_epochs > self.long_epochs:
+            raise ValueError(
+                "average_last_epochs averages the weights of the long retraining's last "
+                "epochs: it cannot exceed long_epochs. Lower average_last_epochs, raise "
+                f"long_epochs, or set average_last_epochs=None. Received: "
+                f"average_last_epochs={self.average_last_epochs!r}, "
+                f"long_epochs={self.long_epochs!r}"
+            )
+        trained_statistics = [
+            f"{name}=True"
+            for name in ("batchnorm_training", "head_batchnorm")
+            if getattr(self, name)
+        ]
+        if trained_statistics:
+            raise ValueError(
+                "average_last_epochs would average BatchNorm statistics that each epoch's "
+                "weights computed for themselves, not for the mean of the weights. Set "
+                "batchnorm_training=False and head_batchnorm=False, or average_last_epochs="
+                f"None. Received: average_last_epochs={self.average_last_epochs!r}, "
+                + ", ".join(trained_statistics)
+            )
 
     def _check_feature_mixup(self, spec: BackboneSpec) -> None:
         """``feature_mixup_alpha`` mixes cached inputs: every phase must train on them."""

@@ -200,6 +200,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="long-phase learning rate: constant, or warm-up then cosine decay",
         **_suppressed,
     )
+    train.add_argument(
+        "--average-last-epochs",
+        type=int,
+        metavar="N",
+        help="end the long phase on the mean of its last N epochs' weights where that scores "
+        "at least as well on the held-out images as its best epoch",
+        **_suppressed,
+    )
     train.add_argument("--precision", choices=_PRECISIONS, help="Keras dtype policy", **_suppressed)
     train.add_argument("--augment", action="store_true", help="random mirror, shift, rotate, zoom")
     train.add_argument(
@@ -603,6 +611,14 @@ def _train(args: argparse.Namespace) -> int:
         args.parser.error("--augment already mirrors the images: pass --flip-augment alone")
     if getattr(args, "feature_mixup_alpha", 0):
         _check_feature_mixup(args, spec)
+    if "average_last_epochs" in args:
+        long_epochs = getattr(args, "long_epochs", TransferCNNClassifier().long_epochs)
+        if not 2 <= args.average_last_epochs <= long_epochs:
+            args.parser.error(
+                f"--average-last-epochs {args.average_last_epochs}: it averages the weights of "
+                f"the long phase's last epochs; pass a number from 2 to --long-epochs "
+                f"({long_epochs})"
+            )
     own_photos = _is_photo_folder(Path(args.data))
     photo_options = ("image_size", "gray", "crop_faces", "min_face", "on_no_face")
     given = [f"--{dest.replace('_', '-')}" for dest in photo_options if getattr(args, dest, False)]
@@ -658,6 +674,7 @@ def _train(args: argparse.Namespace) -> int:
         "patience": "patience",
         "stopping_metric": "stopping_metric",
         "long_schedule": "long_schedule",
+        "average_last_epochs": "average_last_epochs",
         "precision": "precision",
         "test_time_crops": "test_time_crops",
         "label_smoothing": "label_smoothing",

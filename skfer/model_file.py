@@ -40,7 +40,13 @@ __all__ = [
 FORMAT_VERSION = 1
 MODEL = "model.keras"
 STATE = "estimator.json"
-FITTED = ("n_features_in_", "image_shape_", "history_", "long_phase_start_")
+FITTED = (
+    "n_features_in_",
+    "image_shape_",
+    "history_",
+    "long_phase_start_",
+    "weight_average_",
+)
 # Pickle protocol 2+ and the compressions joblib.dump writes (zlib, gzip, bz2, xz, lz4).
 PICKLE_SIGNATURES = (
     b"\x80",

@@ -187,6 +187,8 @@ def load(path: str | os.PathLike):
     estimator.image_shape_ = tuple(state["image_shape_"])
     estimator.history_ = state["history_"]
     estimator.long_phase_start_ = state["long_phase_start_"]
+    # Files written before average_last_epochs existed have none.
+    estimator.weight_average_ = state.get("weight_average_")
     estimator._flat_input = state["flat_input"]
     estimator.model_ = model
     return estimator

@@ -14,6 +14,7 @@ Ctrl-C stops it cleanly with the best weights seen so far.
 from __future__ import annotations
 
 import contextlib
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -41,13 +42,16 @@ __all__ = [
     "CACHED_STEPS_PER_EXECUTION",
     "OPTIMIZERS",
     "CachedSplit",
+    "RecentWeights",
     "FeatureStage",
     "Phase",
     "ShuffledBatches",
     "TrainingResult",
     "TrainingSettings",
+    "WeightAverage",
     "cached_split",
     "feature_graph",
+    "mean_weights",
     "mixup",
     "train",
 ]
@@ -263,6 +267,11 @@ class Phase:
         With a frozen backbone: where its cached features are cut (``cached_split``'s
         ``via_blocks``), the boundary of a later phase that trains the top ``via_blocks``
         blocks, so that both phases run the blocks below it once.
+    average_epochs : int or None
+        The phase ends on the mean of the weights at the end of its last ``average_epochs``
+        epochs (stochastic weight averaging, Izmailov et al. 2018), where that mean scores at
+        least as well on the validation data as the phase's best epoch (without early
+        stopping: always). None: off.
     """
 
     name: str
@@ -271,6 +280,7 @@ class Phase:
     trainable_blocks: int | None
     schedule: str = "constant"
     via_blocks: int | None = None
+    average_epochs: int | None = None
 
     @property
     def backbone_frozen(self) -> bool:
@@ -348,10 +358,49 @@ class TrainingResult:
         Per epoch across phases: Keras' metrics and ``phase``, the name of each epoch's phase.
     interrupted_phase : str or None
         The phase that Ctrl-C stopped, if any.
+    weight_averages : list of WeightAverage
+        One per phase that averaged its last epochs' weights.
     """
 
     history: dict[str, list] = field(default_factory=lambda: {"phase": []})
     interrupted_phase: str | None = None
+    weight_averages: list[WeightAverage] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class WeightAverage:
+    """A phase's mean of its last epochs' weights, and whether the phase ended on it.
+
+    Attributes
+    ----------
+    phase : str
+        The phase's name.
+    epochs : tuple of int
+        The epochs averaged, counted from 1 across phases as in the log.
+    score : float or None
+        The mean's validation score (``TrainingSettings.stopping_metric``); None without
+        validation data.
+    best_epoch_score : float or None
+        The phase's best epoch's validation score; None without early stopping.
+    kept : bool
+        Whether the phase ended on the mean (else on its best epoch's weights).
+    """
+
+    phase: str
+    epochs: tuple[int, ...]
+    score: float | None
+    best_epoch_score: float | None
+    kept: bool
+
+    def as_dict(self) -> dict:
+        """Plain JSON-ready values."""
+        return {
+            "phase": self.phase,
+            "epochs": list(self.epochs),
+            "score": self.score,
+            "best_epoch_score": self.best_epoch_score,
+            "kept": self.kept,
+        }
 
 
 def train(
@@ -430,6 +479,7 @@ def train(
                     checkpoint=checkpoint,
                     cache=cache,
                     history=result.history,
+                    weight_averages=result.weight_averages,
                 )
             if interrupted:
                 result.interrupted_phase = phase.name
@@ -440,18 +490,23 @@ def train(
                 checkpoint.finish_phase(model, phase.name, result.history)
         if settings.patience is not None:
             later_phase = any(later.epochs for later in phases[index + 1 :])
+            kept_means = [
+                average.score
+                for average in result.weight_averages
+                if average.phase == phase.name and average.kept and average.score is not None
+            ]
             best = _keep_the_better_phase(
-                model, phase.name, result.history, best, later_phase, settings
+                model, phase.name, result.history, best, later_phase, settings, kept_means
             )
     if checkpoint is not None:
         checkpoint.remove()
     return result
 
 
-def _keep_the_better_phase(model, phase_name, history, best, later_phase, settings):
-    """Early stopping across phases: if no epoch of ``phase_name`` beat ``best``, the best
-    validation score (``settings.stopping_metric``) of an earlier phase, go back to that
-    phase's weights.
+def _keep_the_better_phase(model, phase_name, history, best, later_phase, settings, kept_means=()):
+    """Early stopping across phases: if no epoch of ``phase_name`` (nor the mean of its
+    weights it ended on, ``kept_means``' scores) beat ``best``, the best validation score
+    (``settings.stopping_metric``) of an earlier phase, go back to that phase's weights.
 
     Returns the new ``best``, ``(score, weights)``, kept only while a later phase follows.
     """
@@ -462,7 +517,7 @@ def _keep_the_better_phase(model, phase_name, history, best, later_phase, settin
         score
         for score, name in zip(history[key], history["phase"], strict=True)
         if name == phase_name
-    ]
+    ] + list(kept_means)
     best_score = max(scores, default=-np.inf)  # none: Ctrl-C before its first epoch ended
     if best is not None and best_score <= best[0]:
         model.set_weights(best[1])
@@ -485,9 +540,10 @@ def _set_trainable(model, spec, phase) -> None:
 
 def _fit_phase(
     model, spec, phase, data, validation, *, settings, seed, multi_step, callbacks, checkpoint,
-    cache, history,
+    cache, history, weight_averages,
 ) -> bool:  # fmt: skip
-    """Compile and fit one phase; append its epochs to ``history``. True if interrupted."""
+    """Compile and fit one phase; append its epochs to ``history`` and its
+    :class:`WeightAverage` (if it averages) to ``weight_averages``. True if interrupted."""
     split = None
     if settings.cache_features and not is_augmented(model) and not settings.mixup_alpha:
         split = cached_split(model, spec, phase.trainable_blocks, via_blocks=phase.via_blocks)
@@ -564,6 +620,10 @@ def _fit_phase(
     recorder = keras.callbacks.History()
     recorder.epoch = []
     phase_callbacks.append(recorder)
+    recent = None
+    if phase.average_epochs:
+        recent = RecentWeights(phase.average_epochs)
+        phase_callbacks.append(recent)
     if settings.verbose:
         trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
         print(
@@ -584,6 +644,12 @@ def _fit_phase(
             )
             + (", random mirror images" if mirrored is not None else "")
             + ("" if split is None else f", on cached {_described(split)}")
+            + (
+                f", ending on the mean of its last {phase.average_epochs} epochs' weights "
+                "where that scores at least as well"
+                if phase.average_epochs
+                else ""
+            )
         )
     done = len(history["phase"])  # past ``start`` when resuming a phase
     batches = ShuffledBatches(
@@ -615,6 +681,10 @@ def _fit_phase(
                 validation_data=validation,
                 verbose={0: 0, 1: 2}.get(settings.verbose, 1),
             )
+            if recent is not None and len(recent.weights) >= 2:
+                weight_averages.append(
+                    _end_on_mean(trained_model, recent, validation, early_stopping, phase, settings)
+                )
     except KeyboardInterrupt:
         fitted = recorder  # the epochs that finished
         if early_stopping is not None and early_stopping.best_weights is not None:
@@ -623,6 +693,59 @@ def _fit_phase(
         return True
     _record(history, phase.name, fitted)
     return False
+
+
+class RecentWeights(keras.callbacks.Callback):
+    """Keeps the model's weights at the end of each of its last ``count`` epochs."""
+
+    def __init__(self, count: int):
+        super().__init__()
+        self.weights = deque(maxlen=count)
+        self.epochs = deque(maxlen=count)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.weights.append(self.model.get_weights())
+        self.epochs.append(epoch)
+
+
+def mean_weights(weights: Sequence[list[np.ndarray]]) -> list[np.ndarray]:
+    """The element-wise mean of several copies of a model's weights; arrays that are not
+    floating point (counters, seeds) are taken from the last copy."""
+    return [
+        np.mean(arrays, axis=0, dtype=np.float64).astype(arrays[-1].dtype)
+        if np.issubdtype(arrays[-1].dtype, np.floating)
+        else arrays[-1]
+        for arrays in zip(*weights, strict=True)
+    ]
+
+
+def _end_on_mean(model, recent, validation, early_stopping, phase, settings) -> WeightAverage:
+    """Set ``model`` to the mean of ``recent``'s weights where it scores at least as well on
+    ``validation`` as the early stopping's best epoch (which ``model`` holds on entry)."""
+    epochs = tuple(epoch + 1 for epoch in recent.epochs)
+    best_weights = model.get_weights()
+    model.set_weights(mean_weights(recent.weights))
+    score = None
+    if validation is not None:
+        logs = model.evaluate(validation, verbose=0, return_dict=True)
+        score = float(logs[settings.stopping_metric])
+    best_score = None if early_stopping is None else float(early_stopping.best)
+    kept = best_score is None or score >= best_score
+    if not kept:
+        model.set_weights(best_weights)
+    if settings.verbose:
+        print(
+            f"[skfer] {phase.name} retraining: the mean of the weights of epochs "
+            f"{epochs[0]}-{epochs[-1]}"
+            + ("" if score is None else f" scores {score:.4f} on the validation data")
+            + (
+                ""
+                if best_score is None
+                else f" against the best epoch's {best_score:.4f}: "
+                + ("ending on the mean" if kept else "keeping the best epoch")
+            )
+        )
+    return WeightAverage(phase.name, epochs, score, best_score, kept)
 
 
 def mixup(x: np.ndarray, y: np.ndarray, alpha: float, rng: np.random.Generator):

@@ -207,6 +207,12 @@ def test_quiet_prints_no_tensorflow_start_up_lines(trained, tmp_path):
         (["--test-time-crops", "3"], "argument --test-time-crops: invalid choice: 3"),
         (["--augment", "--flip-augment"], "--augment already mirrors the images"),
         (
+            ["--average-last-epochs", "5", "--long-epochs", "3"],
+            "--average-last-epochs 5: it averages the weights of the long phase's last epochs; "
+            "pass a number from 2 to --long-epochs (3)",
+        ),
+        (["--average-last-epochs", "1"], "pass a number from 2 to --long-epochs (20)"),
+        (
             ["--feature-mixup-alpha", "0.4", "--augment"],
             "--feature-mixup-alpha mixes the cached features, which --augment and",
         ),
