@@ -364,6 +364,12 @@ def train_base_models(context: RunContext, run: RunData) -> BaseModels:
         )
         context.progress.item(number, len(plans), base.label)
     context.document["stop_accuracy"] = result.stop_accuracy
+    # The models whose long phase averaged its last epochs' weights: which were kept.
+    context.document["weight_averages"] = {
+        label: clf.weight_average_
+        for label, clf in result.models.items()
+        if clf.weight_average_ is not None
+    }
     context.document["failures"] = result.failures
     context.document["skipped"] = result.skipped
     if result.models:
@@ -806,7 +812,12 @@ def reproduce(
     context.out.mkdir(parents=True, exist_ok=True)
     machine = describe_machine()
     context.document.update(
-        preset=asdict(plan), random_state=random_state, dataset=dataset, machine=machine
+        # The base models this run trains on its dataset (on FER+: the vote variants, without
+        # the FER2013-only ones), not every plan of the preset.
+        preset=asdict(replace(plan, base_models=base_models_for(plan, dataset))),
+        random_state=random_state,
+        dataset=dataset,
+        machine=machine,
     )
     context.progress.log(f"machine: {machine_line(machine)}")
     title = f"{preset}{' --smoke' if smoke else ''}" + (

@@ -36,6 +36,8 @@ def test_quick_preset_path_on_ferplus_labels(ferplus_files, tmp_path, monkeypatc
     """The whole table (base model on labels and on votes, 8 experts, ensemble, figures) on
     the tiny test backbone: about a minute on 2 CPU cores."""
     tiny = {key: value for key, value in TINY.items() if key not in ("random_state", "verbose")}
+    # Two long epochs, ended on their mean where it scores as well (recorded per model).
+    tiny.update(long_epochs=2, average_last_epochs=2)
     plan = skfer.presets.Preset(
         name="quick",
         description="the quick preset's steps on the tiny test backbone",
@@ -68,6 +70,8 @@ def test_quick_preset_path_on_ferplus_labels(ferplus_files, tmp_path, monkeypatc
         "ensemble (MLP stack, standardized inputs)",  # the preset's ferplus_stacker
     }
     assert document["preset"]["stacker"] == "standardized_mlp"
+    # The run's own base models, the votes twin with them.
+    assert [base["label"] for base in document["preset"]["base_models"]] == ["tiny", soft]
     assert (
         "- stacking MLP on standardized inputs: hidden layers (8, 4)"
         in (out / "results.md").read_text()
@@ -75,6 +79,8 @@ def test_quick_preset_path_on_ferplus_labels(ferplus_files, tmp_path, monkeypatc
     final = skfer.load(out / "models" / "ensemble.skfer").final_estimator_
     assert [name for name, _ in final.steps] == ["standardscaler", "mlpclassifier"]
     assert set(document["stop_accuracy"]) == {"tiny", soft}
+    assert set(document["weight_averages"]) == {"tiny", soft}
+    assert all(average["epochs"] == [2, 3] for average in document["weight_averages"].values())
     assert "- base model tiny, soft targets (FER+ votes): " in (out / "results.md").read_text()
     for row in document["results"]:
         assert row["n_samples"] == len(FERPLUS_CLASSES) * N_TEST  # no test image in Training

@@ -147,7 +147,6 @@ def test_smoke_presets_keep_the_plan_and_shrink_its_cost(name):
             minimum, min(48, base.params.get("input_size") or 48)
         )
         assert small.params["short_epochs"] == small.params["long_epochs"] == 1
-        assert small.params.get("average_last_epochs") is None  # one long epoch: none to average
     assert smoke.train_per_class * smoke.stack_fraction >= 5  # 5-fold member selection
 
 

@@ -13,6 +13,7 @@ from conftest import two_class_images
 from skfer import TransferCNNClassifier, get_backbone, load
 from skfer.backend import OrderedBatches
 from skfer.model import build_transfer_model
+from skfer.presets import PRESETS, smoke_preset
 from skfer.training import (
     Phase,
     RecentWeights,
@@ -143,3 +144,16 @@ def test_bad_averaging_parameters_are_refused_before_any_work(tiny_params, param
     X, y = two_class_images(8, 16, darken=4)
     with pytest.raises(ValueError, match=message):
         TransferCNNClassifier(**{**tiny_params, **params}).fit(X, y)
+
+
+def test_a_smoke_run_of_an_averaging_plan_averages_nothing():
+    plan = PRESETS["cpu"]
+    first = plan.base_models[0]
+    averaging = dataclasses.replace(
+        plan,
+        base_models=(
+            dataclasses.replace(first, params={**first.params, "average_last_epochs": 3}),
+        ),
+    )
+    (small,) = smoke_preset(averaging).base_models
+    assert small.params["long_epochs"] == 1 and small.params["average_last_epochs"] is None
