@@ -7,15 +7,15 @@
 Rebuilds a ``skfer reproduce --preset cpu`` run's protocol, FER2013 or FER+ (as
 ``bench_members.py`` does, from ``RUN/results.json``) and reads its members' probabilities on
 the stacking part and PublicTest from ``RUN/members.npz`` (written by ``bench_members.py``).
-Then it trains each candidate, a variant of the preset's frozen face model, of its spatial
-head, of its block-13 model (at another input size; FER2013 only, as on FER+ that model
-trains on the votes), of its ImageNet MobileNet 0.25 (another input size or seed), the frozen
-model on the face MobileNet's lower nine blocks pooled over a 2 x 2 grid, or, on
-FER+, the frozen, spatial-head and ImageNet models trained on the votes (``ON_VOTES``), as
-``reproduce`` trains a base model: on the fit part, early-stopped on the stopping part, the
-face models scored with the preset's flip test-time augmentation. The face candidates share
-one feature cache (the preset's bound), so the first one's minutes include the block-12 maps
-of every image.
+Then it trains each candidate, a variant of the preset's frozen face model, of the spatial
+head it had until run v27, of its block-13 model (at another input size; FER2013 only, as on
+FER+ that model trains on the votes), of its ImageNet MobileNet 0.25 (another input size or
+seed), the frozen model on the face MobileNet's lower nine blocks pooled over a 2 x 2 grid,
+or, on FER+, the frozen, spatial-head and ImageNet models trained on the votes
+(``ON_VOTES``), as ``reproduce`` trains a base model: on the fit part, early-stopped on the
+stopping part, the face models scored with the preset's flip test-time augmentation. The
+face candidates share one feature cache (the preset's bound), so the first one's minutes
+include the block-11 maps of every image.
 
 The run's members are those in ``members.npz`` less any whose label contains a ``--drop``
 string; the selection is rebuilt from them as ``reproduce`` builds it, from the member most
@@ -46,18 +46,19 @@ from skfer import TransferCNNClassifier, get_backbone  # noqa: E402
 from skfer.cache import feature_cache  # noqa: E402
 from skfer.ensemble import MLP_STACKER_ALPHA, make_stacker  # noqa: E402
 from skfer.metrics import paired_difference  # noqa: E402
-from skfer.presets import PRESETS  # noqa: E402
+from skfer.presets import PRESETS, BaseModelPlan  # noqa: E402
 
 PRESET = PRESETS["cpu"]
-FROZEN, SPATIAL = (
-    next(
-        plan
-        for plan in PRESET.base_models
-        if plan.params["backbone"] == "mobilenet_vggface2"
-        and plan.params["long_epochs"] == 0
-        and (plan.params.get("pooling") == "spatial") == spatial
-    )
-    for spatial in (False, True)
+FROZEN = next(
+    plan
+    for plan in PRESET.base_models
+    if plan.params["backbone"] == "mobilenet_vggface2" and plan.params["long_epochs"] == 0
+)
+SPATIAL = BaseModelPlan(
+    # The preset's member until run v27 (docs/results.md), which no selection took once the
+    # lower-blocks member was there.
+    "MobileNet 1.0 (face-trained, VGGFace2), frozen, spatial head, 224 px, mirrored, flip TTA",
+    {**FROZEN.params, "pooling": "spatial", "head": (512,), "patience": 3},
 )
 BLOCK13 = PRESET.base_models[0]
 IMAGENET = next(plan for plan in PRESET.base_models if plan.params["backbone"] == "mobilenet"
