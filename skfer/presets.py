@@ -282,8 +282,8 @@ PRESETS = {
         "2 x 2 grid); MobileNet 0.25 (ImageNet) "
         "fine-tuned at 96 px (3 + 4 epochs) and a random-init control (64 px, 1 + 1 epochs), both "
         "kept short; the face models train on random mirror images (their cached maps) and "
-        "average each test image with its mirror image; 2 CPU cores, under an hour (about "
-        "49 minutes in run v26 on an AMD EPYC)",
+        "average each test image with its mirror image; 2 CPU cores, under an hour (44.7 "
+        "minutes in run v27 on an AMD EPYC)",
         base_models=(
             BaseModelPlan(
                 _FACE_TOP_BLOCKS,

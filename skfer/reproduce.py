@@ -403,6 +403,7 @@ def train_experts(context: RunContext, run: RunData, source: TransferCNNClassifi
             **source.get_params(),
             "weights": str(backbone_file),
             "long_epochs": 0,
+            "average_last_epochs": None,  # no long phase: no epochs to average
             "augmentation": False,
             "mixup_alpha": 0.0,  # mixup would turn off the cached features the experts share
             "cache_predictions": False,  # experts read the cache anyway (ClassExpert)
