@@ -301,7 +301,7 @@ PRESETS = {
             # Its pooled features come from the block-11 maps of the models above.
             BaseModelPlan(_FACE_FROZEN_LABEL, _FACE_FROZEN),
             # The face network's lower nine blocks: features less specific to identity than
-            # the top block's, so it errs on other images than the four above. Both runs'
+            # the top block's, so it errs on other images than the three above. Both runs'
             # selections take it first (docs/results.md): the stack's gain over its best
             # member rose from +0.36 to +1.07 points of stacking CV on FER+ (run v16 against
             # v15) and from +1.43 to +2.06 on FER2013 (v26 against v25), for 3.6-4.6 minutes

@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import keras
 import numpy as np
@@ -393,14 +393,8 @@ class WeightAverage:
     kept: bool
 
     def as_dict(self) -> dict:
-        """Plain JSON-ready values."""
-        return {
-            "phase": self.phase,
-            "epochs": list(self.epochs),
-            "score": self.score,
-            "best_epoch_score": self.best_epoch_score,
-            "kept": self.kept,
-        }
+        """Plain JSON-ready values (``epochs`` as a list, as JSON gives it back)."""
+        return {**asdict(self), "epochs": list(self.epochs)}
 
 
 def train(
