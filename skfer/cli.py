@@ -20,6 +20,7 @@ import json
 import logging
 import math
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -46,6 +47,36 @@ _SCHEDULES = ("constant", "cosine")  # skfer.training.SCHEDULES
 _STOPPING_METRICS = ("accuracy", "balanced_accuracy")  # skfer.stopping.STOPPING_METRICS
 _FER2013_FOLDERS = {"train", "test"}  # subfolders of the Kaggle FER2013 image folder
 _FACE_OPTIONS = ("crop_faces", "min_face", "on_no_face")  # evaluate's options for photo folders
+# skfer train's options (their argparse dest) that set a TransferCNNClassifier parameter of
+# another name, or of the same name where the option is given; and the parameters that other
+# options set, by flag.
+_TRAIN_OPTIONS = {
+    "input_size": "input_size",
+    "short_epochs": "short_epochs",
+    "long_epochs": "long_epochs",
+    "short_lr": "short_learning_rate",
+    "long_lr": "long_learning_rate",
+    "batch_size": "batch_size",
+    "distribution": "distribution",
+    "unfreeze_blocks": "unfreeze_blocks",
+    "patience": "patience",
+    "stopping_metric": "stopping_metric",
+    "long_schedule": "long_schedule",
+    "average_last_epochs": "average_last_epochs",
+    "precision": "precision",
+    "test_time_crops": "test_time_crops",
+    "label_smoothing": "label_smoothing",
+    "mixup_alpha": "mixup_alpha",
+    "feature_mixup_alpha": "feature_mixup_alpha",
+}
+_TRAIN_FLAGS = {
+    "backbone": "--backbone",
+    "weights": "--weights",
+    "head": "--head",
+    "augmentation": "--augment",
+    "flip_augmentation": "--flip-augment",
+    "test_time_flip": "--test-time-flip",
+}
 
 
 def _number(kind: Callable, low: float, high: float = math.inf, *, open_low: bool = False):
@@ -202,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--average-last-epochs",
-        type=int,
+        type=_number(int, 2),
         metavar="N",
         help="end the long phase on the mean of its last N epochs' weights where that scores "
         "at least as well on the held-out images as its best epoch",
@@ -548,25 +579,38 @@ def _progress(args: argparse.Namespace, message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
 
-def _check_feature_mixup(args, spec) -> None:
-    """A usage error, before any data loads, where ``--feature-mixup-alpha`` has no cached
-    inputs to mix (:class:`~skfer.TransferCNNClassifier`'s ``feature_mixup_alpha``)."""
+def _classifier(args: argparse.Namespace, weights: str | None):
+    """The classifier ``skfer train``'s options describe, its parameters checked before any
+    data loads: one it refuses is a usage error that names the options setting them."""
     from .classifier import TransferCNNClassifier
-    from .model import block_boundary
 
-    if args.augment or getattr(args, "mixup_alpha", 0):
-        args.parser.error(
-            "--feature-mixup-alpha mixes the cached features, which --augment and "
-            "--mixup-alpha turn off: pass one of them"
-        )
-    long_epochs = getattr(args, "long_epochs", TransferCNNClassifier().long_epochs)
-    blocks = getattr(args, "unfreeze_blocks", None)
-    if long_epochs and blocks != 0 and block_boundary(spec.block_ends, blocks) is None:
-        args.parser.error(
-            f"--feature-mixup-alpha mixes the cached block maps below the trained blocks: pass "
-            f"--unfreeze-blocks N with N below {len(spec.block_ends)}, the blocks of "
-            f"{args.backbone}, or --long-epochs 0"
-        )
+    clf = TransferCNNClassifier(
+        args.backbone,
+        weights=weights,
+        augmentation=args.augment,
+        flip_augmentation=args.flip_augment,
+        test_time_flip=args.test_time_flip,
+        random_state=args.seed,
+        verbose=0 if args.quiet else 1,
+        **({"head": tuple(args.head)} if "head" in args else {}),
+        **{param: getattr(args, dest) for dest, param in _TRAIN_OPTIONS.items() if dest in args},
+    )
+    try:
+        clf._check_params()
+    except ValueError as error:
+        flags = {
+            **{param: f"--{dest.replace('_', '-')}" for dest, param in _TRAIN_OPTIONS.items()},
+            **_TRAIN_FLAGS,
+        }
+        received = str(error).rpartition("Received:")[2]  # the values it refused, by name
+        positions = {
+            param: match.start()
+            for param in flags
+            if (match := re.search(rf"(?<!\w){param}=", received))
+        }
+        named = [f"{flags[param]} sets {param}" for param in sorted(positions, key=positions.get)]
+        args.parser.error(f"{error}" + (f" ({'; '.join(named)})" if named else ""))
+    return clf
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -575,7 +619,6 @@ def _train(args: argparse.Namespace) -> int:
 
     from .backbones import get_backbone, list_backbones
     from .backend import BackendError
-    from .classifier import TransferCNNClassifier
     from .datasets import load_fer2013
     from .distribute import make_strategy
     from .protocol import stratified_rows
@@ -585,21 +628,6 @@ def _train(args: argparse.Namespace) -> int:
             f"--backbone {args.backbone!r} is unknown; choose one of: {', '.join(list_backbones())}"
         )
     spec = get_backbone(args.backbone)
-    if getattr(args, "input_size", spec.min_input_size) < spec.min_input_size:
-        args.parser.error(
-            f"--input-size {args.input_size}: {args.backbone} needs at least "
-            f"{spec.min_input_size} px (default {spec.default_input_size})"
-        )
-    if getattr(args, "short_epochs", 1) == 0 and getattr(args, "long_epochs", 1) == 0:
-        args.parser.error("--short-epochs 0 and --long-epochs 0 would train nothing")
-    if "distribution" in args:  # a wrong backend or batch size is a usage error, found early
-        try:
-            make_strategy(
-                args.distribution,
-                batch_size=getattr(args, "batch_size", TransferCNNClassifier().batch_size),
-            )
-        except (BackendError, ValueError) as error:
-            args.parser.error(f"--distribution {args.distribution}: {error}")
     weights = None if args.weights.lower() == "none" else args.weights
     if weights not in (None, "default", *spec.weights) and not Path(weights).exists():
         args.parser.error(
@@ -607,18 +635,12 @@ def _train(args: argparse.Namespace) -> int:
             f"({', '.join(['default', *spec.weights, 'none'])})"
         )
 
-    if args.augment and args.flip_augment:
-        args.parser.error("--augment already mirrors the images: pass --flip-augment alone")
-    if getattr(args, "feature_mixup_alpha", 0):
-        _check_feature_mixup(args, spec)
-    if "average_last_epochs" in args:
-        long_epochs = getattr(args, "long_epochs", TransferCNNClassifier().long_epochs)
-        if not 2 <= args.average_last_epochs <= long_epochs:
-            args.parser.error(
-                f"--average-last-epochs {args.average_last_epochs}: it averages the weights of "
-                f"the long phase's last epochs; pass a number from 2 to --long-epochs "
-                f"({long_epochs})"
-            )
+    clf = _classifier(args, weights)
+    if "distribution" in args:  # a wrong backend or batch size is a usage error, found early
+        try:
+            make_strategy(args.distribution, batch_size=clf.batch_size)
+        except (BackendError, ValueError) as error:
+            args.parser.error(f"--distribution {args.distribution}: {error}")
     own_photos = _is_photo_folder(Path(args.data))
     photo_options = ("image_size", "gray", "crop_faces", "min_face", "on_no_face")
     given = [f"--{dest.replace('_', '-')}" for dest in photo_options if getattr(args, dest, False)]
@@ -662,36 +684,6 @@ def _train(args: argparse.Namespace) -> int:
         )
     held_out = f"held-out {args.holdout:.0%} of {part} (early stopping)"
 
-    options = {
-        "input_size": "input_size",
-        "short_epochs": "short_epochs",
-        "long_epochs": "long_epochs",
-        "short_lr": "short_learning_rate",
-        "long_lr": "long_learning_rate",
-        "batch_size": "batch_size",
-        "distribution": "distribution",
-        "unfreeze_blocks": "unfreeze_blocks",
-        "patience": "patience",
-        "stopping_metric": "stopping_metric",
-        "long_schedule": "long_schedule",
-        "average_last_epochs": "average_last_epochs",
-        "precision": "precision",
-        "test_time_crops": "test_time_crops",
-        "label_smoothing": "label_smoothing",
-        "mixup_alpha": "mixup_alpha",
-        "feature_mixup_alpha": "feature_mixup_alpha",
-    }
-    clf = TransferCNNClassifier(
-        args.backbone,
-        weights=weights,
-        augmentation=args.augment,
-        flip_augmentation=args.flip_augment,
-        test_time_flip=args.test_time_flip,
-        random_state=args.seed,
-        verbose=0 if args.quiet else 1,
-        **({"head": tuple(args.head)} if "head" in args else {}),
-        **{param: getattr(args, dest) for dest, param in options.items() if dest in args},
-    )
     _progress(args, f"training {args.backbone} on {len(target)} images; validation: {held_out}")
     clf.fit(images, target, validation_data=(X_val, y_val))
     path = clf.save(args.out)

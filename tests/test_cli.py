@@ -195,34 +195,51 @@ def test_quiet_prints_no_tensorflow_start_up_lines(trained, tmp_path):
 @pytest.mark.parametrize(
     "option, message",
     [
-        (["--input-size", "16"], "--input-size 16: mobilenet needs at least 32 px (default"),
+        (
+            ["--input-size", "16"],
+            "needs inputs of at least 32 pixels; pass a larger input_size. Received: "
+            "input_size=16 (--input-size sets input_size)",
+        ),
         (["--short-epochs", "-1"], "argument --short-epochs: must be int >= 0, got '-1'"),
         (["--batch-size", "0"], "argument --batch-size: must be int >= 1, got '0'"),
         (["--long-lr", "nan"], "argument --long-lr: must be float > 0, got 'nan'"),
         (["--holdout", "1"], "argument --holdout: must be float > 0 and < 1, got '1'"),
         (["--limit-per-class", "x"], "argument --limit-per-class: must be int >= 1, got 'x'"),
-        (["--short-epochs", "0", "--long-epochs", "0"], "would train nothing"),
+        (
+            ["--short-epochs", "0", "--long-epochs", "0"],
+            "nothing would be trained. Received: short_epochs=0, long_epochs=0 (--short-epochs "
+            "sets short_epochs; --long-epochs sets long_epochs)",
+        ),
         (["--label-smoothing", "1"], "argument --label-smoothing: must be float >= 0 and < 1"),
         (["--mixup-alpha", "-0.5"], "argument --mixup-alpha: must be float >= 0, got '-0.5'"),
         (["--test-time-crops", "3"], "argument --test-time-crops: invalid choice: 3"),
-        (["--augment", "--flip-augment"], "--augment already mirrors the images"),
+        (
+            ["--augment", "--flip-augment"],
+            "Set one of them. Received: augmentation=True, flip_augmentation=True (--augment sets "
+            "augmentation; --flip-augment sets flip_augmentation)",
+        ),
         (
             ["--average-last-epochs", "5", "--long-epochs", "3"],
-            "--average-last-epochs 5: it averages the weights of the long phase's last epochs; "
-            "pass a number from 2 to --long-epochs (3)",
+            "it cannot exceed long_epochs. Lower average_last_epochs, raise long_epochs, or set "
+            "average_last_epochs=None. Received: average_last_epochs=5, long_epochs=3 "
+            "(--average-last-epochs sets average_last_epochs; --long-epochs sets long_epochs)",
         ),
-        (["--average-last-epochs", "1"], "pass a number from 2 to --long-epochs (20)"),
+        (["--average-last-epochs", "1"], "argument --average-last-epochs: must be int >= 2"),
         (
             ["--feature-mixup-alpha", "0.4", "--augment"],
-            "--feature-mixup-alpha mixes the cached features, which --augment and",
+            "Received: feature_mixup_alpha=0.4, augmentation=True, unfreeze_blocks=None (every "
+            "block of 'mobilenet' trains in the long phase) (--feature-mixup-alpha sets "
+            "feature_mixup_alpha; --augment sets augmentation; --unfreeze-blocks sets "
+            "unfreeze_blocks)",
         ),
         (
             ["--feature-mixup-alpha", "0.4"],
-            "pass --unfreeze-blocks N with N below 14, the blocks of mobilenet, or",
+            "unfreeze fewer blocks than the backbone has (or use mixup_alpha on the images). "
+            "Received: feature_mixup_alpha=0.4, unfreeze_blocks=None",
         ),
         (
             ["--feature-mixup-alpha", "0.4", "--unfreeze-blocks", "14"],
-            "pass --unfreeze-blocks N with N below 14",
+            "Received: feature_mixup_alpha=0.4, unfreeze_blocks=14 (every block",
         ),
     ],
 )
