@@ -24,7 +24,10 @@ preset's fractions and ``--seed``), early-stopped on the stopping part. One fit 
 - ``feature_mixup``: ``feature_mixup_alpha=0.4`` (mixup of the cached features and block-12
   maps: the caches stay on, for a CPU);
 - ``bfloat16``: ``precision='mixed_bfloat16'`` (the maps computed and the top block trained in
-  bfloat16: for CPUs with bfloat16 matrix units).
+  bfloat16: for CPUs with bfloat16 matrix units);
+- ``fit_and_stack``, ``fit_and_stack_seed``: the preset's parameters (seed, seed + 1) trained
+  on the fit and stacking parts together (the run's stacking part is held out from its
+  stacked members; a model trained on it could be the run's single model, not a member).
 
 Every fitted model is scored as the preset predicts (flip test-time augmentation), without the
 flip, and, unless ``--no-crops``, with five test-time crops (``test_time_crops=5``, 0.9 of the
@@ -76,7 +79,11 @@ VARIANTS = {
     "two_blocks": {"unfreeze_blocks": 2},
     "feature_mixup": {"feature_mixup_alpha": 0.4},
     "bfloat16": {"precision": "mixed_bfloat16"},
+    "fit_and_stack": {},
+    "fit_and_stack_seed": {},
 }
+NEXT_SEED = {"seed", "fit_and_stack_seed"}  # the baseline's parameters with the next seed
+ON_STACK_PART_TOO = {"fit_and_stack", "fit_and_stack_seed"}
 CROPS = {"test_time_crops": 5, "test_time_crop_fraction": 0.9}
 
 
@@ -194,15 +201,24 @@ def main(argv=None) -> None:
             skipped.append(variant)
             say(f"{variant} skipped: under {least} s of the time limit left")
             continue
-        seed = args.seed + (variant == "seed")
+        seed = args.seed + (variant in NEXT_SEED)
+        train = fit
+        if variant in ON_STACK_PART_TOO:
+            train = Part(
+                np.concatenate([fit.images, splits.stack.images]),
+                np.concatenate([fit.target, splits.stack.target]),
+            )
         clf = TransferCNNClassifier(**{**params, **VARIANTS[variant]}, random_state=seed, verbose=1)
         callbacks = [] if deadline is None else [Deadline(deadline, least)]
-        say(f"{variant}: fitting {VARIANTS[variant] or 'the preset as it is'}, seed {seed}")
+        say(
+            f"{variant}: fitting {VARIANTS[variant] or 'the preset as it is'}, seed {seed}, on "
+            f"{len(train)} images"
+        )
         tick = time.monotonic()
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Training was interrupted")
             clf.fit(
-                fit.images, fit.target, validation_data=(stop.images, stop.target),
+                train.images, train.target, validation_data=(stop.images, stop.target),
                 callbacks=callbacks,
             )  # fmt: skip
         minutes = (time.monotonic() - tick) / 60
@@ -214,6 +230,7 @@ def main(argv=None) -> None:
             "variant": variant,
             "params": VARIANTS[variant],
             "seed": seed,
+            "training_images": len(train),
             "fit_minutes": round(minutes, 2),
             "predict_minutes": round((time.monotonic() - tick) / 60, 2),
             "epochs": [clf.history_["phase"].count(p) for p in ("short", "long")],
