@@ -160,11 +160,14 @@ def scores(clf, splits, crops: bool) -> dict:
 def held_out_comparison(clf, baseline_path: str, splits, seed: int) -> dict:
     """``clf`` against the saved model at ``baseline_path`` on the stopping and stacking parts
     together (with each one's test-time augmentation), paired image by image."""
-    held_out = np.concatenate([splits.stop.images, splits.stack.images])
-    target = np.concatenate([splits.stop.target, splits.stack.target])
+    parts = (splits.stop, splits.stack)
+    target = np.concatenate([part.target for part in parts])
+    # Part by part: the stopping part's maps are already in the feature cache, keyed by its
+    # own array; a concatenation would be a new array, its maps computed again.
     clf.set_params(cache_predictions=True)
-    ours = clf.predict(held_out)
-    theirs = load(baseline_path).predict(held_out)
+    ours = np.concatenate([clf.predict(part.images) for part in parts])
+    baseline = load(baseline_path)
+    theirs = np.concatenate([baseline.predict(part.images) for part in parts])
     return {
         "images": len(target),
         "accuracy": float(np.mean(ours == target)),

@@ -47,9 +47,9 @@ _SCHEDULES = ("constant", "cosine")  # skfer.training.SCHEDULES
 _STOPPING_METRICS = ("accuracy", "balanced_accuracy")  # skfer.stopping.STOPPING_METRICS
 _FER2013_FOLDERS = {"train", "test"}  # subfolders of the Kaggle FER2013 image folder
 _FACE_OPTIONS = ("crop_faces", "min_face", "on_no_face")  # evaluate's options for photo folders
-# skfer train's options (their argparse dest) that set a TransferCNNClassifier parameter of
-# another name, or of the same name where the option is given; and the parameters that other
-# options set, by flag.
+# skfer train's options (argparse dest) and the TransferCNNClassifier parameters they set:
+# those passed on where given, the switches always, and those whose values _classifier
+# converts (same name).
 _TRAIN_OPTIONS = {
     "input_size": "input_size",
     "short_epochs": "short_epochs",
@@ -69,14 +69,12 @@ _TRAIN_OPTIONS = {
     "mixup_alpha": "mixup_alpha",
     "feature_mixup_alpha": "feature_mixup_alpha",
 }
-_TRAIN_FLAGS = {
-    "backbone": "--backbone",
-    "weights": "--weights",
-    "head": "--head",
-    "augmentation": "--augment",
-    "flip_augmentation": "--flip-augment",
-    "test_time_flip": "--test-time-flip",
+_TRAIN_SWITCHES = {
+    "augment": "augmentation",
+    "flip_augment": "flip_augmentation",
+    "test_time_flip": "test_time_flip",
 }
+_TRAIN_CONVERTED = ("backbone", "weights", "head")
 
 
 def _number(kind: Callable, low: float, high: float = math.inf, *, open_low: bool = False):
@@ -587,21 +585,17 @@ def _classifier(args: argparse.Namespace, weights: str | None):
     clf = TransferCNNClassifier(
         args.backbone,
         weights=weights,
-        augmentation=args.augment,
-        flip_augmentation=args.flip_augment,
-        test_time_flip=args.test_time_flip,
         random_state=args.seed,
         verbose=0 if args.quiet else 1,
         **({"head": tuple(args.head)} if "head" in args else {}),
+        **{param: getattr(args, dest) for dest, param in _TRAIN_SWITCHES.items()},
         **{param: getattr(args, dest) for dest, param in _TRAIN_OPTIONS.items() if dest in args},
     )
     try:
         clf._check_params()
     except ValueError as error:
-        flags = {
-            **{param: f"--{dest.replace('_', '-')}" for dest, param in _TRAIN_OPTIONS.items()},
-            **_TRAIN_FLAGS,
-        }
+        dests = {**_TRAIN_OPTIONS, **_TRAIN_SWITCHES, **{name: name for name in _TRAIN_CONVERTED}}
+        flags = {param: f"--{dest.replace('_', '-')}" for dest, param in dests.items()}
         received = str(error).rpartition("Received:")[2]  # the values it refused, by name
         positions = {
             param: match.start()
