@@ -33,7 +33,9 @@ preset's fractions and ``--seed``), early-stopped on the stopping part. One fit 
   stacking parts together, which both it and the preset's model hold out: with
   ``--baseline-model`` (that run's saved first base model,
   ``RUN/models/base_model_1.skfer``, trained on the whole fit part), the paired difference
-  there says what those images add, on 2.5 times the stopping part's images.
+  there says what those images add, on 2.5 times the stopping part's images;
+  ``fit_less_seed``: the same with seed + 1 (its own draw of the images left out), against
+  ``--baseline-model-seed`` (the run's second seed, ``RUN/models/base_model_2.skfer``).
 
 Every fitted model is scored as the preset predicts (flip test-time augmentation), without the
 flip, and, unless ``--no-crops``, with five test-time crops (``test_time_crops=5``, 0.9 of the
@@ -90,9 +92,12 @@ VARIANTS = {
     "fit_and_stack": {},
     "fit_and_stack_seed": {},
     "fit_less": {},
+    "fit_less_seed": {},
 }
-NEXT_SEED = {"seed", "fit_and_stack_seed"}  # the baseline's parameters with the next seed
+# the baseline's parameters with the next seed
+NEXT_SEED = {"seed", "fit_and_stack_seed", "fit_less_seed"}
 ON_STACK_PART_TOO = {"fit_and_stack", "fit_and_stack_seed"}
+FIT_LESS = {"fit_less": "baseline_model", "fit_less_seed": "baseline_model_seed"}
 CROPS = {"test_time_crops": 5, "test_time_crop_fraction": 0.9}
 
 
@@ -194,6 +199,11 @@ def main(argv=None) -> None:
         default=None,
         help="a run's saved first base model, for fit_less (RUN/models/base_model_1.skfer)",
     )
+    parser.add_argument(
+        "--baseline-model-seed",
+        default=None,
+        help="that run's second seed, for fit_less_seed (RUN/models/base_model_2.skfer)",
+    )
     args = parser.parse_args(argv)
     start = time.monotonic()
     end = None if args.time_limit is None else start + args.time_limit
@@ -241,7 +251,7 @@ def main(argv=None) -> None:
                 np.concatenate([fit.images, splits.stack.images]),
                 np.concatenate([fit.target, splits.stack.target]),
             )
-        if variant == "fit_less":
+        if variant in FIT_LESS:
             removed = min(len(splits.stack), len(fit) // 2)
             kept, _ = train_test_split(
                 np.arange(len(fit)), test_size=removed, stratify=fit.target, random_state=seed
@@ -295,9 +305,10 @@ def main(argv=None) -> None:
             + f"); fit {minutes:.1f} min, {row['epochs'][0]} + {row['epochs'][1]} epochs"
             + (", cut at the time limit" if row["cut_at_time_limit"] else "")
         )
-        if variant == "fit_less" and args.baseline_model:
-            row["held_out_both"] = held_out_comparison(clf, args.baseline_model, splits, seed)
-            say(f"fit_less against {args.baseline_model}: {row['held_out_both']}")
+        baseline_model = getattr(args, FIT_LESS.get(variant, ""), None)
+        if baseline_model:
+            row["held_out_both"] = held_out_comparison(clf, baseline_model, splits, seed)
+            say(f"{variant} against {baseline_model}: {row['held_out_both']}")
         if variant == "seed" and "baseline" in probabilities:
             stop_mean, public_mean = (
                 (a + b) / 2
