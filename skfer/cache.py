@@ -3,13 +3,15 @@
 While the backbone (or its lower blocks) is frozen and the input is not augmented, its output
 does not change between epochs, between the experts of :class:`~skfer.OneVsAllExperts`, or
 between the folds of a search that fit the same backbone on the same images. The key is a
-digest of everything the features depend on: the feature graph's configuration (backbone,
-input size, precision, and the pooling or the block boundary), the values of its weights, the
-storage dtype, and the bytes, shape and dtype of the images. Features are computed in chunks
-straight into their final array (:func:`predict_in_chunks`), so a float16 cache never has a
-float32 copy of the whole set. An array of ``spill_bytes`` or more (block maps, say) is kept
-on disk in a :class:`~skfer.disk_array.DiskArray` and read by the batch, so that it does not
-count towards the process's memory.
+digest of everything the features depend on: the feature graph's configuration (backbone, input
+size, precision, and the pooling or the block boundary), the values of its weights, the storage
+dtype, and the bytes, shape and dtype of the images, hashed row by row: images whose rows all
+lie in a stored array's input (a subset, in any order) get those rows of it without computing,
+a view that holds no bytes of its own where the array is on disk, or a copy in memory. Features
+are computed in chunks straight into their final array (:func:`predict_in_chunks`), so a
+float16 cache never has a float32 copy of the whole set. An array of ``spill_bytes`` or more
+(block maps, say) is kept on disk in a :class:`~skfer.disk_array.DiskArray` and read by the
+batch, so that it does not count towards the process's memory.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import json
 import math
 import threading
 from collections import OrderedDict
+from dataclasses import dataclass, replace
+from functools import cached_property
 
 import keras
 import numpy as np
@@ -33,6 +37,7 @@ __all__ = [
     "feature_cache",
     "fingerprint",
     "predict_in_chunks",
+    "row_fingerprints",
 ]
 
 CHUNK_BYTES = 64 * 1024**2
@@ -40,6 +45,9 @@ CHUNK_BYTES = 64 * 1024**2
 
 SPILL_BYTES = 256 * 1024**2
 """Stored arrays of this size or larger go to disk (:class:`~skfer.disk_array.DiskArray`)."""
+
+ROW_DIGEST_DTYPE = np.dtype("S16")
+"""One row's digest (:func:`row_fingerprints`)."""
 
 
 def fingerprint(*parts) -> str:
@@ -154,6 +162,7 @@ class FeatureCache:
         self.spill_bytes = int(spill_bytes)
         self.directory = directory
         self._entries: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._provenance: dict[str, _Provenance] = {}
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
@@ -161,18 +170,19 @@ class FeatureCache:
     @property
     def nbytes(self) -> int:
         """Bytes held now."""
-        return sum(array.nbytes for array in self._entries.values())
+        return sum(_own_bytes(array) for array in self._entries.values())
 
     @property
     def disk_bytes(self) -> int:
         """Bytes held on disk (:class:`~skfer.disk_array.DiskArray` entries), part of
         :attr:`nbytes`."""
-        return sum(a.nbytes for a in self._entries.values() if isinstance(a, DiskArray))
+        return sum(_own_bytes(a) for a in self._entries.values() if isinstance(a, DiskArray))
 
     def clear(self) -> None:
         """Drop every entry and reset the hit and miss counters."""
         with self._lock:
             self._entries.clear()
+            self._provenance.clear()
             self.hits = self.misses = 0
 
     def features(
@@ -185,7 +195,13 @@ class FeatureCache:
         dtype: str = "float32",
     ) -> np.ndarray:
         """``feature_model.predict(images)`` stored as ``dtype``, computed once per distinct
-        model and data (by :func:`predict_in_chunks`).
+        model and image (by :func:`predict_in_chunks`).
+
+        ``images`` whose rows all lie in the input of a stored array of the same model (the
+        fit part of a run whose fit and stacking parts were computed together, a fold of a
+        cross-validation that saw the whole set) get those rows of it without computing: a
+        view that reads the file of a :class:`~skfer.disk_array.DiskArray`, or a copy of an
+        array in memory.
 
         Parameters
         ----------
@@ -193,7 +209,7 @@ class FeatureCache:
             Maps images to features.
         images : ndarray
             The input batch. One of this cache's own arrays (the maps of a first stage, say)
-            is keyed by its entry's key rather than by hashing its bytes again.
+            is keyed by what it was computed from rather than by hashing its bytes again.
         graph : dict
             What defines ``feature_model`` besides its weights (backbone name, input size,
             pooling...). Layer names are not part of the key: Keras numbers them per session.
@@ -214,17 +230,22 @@ class FeatureCache:
         OverflowError
             If a feature lies beyond the range of ``dtype`` (float16: 65504).
         """
-        key = fingerprint(
+        source = fingerprint(
             graph,
-            {"stored_as": np.dtype(dtype).name},
+            {"stored_as": np.dtype(dtype).name, "rows": [list(images.shape[1:]), images.dtype.str]},
             *[np.asarray(w) for w in feature_model.get_weights()],
-            self._entry_key(images) or images,
         )
+        inputs = self._input_rows(images)
+        key = fingerprint({"source": source}, inputs)
         with self._lock:
             if key in self._entries:
                 self._entries.move_to_end(key)
                 self.hits += 1
                 return self._entries[key]
+            found = self._rows_of(source, inputs)
+            if found is not None:
+                self.hits += 1
+                return self._store(key, _Provenance(source, inputs), *found)
             self.misses += 1
         shape = (len(images), *feature_model.output_shape[1:])
         nbytes = np.dtype(dtype).itemsize * math.prod(shape)
@@ -239,30 +260,103 @@ class FeatureCache:
             chunk_bytes=self.chunk_bytes,
             out=on_disk,
         )
-        features.setflags(write=False)
         with self._lock:
-            if self._evict(room=features.nbytes):
-                self._entries[key] = features
-        return features
+            return self._store(key, _Provenance(source, inputs), features)
 
-    def _entry_key(self, array: np.ndarray) -> dict | None:
-        """``{"cached_entry": key}`` if ``array`` is one of the stored arrays, else None.
-
-        A stored array is read-only and its key digests everything it was computed from, so
-        the key stands for its bytes.
-        """
+    def _input_rows(self, array) -> np.ndarray:
+        """One digest per row of ``array``: of what a stored array's row was computed from,
+        else of the row's bytes (:func:`row_fingerprints`)."""
         with self._lock:
             key = next((key for key, stored in self._entries.items() if stored is array), None)
-        return None if key is None else {"cached_entry": key}
+            if key is not None:
+                return self._provenance[key].outputs
+        return row_fingerprints(array)
+
+    def _rows_of(self, source: str, inputs: np.ndarray) -> tuple | None:
+        """``(array, rows)``: a stored array of ``source`` (the newest first) whose input
+        holds every one of ``inputs``, and their rows in it; None if none does. Call it
+        holding the lock."""
+        for key in reversed(self._entries):
+            provenance = self._provenance[key]
+            if provenance.source != source or len(provenance.inputs) < len(inputs):
+                continue
+            position = provenance.position
+            try:
+                rows = np.fromiter((position[row] for row in inputs.tolist()), np.intp)
+            except KeyError:
+                continue
+            return self._entries[key], rows, key
+        return None
+
+    def _store(self, key, provenance, array, rows=None, parent=None):
+        """Store ``array`` (or its ``rows``: a view of a DiskArray, whose bytes stay its
+        ``parent``'s, or a copy) under ``key`` if it fits; return it read-only. Call it
+        holding the lock."""
+        if rows is not None:
+            array = array.take(rows) if isinstance(array, DiskArray) else array[rows]
+        array.setflags(write=False)
+        if self._evict(room=_own_bytes(array)):
+            self._entries[key] = array
+            self._provenance[key] = replace(provenance, parent=parent)
+        return array
 
     def _evict(self, room: int) -> bool:
         """Evict entries, oldest use first, until ``room`` more bytes fit; False (evicting
-        nothing) if they never can. Call it holding the lock."""
+        nothing) if they never can. An entry's views go with it. Call it holding the lock."""
         if room > self.max_bytes:
             return False
         while self.nbytes + room > self.max_bytes:
-            self._entries.popitem(last=False)
+            key, _ = self._entries.popitem(last=False)
+            del self._provenance[key]
+            for view in [k for k, p in self._provenance.items() if p.parent == key]:
+                del self._entries[view], self._provenance[view]
         return True
+
+
+@dataclass(frozen=True)
+class _Provenance:
+    """What a stored array was computed from: ``source``, the digest of the feature model
+    (graph, weights, storage dtype and the input rows' shape and dtype), and ``inputs``, one
+    digest per input row; ``parent``: the key of the array whose file a view reads."""
+
+    source: str
+    inputs: np.ndarray
+    parent: str | None = None
+
+    @cached_property
+    def position(self) -> dict[bytes, int]:
+        """The row of each input digest."""
+        return {row: index for index, row in enumerate(self.inputs.tolist())}
+
+    @cached_property
+    def outputs(self) -> np.ndarray:
+        """One digest per output row: its source and its input's digest."""
+        prefix = self.source.encode()
+        return np.array(
+            [_digest(prefix + row) for row in self.inputs.tolist()], dtype=ROW_DIGEST_DTYPE
+        )
+
+
+def _own_bytes(array) -> int:
+    """The bytes ``array`` holds itself: none for a view of a DiskArray."""
+    return 0 if isinstance(array, DiskArray) and array.base is not None else array.nbytes
+
+
+def _digest(data) -> bytes:
+    return hashlib.blake2b(data, digest_size=ROW_DIGEST_DTYPE.itemsize).digest()
+
+
+def row_fingerprints(array) -> np.ndarray:
+    """One digest per row of ``array`` (in memory or a :class:`~skfer.disk_array.DiskArray`)
+    of its bytes; the row shape and dtype are left to the caller's key."""
+    blocks = (
+        array.row_blocks(CHUNK_BYTES)
+        if isinstance(array, DiskArray)
+        else [np.ascontiguousarray(array)]
+    )
+    return np.array(
+        [_digest(row.data) for block in blocks for row in block], dtype=ROW_DIGEST_DTYPE
+    )
 
 
 feature_cache = FeatureCache()

@@ -37,7 +37,8 @@ class DiskArray:
     -----
     Indexing supports what batching needs: an integer, a slice, an integer or boolean array
     of rows, and a tuple whose first item is one of those (the rest applied to the rows
-    read). ``np.asarray`` reads every row.
+    read). ``np.asarray`` reads every row. :meth:`take` gives a read-only view of some rows
+    that reads them from the same file.
     """
 
     def __init__(self, shape, dtype, directory: str | None = None):
@@ -50,6 +51,27 @@ class DiskArray:
         weakref.finalize(self, self._file.close)  # frees its disk space
         self._file.truncate(self.nbytes)
         self._writeable = True
+        self._rows = None  # a view's rows in its base's file (see take)
+        self.base = None
+
+    def take(self, rows) -> DiskArray:
+        """A read-only view of ``rows`` (an integer array, any order, repeats allowed): it
+        reads them from this array's file and holds no bytes of its own.
+
+        Raises
+        ------
+        IndexError
+            If ``rows`` is not a 1-d integer array of rows in range.
+        """
+        rows = self._row_indices(rows)
+        if self._rows is not None:
+            rows = self._rows[rows]
+        view = object.__new__(DiskArray)
+        view.__dict__.update(self.__dict__)
+        view.shape = (len(rows), *self._row_shape)
+        view._rows, view._writeable = rows, False
+        view.base = self if self.base is None else self.base  # keeps the file open
+        return view
 
     @property
     def ndim(self) -> int:
@@ -161,11 +183,15 @@ class DiskArray:
         return rows
 
     def _read_range(self, start: int, stop: int) -> np.ndarray:
+        if self._rows is not None:
+            return self._read_rows(np.arange(start, stop))
         out = np.empty((stop - start, *self._row_shape), self.dtype)
         self._read_into(memoryview(out.reshape(-1).view(np.uint8)), start * self._row_bytes)
         return out
 
     def _read_rows(self, rows: np.ndarray) -> np.ndarray:
+        if self._rows is not None:
+            rows = self._rows[rows]
         out = np.empty((len(rows), *self._row_shape), self.dtype)
         flat, size = memoryview(out.reshape(-1).view(np.uint8)), self._row_bytes
         for i, row in enumerate(rows.tolist()):

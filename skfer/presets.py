@@ -64,13 +64,18 @@ class BaseModelPlan:
     (:func:`skfer.ferplus.fer2013_vote_distribution`) plus ``1 - vote_share`` of the one-hot
     FER2013 label (:func:`skfer.soft_targets.mix_with_labels`): a member that learns from
     other annotators than the labels it is scored on. It needs FER+'s file; on FER+ runs,
-    whose labels are those votes' majority, it is left out (:func:`base_models_for`)."""
+    whose labels are those votes' majority, it is left out (:func:`base_models_for`).
+
+    ``on_stacking_part`` trains the model on the fit and stacking parts together: a single
+    model with more images, which the ensemble never takes as a member (it does not hold the
+    stacking part out) and the experts never start from."""
 
     label: str
     params: dict
     soft_targets: bool = False
     seed_offset: int = 0
     vote_share: float = 0.0
+    on_stacking_part: bool = False
 
     def __post_init__(self):
         if "random_state" in self.params:
@@ -84,6 +89,11 @@ class BaseModelPlan:
             raise ValueError(
                 f"vote_share must be a number in [0, 1]. Received: vote_share={share!r} in "
                 f"{self.label!r}"
+            )
+        if not isinstance(self.on_stacking_part, bool):
+            raise ValueError(
+                f"on_stacking_part must be True or False. Received: "
+                f"on_stacking_part={self.on_stacking_part!r} in {self.label!r}"
             )
         offset = self.seed_offset
         if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:

@@ -92,6 +92,11 @@ RUN_STACK_NOT_SHIPPED = "stack_not_shipped.skfer"
 """The stack's file in ``OUT/models/`` when the run ships its best member instead."""
 
 
+ON_STACKING_PART_NOTE = "trained on the fit and stacking parts: not an ensemble member"
+"""The table's note on a base model ``on_stacking_part`` (:class:`~skfer.presets.
+BaseModelPlan`)."""
+
+
 def stack_not_shipped_label(ensemble_label: str) -> str:
     """The row of a stack that the run did not ship: ``'stack not shipped (MLP stack)'``."""
     return "stack not shipped " + ensemble_label.removeprefix("ensemble ")
@@ -194,6 +199,17 @@ class BaseModels:
     def best_label(self) -> str:
         """The base model with the best accuracy on the stopping part."""
         return max(self.stop_accuracy, key=self.stop_accuracy.get)
+
+    @property
+    def stackable(self) -> dict[str, TransferCNNClassifier]:
+        """The models that hold the stacking part out: the ensemble's candidates."""
+        on_stack = {plan.label for plan in self.plans if plan.on_stacking_part}
+        return {label: clf for label, clf in self.models.items() if label not in on_stack}
+
+    @property
+    def best_stackable_label(self) -> str:
+        """The stackable model with the best accuracy on the stopping part."""
+        return max(self.stackable, key=self.stop_accuracy.get)
 
 
 @dataclass(frozen=True)
@@ -316,13 +332,15 @@ def load_run_data(
 
 
 def train_base_models(context: RunContext, run: RunData) -> BaseModels:
-    """Train each base model on ``fit``, early-stopped on ``stop``; a model whose weights
-    cannot be had is skipped and named in ``failures``."""
+    """Train each base model on ``fit`` (with ``on_stacking_part``: on ``fit`` and ``stack``),
+    early-stopped on ``stop``; a model whose weights cannot be had is skipped and named in
+    ``failures``."""
     context.progress.step(2, "base models")
-    fit, stop = run.splits.fit, run.splits.stop
+    stop = run.splits.stop
     plans = base_models_for(context.plan, context.dataset)
     result = BaseModels({}, {}, plans, [])
     for number, base in enumerate(plans, start=1):
+        fit = _training_part(run.splits, base)
         if base.vote_share and fit.distribution is None:
             reason = "trains on FER+ votes: pass FER+'s fer2013new.csv (--ferplus-labels)"
             result.skipped.append(f"{base.label}: {reason}")
@@ -376,6 +394,20 @@ def train_base_models(context: RunContext, run: RunData) -> BaseModels:
         context.document["best_base_model"] = result.best_label
         context.progress.log(f"best base model on the stopping part: {result.best_label}")
     return result
+
+
+def _training_part(splits: RunSplits, base: BaseModelPlan) -> Part:
+    """The fit part, followed by the stacking part for a model ``on_stacking_part`` (in that
+    order: the fit part's cached maps are rows of theirs, :class:`~skfer.cache.FeatureCache`)."""
+    if not base.on_stacking_part:
+        return splits.fit
+    parts = (splits.fit, splits.stack)
+    distributions = [part.distribution for part in parts]
+    return Part(
+        np.concatenate([part.images for part in parts]),
+        np.concatenate([part.target for part in parts]),
+        None if any(d is None for d in distributions) else np.concatenate(distributions),
+    )
 
 
 def _training_targets(base: BaseModelPlan, fit: Part, n_classes: int) -> np.ndarray | None:
@@ -463,14 +495,14 @@ def stack_ensemble(
     tick = time.perf_counter()
     stack, plan = run.splits.stack, context.plan
     stack_accuracy = {
-        label: model.score(stack.images, stack.target) for label, model in bases.models.items()
+        label: model.score(stack.images, stack.target) for label, model in bases.stackable.items()
     }
     base_label = max(stack_accuracy, key=stack_accuracy.get)
     context.progress.log(
         f"the ensemble's base: {base_label}, the base model most accurate on the stacking part "
         f"({stack_accuracy[base_label]:.4f})"
     )
-    others = {label: model for label, model in bases.models.items() if label != base_label}
+    others = {label: model for label, model in bases.stackable.items() if label != base_label}
     selection = select_experts(
         bases.models[base_label],
         experts,
@@ -557,6 +589,8 @@ def write_report(
     stack_label = stack_not_shipped_label(ensemble_label)
     for label, model in bases.models.items():
         predictions[label] = {s.name: model.predict(s.images) for s in run.splits.tests}
+        if label not in bases.stackable:
+            notes[label] = ON_STACKING_PART_NOTE
     if ensemble is not None:
         experts_label = "one-vs-all experts alone"
         predictions[experts_label] = {
@@ -832,8 +866,9 @@ def reproduce(
         )
         bases = train_base_models(context, run)
         ensemble = None
-        if bases.models:
-            on = plan.experts_on if plan.experts_on in bases.models else bases.best_label
+        if bases.stackable:
+            stackable = bases.stackable
+            on = plan.experts_on if plan.experts_on in stackable else bases.best_stackable_label
             experts = train_experts(context, run, bases.models[on], on)
             ensemble = stack_ensemble(context, run, bases, experts, on)
         document = write_report(context, run, bases, ensemble, title)
@@ -891,6 +926,8 @@ def _results_markdown(title, context, run, bases, results, paired, figures) -> s
                 f"{1 - base.vote_share:.0%} FER2013 labels"
             )
         seed = f"; seed {context.seed} + {base.seed_offset}" if base.seed_offset else ""
+        if base.on_stacking_part:
+            targets += f"; {ON_STACKING_PART_NOTE}"
         lines.append(f"- base model {base.label}: {params}{targets}{seed}")
     lines += [f"- not trained: {skipped}" for skipped in bases.skipped]
     expert = ", ".join(f"{key}={value!r}" for key, value in plan.expert_params.items())

@@ -98,12 +98,12 @@ def test_an_input_that_is_a_cached_entry_is_keyed_without_hashing_its_bytes(monk
     maps = cache.features(first, images, graph={"stage": 1}, batch_size=4)
     hashed = []
 
-    def recording(*parts):
-        hashed.extend(part for part in parts if isinstance(part, np.ndarray))
-        return real(*parts)
+    def recording(array):
+        hashed.append(array)
+        return real(array)
 
-    real = skfer.cache.fingerprint
-    monkeypatch.setattr(skfer.cache, "fingerprint", recording)
+    real = skfer.cache.row_fingerprints
+    monkeypatch.setattr(skfer.cache, "row_fingerprints", recording)
     pooled = cache.features(second, maps, graph={"stage": 2}, batch_size=4)
     assert not any(part is maps for part in hashed)
     assert cache.features(second, maps, graph={"stage": 2}, batch_size=4) is pooled
@@ -116,3 +116,71 @@ def test_an_input_that_is_a_cached_entry_is_keyed_without_hashing_its_bytes(monk
     hashed.clear()
     cache.features(second, maps, graph={"stage": 2}, batch_size=4)
     assert any(part is maps for part in hashed)
+
+
+def _dense(inputs: int, outputs: int, seed: int = 0):
+    import keras
+
+    model = keras.Sequential([keras.Input((inputs,)), keras.layers.Dense(outputs)])
+    rng = np.random.default_rng(seed)
+    model.set_weights([rng.standard_normal(w.shape).astype(np.float32) for w in model.weights])
+    return model
+
+
+@pytest.mark.parametrize("spill_bytes", [10**9, 1], ids=["in memory", "on disk"])
+def test_rows_of_a_stored_input_are_served_without_computing(spill_bytes, tmp_path):
+    cache = FeatureCache(spill_bytes=spill_bytes, directory=str(tmp_path))
+    first, second = _dense(4, 6), _dense(6, 3, seed=1)
+    images = np.random.default_rng(0).standard_normal((40, 4)).astype(np.float32)
+    maps = cache.features(first, images, graph={"stage": 1}, batch_size=8)
+    pooled = cache.features(second, maps, graph={"stage": 2}, batch_size=8)
+    rows = np.array([30, 2, 2, 17, 39, 0])  # any order, repeats
+    part_maps = cache.features(first, images[rows], graph={"stage": 1}, batch_size=8)
+    part_pooled = cache.features(second, part_maps, graph={"stage": 2}, batch_size=8)
+    assert (cache.hits, cache.misses) == (2, 2)
+    np.testing.assert_array_equal(np.asarray(part_maps), np.asarray(maps)[rows])
+    np.testing.assert_array_equal(np.asarray(part_pooled), np.asarray(pooled)[rows])
+    with pytest.raises(ValueError, match="read-only"):
+        if spill_bytes > 1:
+            part_maps[0] = 0
+        else:
+            part_maps.write(0, np.zeros((1, 6)))
+    # a view on disk holds no bytes of its own, a copy in memory does
+    copies = 0 if spill_bytes == 1 else part_maps.nbytes + part_pooled.nbytes
+    assert cache.nbytes == maps.nbytes + pooled.nbytes + copies
+    # the same subset again is a plain hit
+    assert cache.features(first, images[rows], graph={"stage": 1}, batch_size=8) is part_maps
+    assert (cache.hits, cache.misses) == (3, 2)
+
+
+def test_rows_are_served_only_from_the_same_model_and_only_when_all_are_there():
+    cache = FeatureCache()
+    model = _dense(4, 6)
+    images = np.random.default_rng(0).standard_normal((20, 4)).astype(np.float32)
+    cache.features(model, images, graph={"stage": 1}, batch_size=8)
+    new_row = np.concatenate([images[:5], images[:1] + 1])
+    other_weights, other_graph = _dense(4, 6, seed=2), {"stage": 1, "input_size": 48}
+    cache.features(model, new_row, graph={"stage": 1}, batch_size=8)
+    cache.features(other_weights, images[:5], graph={"stage": 1}, batch_size=8)
+    cache.features(model, images[:5], graph=other_graph, batch_size=8)
+    cache.features(model, images[:5], graph={"stage": 1}, batch_size=8, dtype="float16")
+    cache.features(model, images[:5].astype(np.float64), graph={"stage": 1}, batch_size=8)
+    assert (cache.hits, cache.misses) == (0, 6)
+    served = cache.features(model, images[:5], graph={"stage": 1}, batch_size=8)
+    assert cache.hits == 1
+    np.testing.assert_allclose(served, model.predict(images[:5], verbose=0), rtol=1e-6)
+
+
+def test_a_view_is_evicted_with_the_array_it_reads(tmp_path):
+    model = _dense(4, 8)
+    row_bytes = 8 * 4
+    cache = FeatureCache(max_bytes=30 * row_bytes, spill_bytes=1, directory=str(tmp_path))
+    images = np.random.default_rng(0).standard_normal((20, 4)).astype(np.float32)
+    cache.features(model, images, graph={}, batch_size=8)
+    view = cache.features(model, images[:10], graph={}, batch_size=8)
+    assert view.base is not None and cache.nbytes == 20 * row_bytes
+    cache.features(model, images[:15] + 1, graph={}, batch_size=8)  # evicts both
+    assert cache.nbytes == 15 * row_bytes
+    cache.features(model, images[:10], graph={}, batch_size=8)
+    assert (cache.hits, cache.misses) == (1, 3)
+    np.testing.assert_array_equal(view[:], model.predict(images[:10], verbose=0))

@@ -99,3 +99,22 @@ def test_the_cache_spills_large_arrays_to_disk_and_reads_them_back(tmp_path):
 def test_cache_sizes_are_validated(name, value):
     with pytest.raises(ValueError, match=f"{name} must be a positive integer"):
         FeatureCache(**{name: value})
+
+
+def test_a_view_of_some_rows_reads_them_from_the_same_file(stored):
+    values, array = stored
+    rows = np.array([7, 3, 3, 49, 0])
+    view = array.take(rows)
+    assert view.shape == (5, 3, 4) and view.base is array and len(view) == 5
+    np.testing.assert_array_equal(np.asarray(view), values[rows])
+    np.testing.assert_array_equal(view[1:4], values[rows][1:4])
+    np.testing.assert_array_equal(view[np.array([4, 0])], values[rows][[4, 0]])
+    np.testing.assert_array_equal(np.concatenate(list(view.row_blocks(30))), values[rows])
+    nested = view.take([4, 0])
+    assert nested.base is array
+    np.testing.assert_array_equal(nested[:], values[[0, 7]])
+    assert fingerprint(view) == fingerprint(values[rows])
+    with pytest.raises(ValueError, match="read-only"):
+        view.write(0, values[:1])
+    with pytest.raises(IndexError, match="out of range"):
+        array.take([50])

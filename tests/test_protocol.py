@@ -349,3 +349,80 @@ def test_gpu_preset_without_a_gpu_is_a_clear_usage_error(tmp_path, capsys):
     )
     assert main(["reproduce", "--preset", "gpu", "--data", str(csv), "--out", str(tmp_path)]) == 2
     assert "--preset gpu needs a GPU" in capsys.readouterr().err
+
+
+def test_a_model_on_the_stacking_part_trains_on_it_and_is_never_a_member(tmp_path, monkeypatch):
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (168, 48, 48)).astype(np.uint8)  # 6 per class to stack
+    csv = _write_csv(
+        tmp_path / "fer.csv",
+        np.concatenate([images, rng.integers(0, 256, (14, 48, 48)).astype(np.uint8)]),
+        np.concatenate([np.arange(168) % 7, np.arange(14) % 7]),
+        ["Training"] * 168 + ["PublicTest"] * 14,
+    )
+    tiny = {key: value for key, value in TINY.items() if key not in ("random_state", "verbose")}
+    plan = Preset(
+        name="quick",
+        description="tiny",
+        base_models=(
+            BaseModelPlan("single", tiny, on_stacking_part=True),
+            BaseModelPlan("member", tiny, seed_offset=1),
+        ),
+        stop_fraction=0.2,
+        stack_fraction=0.25,
+        stacker_layers=(8, 4),
+    )
+    monkeypatch.setitem(skfer.reproduce.PRESETS, "quick", plan)
+    trained, captured = {}, {}
+    fit = TransferCNNClassifier.fit
+
+    def spy(self, X, y, **kwargs):
+        trained.setdefault(self.random_state, np.asarray(X))
+        return fit(self, X, y, **kwargs)
+
+    def capture(*args, **kwargs):
+        captured["splits"] = split_for_run(*args, **kwargs)
+        return captured["splits"]
+
+    # The stopping part's best model is the one on the stacking part: the experts must still
+    # start from a member's backbone, and the ensemble be built on a member.
+    score = TransferCNNClassifier.score
+
+    def rigged_score(self, X, y, **kwargs):
+        single = self.random_state == 0 and len(X) == len(captured["splits"].stop)
+        return 1.0 if single else score(self, X, y, **kwargs)
+
+    monkeypatch.setattr(TransferCNNClassifier, "fit", spy)
+    monkeypatch.setattr(TransferCNNClassifier, "score", rigged_score)
+    monkeypatch.setattr(skfer.reproduce, "split_for_run", capture)
+    experts_on = []
+    train_experts = skfer.reproduce.train_experts
+
+    def record_experts(context, run, source, label):
+        experts_on.append(label)
+        return train_experts(context, run, source, label)
+
+    monkeypatch.setattr(skfer.reproduce, "train_experts", record_experts)
+    out = tmp_path / "out"
+    argv = ["reproduce", "--data", str(csv), "--out", str(out), "--weights-dir", str(tmp_path)]
+    assert main([*argv, "--stacker", "logistic", "--quiet"]) == 0
+    splits = captured["splits"]
+    np.testing.assert_array_equal(
+        trained[0], np.concatenate([splits.fit.images, splits.stack.images])
+    )
+    np.testing.assert_array_equal(trained[1], splits.fit.images)
+    document = json.loads((out / "results.json").read_text())
+    assert document["best_base_model"] == "single" and experts_on == ["member"]
+    selection = document["member_selection"]
+    assert list(selection["stack_accuracy"]) == ["member"] and selection["members"][0] == "member"
+    assert "single" not in selection["first_round"]
+    notes = {row["model"]: row.get("note") for row in document["results"]}
+    assert notes["single"] == "trained on the fit and stacking parts: not an ensemble member"
+    assert notes["member"] is None
+    text = (out / "results.md").read_text()
+    assert "- base model single: " in text and "stacking parts: not an ensemble member" in text
+
+
+def test_on_stacking_part_is_a_bool():
+    with pytest.raises(ValueError, match="on_stacking_part must be True or False"):
+        BaseModelPlan("model", {"backbone": "mobilenet"}, on_stacking_part=1)
