@@ -298,8 +298,8 @@ PRESETS = {
         "over a 2 x 2 grid); MobileNet 0.25 (ImageNet) "
         "fine-tuned at 96 px (3 + 4 epochs) and a random-init control (64 px, 1 + 1 epochs), both "
         "kept short; the face models train on random mirror images (their cached maps) and "
-        "average each test image with its mirror image; 2 CPU cores, under an hour (44.7 "
-        "minutes in run v27 on an AMD EPYC)",
+        "average each test image with its mirror image; 2 CPU cores, under an hour (42.7 "
+        "minutes in run v30 on an AMD EPYC)",
         base_models=(
             # The run's single model: the first seed was never a member (no selection took
             # it in runs v25-v27 nor FER+ v15-v17), so it trains on the stacking part too
