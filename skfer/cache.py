@@ -273,9 +273,9 @@ class FeatureCache:
         return row_fingerprints(array)
 
     def _rows_of(self, source: str, inputs: np.ndarray) -> tuple | None:
-        """``(array, rows)``: a stored array of ``source`` (the newest first) whose input
-        holds every one of ``inputs``, and their rows in it; None if none does. Call it
-        holding the lock."""
+        """``(array, rows, key)``: a stored array of ``source`` (the newest first) whose
+        input holds every one of ``inputs``, their rows in it, and its key; None if none
+        does. Call it holding the lock."""
         for key in reversed(self._entries):
             provenance = self._provenance[key]
             if provenance.source != source or len(provenance.inputs) < len(inputs):
@@ -289,11 +289,14 @@ class FeatureCache:
         return None
 
     def _store(self, key, provenance, array, rows=None, parent=None):
-        """Store ``array`` (or its ``rows``: a view of a DiskArray, whose bytes stay its
-        ``parent``'s, or a copy) under ``key`` if it fits; return it read-only. Call it
-        holding the lock."""
+        """Store ``array`` (or its ``rows``: a view of a DiskArray, whose bytes stay those of
+        the entry ``parent``, or a copy) under ``key`` if it fits; return it read-only. Call
+        it holding the lock."""
         if rows is not None:
-            array = array.take(rows) if isinstance(array, DiskArray) else array[rows]
+            if not isinstance(array, DiskArray):
+                array, parent = array[rows], None  # a copy: it outlives its parent
+            else:
+                array = array.take(rows)
         array.setflags(write=False)
         if self._evict(room=_own_bytes(array)):
             self._entries[key] = array

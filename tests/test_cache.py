@@ -184,3 +184,17 @@ def test_a_view_is_evicted_with_the_array_it_reads(tmp_path):
     cache.features(model, images[:10], graph={}, batch_size=8)
     assert (cache.hits, cache.misses) == (1, 3)
     np.testing.assert_array_equal(view[:], model.predict(images[:10], verbose=0))
+
+
+def test_a_copy_in_memory_outlives_the_array_it_came_from():
+    model = _dense(4, 8)
+    row_bytes = 8 * 4
+    cache = FeatureCache(max_bytes=35 * row_bytes)
+    images = np.random.default_rng(0).standard_normal((20, 4)).astype(np.float32)
+    cache.features(model, images, graph={}, batch_size=8)
+    copy = cache.features(model, images[:10], graph={}, batch_size=8)
+    assert cache.nbytes == 30 * row_bytes
+    cache.features(model, images[:10] + 1, graph={}, batch_size=8)  # evicts the 20 rows
+    assert cache.nbytes == 20 * row_bytes
+    assert cache.features(model, images[:10], graph={}, batch_size=8) is copy
+    assert (cache.hits, cache.misses) == (2, 2)
