@@ -167,8 +167,8 @@ def held_out_comparison(clf, baseline_path: str, splits, seed: int) -> dict:
     together (with each one's test-time augmentation), paired image by image."""
     parts = (splits.stop, splits.stack)
     target = np.concatenate([part.target for part in parts])
-    # Part by part: the stopping part's maps are already in the feature cache, keyed by its
-    # own array; a concatenation would be a new array, its maps computed again.
+    # Part by part: each part's maps are one array in the feature cache; a concatenation's
+    # rows would lie in two of them, and the cache serves rows of one array only.
     clf.set_params(cache_predictions=True)
     ours = np.concatenate([clf.predict(part.images) for part in parts])
     baseline = load(baseline_path)

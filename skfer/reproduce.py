@@ -587,9 +587,10 @@ def write_report(
     notes: dict[str, str] = {}
     ensemble_label = ENSEMBLE_LABELS[context.plan.stacker]
     stack_label = stack_not_shipped_label(ensemble_label)
+    stackable = bases.stackable
     for label, model in bases.models.items():
         predictions[label] = {s.name: model.predict(s.images) for s in run.splits.tests}
-        if label not in bases.stackable:
+        if label not in stackable:
             notes[label] = ON_STACKING_PART_NOTE
     if ensemble is not None:
         experts_label = "one-vs-all experts alone"
@@ -866,8 +867,8 @@ def reproduce(
         )
         bases = train_base_models(context, run)
         ensemble = None
-        if bases.stackable:
-            stackable = bases.stackable
+        stackable = bases.stackable
+        if stackable:
             on = plan.experts_on if plan.experts_on in stackable else bases.best_stackable_label
             experts = train_experts(context, run, bases.models[on], on)
             ensemble = stack_ensemble(context, run, bases, experts, on)
